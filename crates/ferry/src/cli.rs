@@ -1,0 +1,72 @@
+//! The command line: global options and one subcommand per pipeline entry point.
+//!
+//! Each subcommand's arguments live beside its implementation in [`crate::commands`].
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::commands;
+
+/// ferry delivers the hello service: test, build an OCI image without a Docker daemon,
+/// push it, render k8s.yml strictly, apply it server-side, follow the rollout, roll back on failure.
+///
+/// With no environment configured, `ferry ship` runs the whole pipeline on this machine.
+#[derive(Debug, Parser)]
+#[command(
+    name = "ferry",
+    version,
+    propagate_version = true,
+    arg_required_else_help = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct GlobalArgs {
+    /// Path to ferry.toml (default: ./ferry.toml, searched upwards from the current directory).
+    #[arg(long, global = true, env = "FERRY_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// How to report progress: `human` (spinners on a terminal), `plain` (one line per event,
+    /// for CI logs) or `json` (a machine-readable summary on stdout). Default: human on a
+    /// terminal, plain otherwise.
+    #[arg(long, global = true, env = "FERRY_OUTPUT", value_enum)]
+    pub output: Option<OutputFormat>,
+
+    /// More detail in logs (repeat for even more). Logs go to stderr.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Human,
+    Plain,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the whole pipeline: test → build → push → render → deploy → verify.
+    Ship(commands::ship::ShipArgs),
+    /// Everything up to the deploy, with a server-side dry run and diff; nothing is pushed or applied.
+    Plan(commands::plan::PlanArgs),
+    /// Build the service statically and assemble a reproducible OCI image (no Docker daemon).
+    Build(commands::build::BuildArgs),
+    /// Push the built image to an OCI registry and print `REPO@sha256:…`.
+    Push(commands::push::PushArgs),
+    /// Render the Kubernetes manifest; an undefined `${VAR}` is an error.
+    Render(commands::render::RenderArgs),
+    /// Apply the manifest server-side, follow the rollout, roll back on failure.
+    Deploy(commands::deploy::DeployArgs),
+    /// Show what is deployed: image, commit, revision, replicas ready.
+    Status(commands::status::StatusArgs),
+    /// Print shell completions.
+    Completions(commands::completions::CompletionsArgs),
+}

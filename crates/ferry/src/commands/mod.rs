@@ -1,0 +1,99 @@
+//! One file per subcommand: its arguments (clap) and how it drives the stages.
+//!
+//! This is the only layer that uses `anyhow`: stages return typed errors, commands add
+//! context and turn them into messages for people.
+
+pub mod build;
+pub mod completions;
+pub mod deploy;
+pub mod plan;
+pub mod push;
+pub mod render;
+pub mod ship;
+pub mod status;
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+
+use crate::cli::{Cli, Command, GlobalArgs};
+use crate::config::Config;
+use crate::output::{Mode, Reporter};
+
+/// What every command gets: the configuration and a reporter.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub config: Config,
+    pub reporter: Reporter,
+}
+
+impl Context {
+    pub fn from_global(global: &GlobalArgs) -> anyhow::Result<Self> {
+        let cwd = std::env::current_dir().context("cannot read the current directory")?;
+        let config = Config::load(global.config.as_deref(), &cwd)?;
+        Ok(Self {
+            config,
+            reporter: Reporter::new(Mode::detect(global.output)),
+        })
+    }
+}
+
+/// Runs a command; errors are printed as `error: …` with their causes, exit code 1.
+pub fn run(cli: Cli) -> ExitCode {
+    init_logging(cli.global.verbose);
+    // rustls needs one process-wide crypto provider; ferry uses ring only.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(dispatch(cli));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            for cause in error.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Completions(args) = cli.command {
+        return completions::run(args);
+    }
+    let ctx = Context::from_global(&cli.global)?;
+    match cli.command {
+        Command::Ship(args) => ship::run(args, &ctx).await,
+        Command::Plan(args) => plan::run(args, &ctx).await,
+        Command::Build(args) => build::run(args, &ctx).await,
+        Command::Push(args) => push::run(args, &ctx).await,
+        Command::Render(args) => render::run(args, &ctx).await,
+        Command::Deploy(args) => deploy::run(args, &ctx).await,
+        Command::Status(args) => status::run(args, &ctx).await,
+        Command::Completions(_) => unreachable!("handled above"),
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info,ferry=debug",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

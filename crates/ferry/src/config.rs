@@ -1,0 +1,261 @@
+//! `ferry.toml`: the service, the image repository and the named environments.
+//!
+//! Every command reads it; flags and `FERRY_*` variables override it. With no file at all,
+//! ferry uses the embedded default: the `hello` service delivered to the `local` environment.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The file name ferry looks for, upwards from the current directory.
+pub const FILE_NAME: &str = "ferry.toml";
+
+/// The whole of `ferry.toml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub service: Service,
+    #[serde(default)]
+    pub image: ImageSettings,
+    /// The environment used when none is named (default: `local`).
+    #[serde(default = "default_env_name")]
+    pub default_environment: String,
+    #[serde(default)]
+    pub environments: BTreeMap<String, Environment>,
+    /// Where the file was read from; the repository root is its directory.
+    #[serde(skip)]
+    pub root: PathBuf,
+}
+
+/// What is delivered: a cargo package and its binary, listening on a port.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    /// Cargo package to test and build.
+    pub package: String,
+    /// Binary target in that package; it becomes the image's entrypoint.
+    pub binary: String,
+    /// Port the service listens on inside its container.
+    pub port: u16,
+    /// Liveness endpoint.
+    pub health_path: String,
+    /// Readiness endpoint.
+    pub ready_path: String,
+}
+
+impl Default for Service {
+    fn default() -> Self {
+        Self {
+            package: "hello".into(),
+            binary: "hello".into(),
+            port: 8000,
+            health_path: "/healthz".into(),
+            ready_path: "/readyz".into(),
+        }
+    }
+}
+
+/// How images are named and tagged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageSettings {
+    /// Image name used in the local OCI layout and as the default repository path.
+    pub name: String,
+    /// `commit` (the full commit hash, like the original) or `timestamp` (`<UTC time>-<short hash>`).
+    pub tag: TagScheme,
+    /// Source URL written into the `org.opencontainers.image.source` annotation.
+    pub source: Option<String>,
+}
+
+impl Default for ImageSettings {
+    fn default() -> Self {
+        Self {
+            name: "hello".into(),
+            tag: TagScheme::Commit,
+            source: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum TagScheme {
+    #[default]
+    Commit,
+    Timestamp,
+}
+
+/// A named place to deliver to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Environment {
+    /// The embedded default: build into an OCI layout and run it on this machine.
+    Local(LocalEnv),
+    /// A real Kubernetes cluster (GKE in production).
+    Kubernetes(KubernetesEnv),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct LocalEnv {
+    /// Host port to publish the service on (default: a free port).
+    pub port: Option<u16>,
+    /// `auto` (podman, then docker, then the bare binary), `podman`, `docker` or `binary`.
+    #[serde(default)]
+    pub runtime: LocalRuntime,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LocalRuntime {
+    #[default]
+    Auto,
+    Podman,
+    Docker,
+    Binary,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesEnv {
+    /// Image repository to push to, e.g. `europe-west1-docker.pkg.dev/PROJECT/ferry/hello`.
+    pub repository: String,
+    /// Talk plain HTTP to the registry (only for registries on loopback).
+    #[serde(default)]
+    pub insecure_registry: bool,
+    /// kubeconfig context to use (default: the current context).
+    pub context: Option<String>,
+    /// kubeconfig file (default: `$KUBECONFIG` or `~/.kube/config`).
+    pub kubeconfig: Option<PathBuf>,
+    /// The GKE cluster, for documentation and `ferry status`; credentials come from the kubeconfig.
+    pub gke: Option<GkeCluster>,
+    /// Namespace the manifest is applied to.
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    /// The manifest template, relative to the repository root.
+    #[serde(default = "default_manifest")]
+    pub manifest: PathBuf,
+    /// Extra `${VAR}` values for the manifest.
+    #[serde(default)]
+    pub vars: BTreeMap<String, String>,
+    /// Require `--approve` before applying (a manual gate).
+    #[serde(default)]
+    pub approval: bool,
+    /// Public URL to verify after the rollout (GET / must say Hello, World!).
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GkeCluster {
+    pub project: String,
+    pub location: String,
+    pub cluster: String,
+}
+
+fn default_env_name() -> String {
+    "local".into()
+}
+fn default_namespace() -> String {
+    "default".into()
+}
+fn default_manifest() -> PathBuf {
+    PathBuf::from("k8s.yml")
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            service: Service::default(),
+            image: ImageSettings::default(),
+            default_environment: default_env_name(),
+            environments: BTreeMap::new(),
+            root: PathBuf::from("."),
+        }
+    }
+}
+
+/// Why `ferry.toml` could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+    #[error(
+        "unknown environment `{name}` in {path}; the environments are: {choices}\n  \
+         hint: add `[environments.{name}]` to {path} or pick one of the above with --env"
+    )]
+    UnknownEnvironment {
+        name: String,
+        path: PathBuf,
+        choices: String,
+    },
+}
+
+impl Config {
+    /// Parses `ferry.toml` text; `path` is used in messages and to find the repository root.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        config.root = path
+            .parent()
+            .map(Path::to_path_buf)
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or_else(|| PathBuf::from("."));
+        Ok(config)
+    }
+
+    /// Reads the given file, or finds `ferry.toml` upwards from `start`; none found means
+    /// the embedded default rooted at `start`.
+    pub fn load(explicit: Option<&Path>, start: &Path) -> Result<Self, ConfigError> {
+        let path = match explicit {
+            Some(p) => Some(p.to_path_buf()),
+            None => start
+                .ancestors()
+                .map(|dir| dir.join(FILE_NAME))
+                .find(|candidate| candidate.is_file()),
+        };
+        match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                Self::parse(&text, &path)
+            }
+            None => Ok(Config {
+                root: start.to_path_buf(),
+                ..Config::default()
+            }),
+        }
+    }
+
+    /// The environment called `name` (or the default one). `local` always exists.
+    pub fn environment(&self, name: Option<&str>) -> Result<(String, Environment), ConfigError> {
+        let name = name.unwrap_or(&self.default_environment).to_string();
+        match self.environments.get(&name) {
+            Some(env) => Ok((name, env.clone())),
+            None if name == "local" => Ok((name, Environment::Local(LocalEnv::default()))),
+            None => {
+                let mut choices: Vec<&str> = self.environments.keys().map(String::as_str).collect();
+                if !choices.contains(&"local") {
+                    choices.push("local");
+                }
+                choices.sort_unstable();
+                Err(ConfigError::UnknownEnvironment {
+                    name,
+                    path: self.root.join(FILE_NAME),
+                    choices: choices.join(", "),
+                })
+            }
+        }
+    }
+}
