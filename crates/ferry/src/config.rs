@@ -188,6 +188,15 @@ pub enum ConfigError {
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
     #[error(
+        "{path}:{line}: default_environment = \"{name}\" names no environment; the environments are: {choices}"
+    )]
+    UnknownDefault {
+        path: PathBuf,
+        line: usize,
+        name: String,
+        choices: String,
+    },
+    #[error(
         "unknown environment `{name}` in {path}; the environments are: {choices}\n  \
          hint: add `[environments.{name}]` to {path} or pick one of the above with --env"
     )]
@@ -210,7 +219,29 @@ impl Config {
             .map(Path::to_path_buf)
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or_else(|| PathBuf::from("."));
+        if config.environment(None).is_err() {
+            let line = text
+                .lines()
+                .position(|l| l.trim_start().starts_with("default_environment"))
+                .map_or(1, |i| i + 1);
+            return Err(ConfigError::UnknownDefault {
+                path: path.to_path_buf(),
+                line,
+                name: config.default_environment.clone(),
+                choices: config.environment_names().join(", "),
+            });
+        }
         Ok(config)
+    }
+
+    /// Names of every environment, `local` included, sorted.
+    pub fn environment_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.environments.keys().cloned().collect();
+        if !self.environments.contains_key("local") {
+            names.push("local".into());
+        }
+        names.sort_unstable();
+        names
     }
 
     /// Reads the given file, or finds `ferry.toml` upwards from `start`; none found means
@@ -244,18 +275,96 @@ impl Config {
         match self.environments.get(&name) {
             Some(env) => Ok((name, env.clone())),
             None if name == "local" => Ok((name, Environment::Local(LocalEnv::default()))),
-            None => {
-                let mut choices: Vec<&str> = self.environments.keys().map(String::as_str).collect();
-                if !choices.contains(&"local") {
-                    choices.push("local");
-                }
-                choices.sort_unstable();
-                Err(ConfigError::UnknownEnvironment {
-                    name,
-                    path: self.root.join(FILE_NAME),
-                    choices: choices.join(", "),
-                })
-            }
+            None => Err(ConfigError::UnknownEnvironment {
+                name,
+                path: self.root.join(FILE_NAME),
+                choices: self.environment_names().join(", "),
+            }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("/repo/ferry.toml"))
+    }
+
+    #[test]
+    fn the_committed_file_parses_with_staging_and_production() {
+        let text = include_str!("../../../ferry.toml");
+        let config = parse(text).expect("ferry.toml parses");
+        assert_eq!(config.root, PathBuf::from("/repo"));
+        assert_eq!(
+            config.environment_names(),
+            ["local", "production", "staging"]
+        );
+        let (name, env) = config.environment(None).unwrap();
+        assert_eq!(name, "local");
+        assert!(matches!(env, Environment::Local(_)));
+        match config.environment(Some("production")).unwrap().1 {
+            Environment::Kubernetes(k) => {
+                assert!(k.repository.ends_with("/hello"));
+                assert_eq!(k.manifest, PathBuf::from("k8s.yml"));
+            }
+            other => panic!("production should be kubernetes, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_empty_file_is_the_embedded_default() {
+        let config = parse("").unwrap();
+        assert_eq!(config.service, Service::default());
+        assert!(matches!(
+            config.environment(None).unwrap().1,
+            Environment::Local(_)
+        ));
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_with_line_and_choices() {
+        let err = parse("[service]\npackage = \"hello\"\nbinray = \"x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("/repo/ferry.toml"), "{err}");
+        assert!(err.contains("line 3"), "{err}");
+        assert!(err.contains("binray"), "{err}");
+        assert!(err.contains("binary"), "valid keys listed: {err}");
+    }
+
+    #[test]
+    fn wrong_types_name_the_line() {
+        let err = parse("[service]\nport = \"eighty\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn unknown_environment_kind_lists_the_kinds() {
+        let err = parse("[environments.x]\nkind = \"nomad\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("nomad"), "{err}");
+        assert!(err.contains("local") && err.contains("kubernetes"), "{err}");
+    }
+
+    #[test]
+    fn unknown_environment_lists_the_choices() {
+        let config = parse("[environments.staging]\nkind = \"local\"\n").unwrap();
+        let err = config.environment(Some("prod")).unwrap_err().to_string();
+        assert!(err.contains("`prod`"), "{err}");
+        assert!(err.contains("local, staging"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_default_environment_names_its_line() {
+        let err = parse("# top\ndefault_environment = \"prod\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ferry.toml:2"), "{err}");
+        assert!(err.contains("local"), "{err}");
     }
 }

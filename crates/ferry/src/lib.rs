@@ -35,3 +35,13 @@ use std::process::ExitCode;
 pub fn run(cli: cli::Cli) -> ExitCode {
     commands::run(cli)
 }
+
+/// Installs ring as the process-wide rustls crypto provider (ferry uses ring only).
+/// Idempotent; every code path that builds a TLS-capable client calls it first.
+pub fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // Err means another provider is installed already, which is just as good.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}

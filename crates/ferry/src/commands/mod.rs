@@ -41,8 +41,7 @@ impl Context {
 /// Runs a command; errors are printed as `error: …` with their causes, exit code 1.
 pub fn run(cli: Cli) -> ExitCode {
     init_logging(cli.global.verbose);
-    // rustls needs one process-wide crypto provider; ferry uses ring only.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    crate::install_crypto_provider();
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
