@@ -1,1 +1,583 @@
-//! TODO: stage module `local`.
+//! The `local` environment: run the built image on this machine and prove it serves.
+//!
+//! The image runs in a real container when podman (or a reachable Docker daemon) is there;
+//! otherwise ferry runs the static binary taken from the image's own layer, so what is
+//! verified is always the exact bytes that would be shipped. This is not an orchestrator:
+//! one instance, replaced on each `ferry ship`, stopped by `ferry stop`.
+
+use std::io::Read;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::process::Command;
+
+use crate::config::LocalRuntime;
+use crate::verify::{self, Verified, VerifyError};
+
+/// How long a fresh instance may take to become ready.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Which runtime actually ran the image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Runtime {
+    Podman,
+    Docker,
+    Binary,
+}
+
+impl std::fmt::Display for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Runtime::Podman => "podman",
+            Runtime::Docker => "docker",
+            Runtime::Binary => "binary",
+        })
+    }
+}
+
+/// What to run and where to publish it.
+#[derive(Debug, Clone)]
+pub struct RunSpec {
+    /// The OCI image layout directory and the tag inside it.
+    pub layout: PathBuf,
+    pub tag: String,
+    /// Name used for the container and the state file, e.g. `hello`.
+    pub name: String,
+    /// Path of the entrypoint binary inside the image, e.g. `hello` (for the binary runtime).
+    pub binary_in_image: String,
+    /// Port the service listens on inside the container.
+    pub container_port: u16,
+    /// Host port; `None` picks 8000 when free, else any free port.
+    pub host_port: Option<u16>,
+    pub ready_path: String,
+    pub runtime: LocalRuntime,
+    /// Where ferry keeps the running instance's state, logs and extracted binary.
+    pub state_dir: PathBuf,
+}
+
+/// A running, verified local instance. Its state is on disk so `ferry stop` can find it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Running {
+    pub runtime: Runtime,
+    /// Container name, or the process id for the binary runtime.
+    pub id: String,
+    pub url: String,
+    /// The binary runtime's log file.
+    pub log: Option<PathBuf>,
+    pub ready_after_ms: u128,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    #[error("{runtime} is not usable here: {why}\n  hint: {hint}")]
+    RuntimeUnavailable {
+        runtime: Runtime,
+        why: String,
+        hint: &'static str,
+    },
+    #[error("`{command}` failed (exit {code:?}): {stderr}")]
+    Command {
+        command: String,
+        code: Option<i32>,
+        stderr: String,
+    },
+    #[error("cannot run `{program}`: {source}")]
+    Spawn {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "host port {0} is already in use\n  hint: stop what uses it, or set `port` under [environments.local] in ferry.toml"
+    )]
+    PortInUse(u16),
+    #[error("cannot read the image layout {path}: {why}\n  hint: run `ferry build` first")]
+    Layout { path: PathBuf, why: String },
+    #[error("the instance exited before it became ready ({status}); its last log lines:\n{log}")]
+    Exited { status: String, log: String },
+    #[error("the instance did not verify: {source}\n  its last log lines:\n{log}")]
+    Verify {
+        #[source]
+        source: VerifyError,
+        log: String,
+    },
+    #[error("cannot write {path}: {source}")]
+    State {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Starts the image (replacing a previous local instance), waits for readiness and checks
+/// `GET /`. A failed start leaves nothing running.
+pub async fn start(spec: &RunSpec) -> Result<Running, LocalError> {
+    stop(&spec.state_dir).await?;
+    let host_port = pick_port(spec.host_port)?;
+    let runtime = choose_runtime(spec.runtime).await?;
+    let url = format!("http://127.0.0.1:{host_port}");
+    let (id, log) = match runtime {
+        Runtime::Podman | Runtime::Docker => {
+            (start_container(runtime, spec, host_port).await?, None)
+        }
+        Runtime::Binary => {
+            let (pid, log) = start_binary(spec, host_port).await?;
+            (pid.to_string(), Some(log))
+        }
+    };
+    let instance = Instance {
+        runtime,
+        id: id.clone(),
+        log: log.clone(),
+    };
+    let outcome = tokio::select! {
+        verified = verify::verify(&url, &spec.ready_path, READY_TIMEOUT, || Ok(())) => verified
+            .map_err(|source| (source, ())),
+        status = instance.wait_exit() => {
+            let log = instance.log_tail().await;
+            instance.remove().await;
+            return Err(LocalError::Exited { status, log });
+        }
+    };
+    let Verified { ready_after_ms, .. } = match outcome {
+        Ok(v) => v,
+        Err((source, ())) => {
+            let log = instance.log_tail().await;
+            instance.remove().await;
+            return Err(LocalError::Verify { source, log });
+        }
+    };
+    let running = Running {
+        runtime,
+        id,
+        url,
+        log,
+        ready_after_ms,
+    };
+    write_state(&spec.state_dir, &running)?;
+    Ok(running)
+}
+
+/// Stops the instance recorded in `state_dir`, if any. Returns what was stopped.
+pub async fn stop(state_dir: &Path) -> Result<Option<Running>, LocalError> {
+    let Some(running) = read_state(state_dir) else {
+        return Ok(None);
+    };
+    let instance = Instance {
+        runtime: running.runtime,
+        id: running.id.clone(),
+        log: running.log.clone(),
+    };
+    instance.remove().await;
+    let path = state_file(state_dir);
+    std::fs::remove_file(&path).map_err(|source| LocalError::State { path, source })?;
+    Ok(Some(running))
+}
+
+/// The recorded instance, if it is still serving.
+pub async fn status(state_dir: &Path, ready_path: &str) -> Option<(Running, bool)> {
+    let running = read_state(state_dir)?;
+    let serving = verify::verify(&running.url, ready_path, Duration::from_secs(2), || Ok(()))
+        .await
+        .is_ok();
+    Some((running, serving))
+}
+
+fn state_file(state_dir: &Path) -> PathBuf {
+    state_dir.join("instance.json")
+}
+
+fn read_state(state_dir: &Path) -> Option<Running> {
+    let text = std::fs::read_to_string(state_file(state_dir)).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+fn write_state(state_dir: &Path, running: &Running) -> Result<(), LocalError> {
+    let path = state_file(state_dir);
+    std::fs::create_dir_all(state_dir).map_err(|source| LocalError::State {
+        path: state_dir.to_path_buf(),
+        source,
+    })?;
+    let text = serde_json::to_string_pretty(running).unwrap_or_default();
+    std::fs::write(&path, text).map_err(|source| LocalError::State { path, source })
+}
+
+fn pick_port(requested: Option<u16>) -> Result<u16, LocalError> {
+    let bind = |port| TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
+    match requested {
+        Some(port) => bind(port)
+            .map(|_| port)
+            .map_err(|_| LocalError::PortInUse(port)),
+        None => bind(8000)
+            .or_else(|_| bind(0))
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .map_err(|_| LocalError::PortInUse(8000)),
+    }
+}
+
+async fn choose_runtime(wanted: LocalRuntime) -> Result<Runtime, LocalError> {
+    match wanted {
+        LocalRuntime::Podman => probe(Runtime::Podman).await.map(|()| Runtime::Podman),
+        LocalRuntime::Docker => probe(Runtime::Docker).await.map(|()| Runtime::Docker),
+        LocalRuntime::Binary => Ok(Runtime::Binary),
+        LocalRuntime::Auto => {
+            for runtime in [Runtime::Podman, Runtime::Docker] {
+                if probe(runtime).await.is_ok() {
+                    return Ok(runtime);
+                }
+            }
+            Ok(Runtime::Binary)
+        }
+    }
+}
+
+/// Checks that a container runtime can actually run something, not just print its version.
+async fn probe(runtime: Runtime) -> Result<(), LocalError> {
+    let (program, args, hint): (&str, &[&str], &'static str) = match runtime {
+        Runtime::Podman => (
+            "podman",
+            &["info", "--format", "{{.Host.OCIRuntime.Name}}"],
+            "apt-get install podman runc",
+        ),
+        Runtime::Docker => (
+            "docker",
+            &["info", "--format", "{{.ServerVersion}}"],
+            "start the Docker daemon, or use podman",
+        ),
+        Runtime::Binary => return Ok(()),
+    };
+    let out = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(|e| LocalError::RuntimeUnavailable {
+            runtime,
+            why: e.to_string(),
+            hint,
+        })?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(LocalError::RuntimeUnavailable {
+            runtime,
+            why: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            hint,
+        })
+    }
+}
+
+fn container_name(spec: &RunSpec) -> String {
+    format!("ferry-{}-local", spec.name)
+}
+
+async fn start_container(
+    runtime: Runtime,
+    spec: &RunSpec,
+    host_port: u16,
+) -> Result<String, LocalError> {
+    let name = container_name(spec);
+    let publish = format!("127.0.0.1:{host_port}:{}", spec.container_port);
+    // Run it as Kubernetes will: read-only root, no capabilities, no privilege escalation.
+    let mut args: Vec<String> = vec![
+        "run".into(),
+        "-d".into(),
+        "--name".into(),
+        name.clone(),
+        "-p".into(),
+        publish,
+        "--read-only".into(),
+        "--cap-drop=ALL".into(),
+        "--security-opt=no-new-privileges".into(),
+        "--ulimit=nofile=20000:20000".into(),
+        "--ulimit=nproc=4096:4096".into(),
+    ];
+    let image = match runtime {
+        Runtime::Podman => {
+            // runc works on every kernel podman supports; crun does not on hybrid cgroups.
+            if which("runc") {
+                args.push("--runtime=runc".into());
+            }
+            format!("oci:{}:{}", spec.layout.display(), spec.tag)
+        }
+        _ => docker_load(spec).await?,
+    };
+    args.push(image);
+    let program = runtime.to_string();
+    run_ok(&program, &args).await?;
+    Ok(name)
+}
+
+/// Loads the OCI layout into the Docker daemon (as an OCI archive) and returns the reference.
+async fn docker_load(spec: &RunSpec) -> Result<String, LocalError> {
+    let archive = spec.state_dir.join("image.tar");
+    std::fs::create_dir_all(&spec.state_dir).map_err(|source| LocalError::State {
+        path: spec.state_dir.clone(),
+        source,
+    })?;
+    let layout = spec.layout.clone();
+    let archive_path = archive.clone();
+    tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        let file = std::fs::File::create(&archive_path)?;
+        let mut builder = tar::Builder::new(file);
+        builder.append_dir_all(".", &layout)?;
+        builder.finish()
+    })
+    .await
+    .map_err(|e| LocalError::State {
+        path: archive.clone(),
+        source: std::io::Error::other(e),
+    })?
+    .map_err(|source| LocalError::State {
+        path: archive.clone(),
+        source,
+    })?;
+    run_ok(
+        "docker",
+        &["load".into(), "-i".into(), archive.display().to_string()],
+    )
+    .await?;
+    Ok(format!("{}:{}", spec.name, spec.tag))
+}
+
+async fn start_binary(spec: &RunSpec, host_port: u16) -> Result<(u32, PathBuf), LocalError> {
+    let dir = spec.state_dir.clone();
+    std::fs::create_dir_all(&dir).map_err(|source| LocalError::State {
+        path: dir.clone(),
+        source,
+    })?;
+    let binary = dir.join(&spec.name);
+    extract_binary(&spec.layout, &spec.tag, &spec.binary_in_image, &binary)?;
+    let log = dir.join(format!("{}.log", spec.name));
+    let log_file = std::fs::File::create(&log).map_err(|source| LocalError::State {
+        path: log.clone(),
+        source,
+    })?;
+    let err_file = log_file.try_clone().map_err(|source| LocalError::State {
+        path: log.clone(),
+        source,
+    })?;
+    let child = Command::new(&binary)
+        .env("PORT", host_port.to_string())
+        .env("BIND_ADDRESS", "127.0.0.1")
+        .stdin(Stdio::null())
+        .stdout(log_file)
+        .stderr(err_file)
+        // Its own process group: a Ctrl-C meant for ferry does not stop the service.
+        .process_group(0)
+        .spawn()
+        .map_err(|source| LocalError::Spawn {
+            program: binary.display().to_string(),
+            source,
+        })?;
+    let pid = child.id().unwrap_or_default();
+    // The child outlives ferry; tokio does not kill it on drop.
+    drop(child);
+    Ok((pid, log))
+}
+
+/// Copies the entrypoint out of the image's layer, so the binary runtime runs the shipped bytes.
+pub fn extract_binary(
+    layout: &Path,
+    tag: &str,
+    binary_in_image: &str,
+    to: &Path,
+) -> Result<(), LocalError> {
+    let err = |why: String| LocalError::Layout {
+        path: layout.to_path_buf(),
+        why,
+    };
+    let read_json = |path: PathBuf| -> Result<serde_json::Value, LocalError> {
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| err(format!("{}: {e}", path.display())))?;
+        serde_json::from_str(&text).map_err(|e| err(format!("{}: {e}", path.display())))
+    };
+    let blob = |digest: &str| -> PathBuf {
+        let (algo, hex) = digest.split_once(':').unwrap_or(("sha256", digest));
+        layout.join("blobs").join(algo).join(hex)
+    };
+    let index = read_json(layout.join("index.json"))?;
+    let manifests = index["manifests"].as_array().cloned().unwrap_or_default();
+    let entry = manifests
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
+        .or_else(|| manifests.first())
+        .ok_or_else(|| err(format!("index.json lists no image tagged {tag}")))?;
+    let digest = entry["digest"].as_str().unwrap_or_default();
+    let manifest = read_json(blob(digest))?;
+    let wanted = binary_in_image.trim_start_matches('/');
+    for layer in manifest["layers"].as_array().into_iter().flatten() {
+        let path = blob(layer["digest"].as_str().unwrap_or_default());
+        let file =
+            std::fs::File::open(&path).map_err(|e| err(format!("{}: {e}", path.display())))?;
+        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+        let entries = archive.entries().map_err(|e| err(e.to_string()))?;
+        for entry in entries {
+            let mut entry = entry.map_err(|e| err(e.to_string()))?;
+            let name = entry.path().map_err(|e| err(e.to_string()))?;
+            if name
+                .to_string_lossy()
+                .trim_start_matches("./")
+                .trim_start_matches('/')
+                == wanted
+            {
+                let mut bytes = Vec::new();
+                entry
+                    .read_to_end(&mut bytes)
+                    .map_err(|e| err(e.to_string()))?;
+                let tmp = to.with_extension("tmp");
+                std::fs::write(&tmp, &bytes).map_err(|source| LocalError::State {
+                    path: tmp.clone(),
+                    source,
+                })?;
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))
+                    .and_then(|()| std::fs::rename(&tmp, to))
+                    .map_err(|source| LocalError::State {
+                        path: to.to_path_buf(),
+                        source,
+                    })?;
+                return Ok(());
+            }
+        }
+    }
+    Err(err(format!("no layer contains /{wanted}")))
+}
+
+/// A started instance, for waiting on it, reading its log and removing it.
+struct Instance {
+    runtime: Runtime,
+    id: String,
+    log: Option<PathBuf>,
+}
+
+impl Instance {
+    /// Resolves when the instance exits, with a description of how.
+    async fn wait_exit(&self) -> String {
+        match self.runtime {
+            Runtime::Podman | Runtime::Docker => {
+                let out = Command::new(self.runtime.to_string())
+                    .args(["wait", &self.id])
+                    .stdin(Stdio::null())
+                    .output()
+                    .await;
+                match out {
+                    Ok(o) => format!("exit code {}", String::from_utf8_lossy(&o.stdout).trim()),
+                    Err(e) => format!("cannot wait for it: {e}"),
+                }
+            }
+            Runtime::Binary => {
+                let pid = self.id.clone();
+                loop {
+                    if !Path::new(&format!("/proc/{pid}")).exists() || is_zombie(&pid) {
+                        return "the process exited".into();
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
+    async fn log_tail(&self) -> String {
+        let text = match self.runtime {
+            Runtime::Podman | Runtime::Docker => Command::new(self.runtime.to_string())
+                .args(["logs", "--tail", "20", &self.id])
+                .stdin(Stdio::null())
+                .output()
+                .await
+                .map(|o| {
+                    let mut s = String::from_utf8_lossy(&o.stdout).into_owned();
+                    s.push_str(&String::from_utf8_lossy(&o.stderr));
+                    s
+                })
+                .unwrap_or_default(),
+            Runtime::Binary => self
+                .log
+                .as_ref()
+                .and_then(|p| std::fs::read_to_string(p).ok())
+                .unwrap_or_default(),
+        };
+        let lines: Vec<&str> = text.lines().collect();
+        let start = lines.len().saturating_sub(20);
+        lines[start..]
+            .iter()
+            .map(|l| format!("    {l}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Stops and removes the instance; best effort, it may be gone already.
+    async fn remove(&self) {
+        match self.runtime {
+            Runtime::Podman | Runtime::Docker => {
+                let _ = Command::new(self.runtime.to_string())
+                    .args(["rm", "-f", "-t", "10", &self.id])
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .await;
+            }
+            Runtime::Binary => {
+                let _ = Command::new("kill")
+                    .args(["-TERM", &self.id])
+                    .stderr(Stdio::null())
+                    .status()
+                    .await;
+                for _ in 0..100 {
+                    if !Path::new(&format!("/proc/{}", self.id)).exists() || is_zombie(&self.id) {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+}
+
+fn is_zombie(pid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(true)
+}
+
+fn which(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+}
+
+async fn run_ok<S: AsRef<std::ffi::OsStr>>(
+    program: &str,
+    args: &[S],
+) -> Result<String, LocalError> {
+    let out = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(|source| LocalError::Spawn {
+            program: program.to_string(),
+            source,
+        })?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        let shown: Vec<String> = args
+            .iter()
+            .map(|a| a.as_ref().to_string_lossy().into_owned())
+            .collect();
+        Err(LocalError::Command {
+            command: format!("{program} {}", shown.join(" ")),
+            code: out.status.code(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })
+    }
+}
