@@ -67,6 +67,8 @@ pub enum Command {
     Deploy(commands::deploy::DeployArgs),
     /// Show what is deployed: image, commit, revision, replicas ready.
     Status(commands::status::StatusArgs),
+    /// Stop the instance `ferry ship` left running in the local environment.
+    Stop(commands::stop::StopArgs),
     /// Print shell completions.
     Completions(commands::completions::CompletionsArgs),
 }

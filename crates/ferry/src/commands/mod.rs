@@ -11,6 +11,7 @@ pub mod push;
 pub mod render;
 pub mod ship;
 pub mod status;
+pub mod stop;
 
 use std::process::ExitCode;
 
@@ -79,6 +80,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Render(args) => render::run(args, &ctx).await,
         Command::Deploy(args) => deploy::run(args, &ctx).await,
         Command::Status(args) => status::run(args, &ctx).await,
+        Command::Stop(args) => stop::run(args, &ctx).await,
         Command::Completions(_) => unreachable!("handled above"),
     }
 }
