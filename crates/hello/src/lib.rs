@@ -1,1 +1,15 @@
-//! The hello service.
+//! hello: the "Hello, World!" service that ferry delivers, built to be a good Kubernetes citizen.
+//!
+//! - [`config`]: typed settings from the environment, with documented defaults.
+//! - [`routes`]: `/`, `/healthz`, `/readyz` and the middleware (timeouts, limits, access log).
+//! - [`startup`]: binds the listener and serves until a shutdown signal, then drains.
+//! - [`shutdown`]: SIGTERM/SIGINT handling.
+//! - [`telemetry`]: structured logs (JSON or human).
+//!
+//! Not here: anything about delivery; that is ferry's job.
+
+pub mod config;
+pub mod routes;
+pub mod shutdown;
+pub mod startup;
+pub mod telemetry;

@@ -1,0 +1,218 @@
+//! The service's HTTP surface: `/` (the page), `/healthz` (alive), `/readyz` (ready to serve),
+//! and the middleware every request passes through (timeout, body limit, access log).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+
+/// The page, as the original tutorial's view returns it.
+pub const HELLO: &str = "Hello, World!";
+
+/// Largest request body accepted; the service takes no input, so this is small.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// Readiness, shared between the routes and the shutdown sequence.
+#[derive(Debug, Clone)]
+pub struct Readiness(Arc<AtomicBool>);
+
+impl Readiness {
+    pub fn new() -> Self {
+        Self(Arc::new(AtomicBool::new(true)))
+    }
+    pub fn is_ready(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+    /// Called once shutdown begins: `/readyz` answers 503 from then on.
+    pub fn shutting_down(&self) {
+        self.0.store(false, Ordering::Relaxed);
+    }
+}
+
+impl Default for Readiness {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// What the routes need.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub readiness: Readiness,
+    /// Test hook (`HELLO_TEST_DELAY_MS`): how long `GET /` takes. Zero in production.
+    pub test_delay: Duration,
+}
+
+/// Builds the router with its middleware.
+pub fn router(state: AppState, request_timeout: Duration, access_log: bool) -> Router {
+    let router = Router::new()
+        .route("/", get(hello))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .fallback(not_found)
+        .with_state(state)
+        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            request_timeout,
+        ));
+    if access_log {
+        router.layer(middleware::from_fn(log_request))
+    } else {
+        router
+    }
+}
+
+async fn hello(State(state): State<AppState>) -> Response {
+    if !state.test_delay.is_zero() {
+        tokio::time::sleep(state.test_delay).await;
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        )],
+        HELLO,
+    )
+        .into_response()
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    if state.readiness.is_ready() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
+    }
+}
+
+async fn not_found() -> (StatusCode, &'static str) {
+    (StatusCode::NOT_FOUND, "not found\n")
+}
+
+/// One structured line per request: method, path, status, latency.
+async fn log_request(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let response = next.run(request).await;
+    tracing::info!(
+        target: "access",
+        method = %method,
+        path = %path,
+        status = response.status().as_u16(),
+        latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    fn app(readiness: Readiness) -> Router {
+        let state = AppState {
+            readiness,
+            test_delay: Duration::ZERO,
+        };
+        router(state, Duration::from_secs(1), false)
+    }
+
+    async fn call(router: Router, method: &str, uri: &str) -> (StatusCode, String, Option<String>) {
+        let request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(Body::empty())
+            .unwrap();
+        let response = router.oneshot(request).await.unwrap();
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap().to_string());
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            String::from_utf8(body.to_vec()).unwrap(),
+            content_type,
+        )
+    }
+
+    #[tokio::test]
+    async fn root_says_hello_world_as_html() {
+        let (status, body, ct) = call(app(Readiness::new()), "GET", "/").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body, "Hello, World!");
+        assert_eq!(ct.as_deref(), Some("text/html; charset=utf-8"));
+    }
+
+    #[tokio::test]
+    async fn head_root_is_ok_without_a_body() {
+        let (status, body, ct) = call(app(Readiness::new()), "HEAD", "/").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body, "");
+        assert_eq!(ct.as_deref(), Some("text/html; charset=utf-8"));
+    }
+
+    #[tokio::test]
+    async fn unknown_paths_are_404_and_wrong_methods_405() {
+        assert_eq!(
+            call(app(Readiness::new()), "GET", "/nope").await.0,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            call(app(Readiness::new()), "POST", "/").await.0,
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+        assert_eq!(
+            call(app(Readiness::new()), "DELETE", "/healthz").await.0,
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+    }
+
+    #[tokio::test]
+    async fn readiness_flips_to_503_when_shutdown_begins_while_health_stays_ok() {
+        let readiness = Readiness::new();
+        assert_eq!(
+            call(app(readiness.clone()), "GET", "/readyz").await.0,
+            StatusCode::OK
+        );
+        readiness.shutting_down();
+        assert_eq!(
+            call(app(readiness.clone()), "GET", "/readyz").await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            call(app(readiness.clone()), "GET", "/healthz").await.0,
+            StatusCode::OK
+        );
+        assert_eq!(call(app(readiness), "GET", "/").await.0, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn a_request_over_the_timeout_gets_408() {
+        let state = AppState {
+            readiness: Readiness::new(),
+            test_delay: Duration::from_millis(300),
+        };
+        let router = router(state, Duration::from_millis(50), false);
+        assert_eq!(
+            call(router, "GET", "/").await.0,
+            StatusCode::REQUEST_TIMEOUT
+        );
+    }
+}
