@@ -162,5 +162,213 @@ impl<'a> Recorder<'a> {
 }
 
 fn first_line(error: &anyhow::Error) -> String {
-    error.to_string().lines().next().unwrap_or_default().to_string()
+    error
+        .to_string()
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// What `ferry ship` / `ferry plan` were asked to do.
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    pub environment: Option<String>,
+    pub skip_tests: bool,
+    pub allow_dirty: bool,
+    pub tag_scheme: Option<crate::config::TagScheme>,
+    /// Kubernetes: do not roll back a failed rollout.
+    pub no_rollback: bool,
+    /// Kubernetes: the manual gate for environments with `approval = true`.
+    pub approve: bool,
+}
+
+/// The result of the shared front half of every pipeline: a tested, built image.
+#[derive(Debug, Clone)]
+pub struct Built {
+    pub commit: crate::git::Commit,
+    pub image: crate::image::Image,
+}
+
+/// test → build → image, recorded in `recorder`.
+pub async fn build_image(
+    config: &Config,
+    request: &Request,
+    recorder: &mut Recorder<'_>,
+) -> Result<Built, Halted> {
+    use anyhow::Context as _;
+
+    let root = config.root.clone();
+    let commit = crate::git::Commit::discover(&root)
+        .and_then(|c| c.require_clean(&root, request.allow_dirty).map(|()| c))
+        .map_err(|e| {
+            recorder.summary.outcome = Outcome::Failed;
+            recorder.summary.failed_stage = Some("build".into());
+            recorder.summary.error = Some(e.to_string());
+            Halted { error: e.into() }
+        })?;
+    recorder.summary.commit = Some(CommitInfo {
+        hash: commit.hash.clone(),
+        short: commit.short.clone(),
+        time: commit.time_rfc3339(),
+        dirty: commit.dirty,
+    });
+    let package = config.service.package.clone();
+    let binary_name = config.service.binary.clone();
+
+    if request.skip_tests {
+        recorder.skip("test", "--skip-tests");
+    } else {
+        recorder
+            .stage("test", &format!("cargo test -p {package}"), async |stage| {
+                let summary = crate::compile::test(&root, &package, |l| stage.progress(l)).await?;
+                Ok(((), summary))
+            })
+            .await?;
+    }
+
+    let binary = recorder
+        .stage(
+            "build",
+            &format!("static release build of {binary_name}"),
+            async |stage| {
+                let path = crate::compile::build_static(&root, &package, &binary_name, |l| {
+                    stage.progress(l)
+                })
+                .await?;
+                let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+                let detail = format!("{} ({})", path.display(), bytes(size));
+                Ok((path, detail))
+            },
+        )
+        .await?;
+
+    let tag = commit.tag(request.tag_scheme.unwrap_or(config.image.tag));
+    let layout = layout_dir(config);
+    let spec = crate::image::ImageSpec {
+        binary,
+        binary_name: config.service.binary.clone(),
+        port: config.service.port,
+        tag: tag.clone(),
+        revision: commit.hash.clone(),
+        created: commit.time_rfc3339(),
+        created_unix: u64::try_from(commit.time.unix_timestamp()).unwrap_or(0),
+        source: config.image.source.clone(),
+        title: config.image.name.clone(),
+    };
+    let image = recorder
+        .stage("image", "OCI image layout", async |_stage| {
+            let image = crate::image::assemble(&spec, &layout)
+                .with_context(|| format!("cannot assemble the image for {tag}"))?;
+            let detail = format!(
+                "{}:{} {} ({} compressed)",
+                layout.display(),
+                image.tag,
+                image.manifest.digest,
+                bytes(image.compressed_size())
+            );
+            Ok((image, detail))
+        })
+        .await?;
+    recorder.summary.image = Some(ImageInfo {
+        tag: image.tag.clone(),
+        digest: image.manifest.digest.clone(),
+        layout: image.layout.display().to_string(),
+        compressed_bytes: image.compressed_size(),
+        reference: None,
+    });
+    Ok(Built { commit, image })
+}
+
+/// The local environment's back half: run the image here and prove it serves.
+pub async fn run_local(
+    config: &Config,
+    env: &crate::config::LocalEnv,
+    built: &Built,
+    recorder: &mut Recorder<'_>,
+) -> Result<crate::local::Running, Halted> {
+    let spec = crate::local::RunSpec {
+        layout: built.image.layout.clone(),
+        tag: built.image.tag.clone(),
+        name: config.image.name.clone(),
+        binary_in_image: config.service.binary.clone(),
+        container_port: config.service.port,
+        host_port: env.port,
+        ready_path: config.service.ready_path.clone(),
+        runtime: env.runtime,
+        state_dir: local_state_dir(config),
+    };
+    let running = recorder
+        .stage("run", "start the image on this machine", async |_stage| {
+            let running = crate::local::start(&spec).await?;
+            let detail = format!("{} via {} ({})", running.url, running.runtime, running.id);
+            Ok((running, detail))
+        })
+        .await?;
+    recorder.summary.url = Some(running.url.clone());
+    let ready_path = config.service.ready_path.clone();
+    recorder
+        .stage("verify", "readiness and GET /", async |_stage| {
+            let v = crate::verify::verify(
+                &running.url,
+                &ready_path,
+                Duration::from_secs(10),
+                || Ok(()),
+            )
+            .await?;
+            Ok((
+                (),
+                format!("{}/ says {:?}", v.url, crate::verify::EXPECTED_BODY),
+            ))
+        })
+        .await?;
+    Ok(running)
+}
+
+/// A new summary for `command` in `environment`.
+pub fn summary(command: &'static str, environment: &str, kind: &'static str) -> Summary {
+    Summary {
+        schema: 1,
+        command,
+        environment: environment.to_string(),
+        kind,
+        outcome: Outcome::Succeeded,
+        failed_stage: None,
+        error: None,
+        commit: None,
+        image: None,
+        stages: Vec::new(),
+        rollout: None,
+        url: None,
+    }
+}
+
+/// `2.1 MB`, `640 KB`, `12 B`.
+pub fn bytes(n: u64) -> String {
+    if n >= 1_000_000 {
+        format!("{:.1} MB", n as f64 / 1e6)
+    } else if n >= 1_000 {
+        format!("{} KB", n / 1000)
+    } else {
+        format!("{n} B")
+    }
+}
+
+/// The Kubernetes environment's back half: push → render → deploy → verify.
+pub async fn ship_kubernetes(
+    _config: &Config,
+    _env: &crate::config::KubernetesEnv,
+    _request: &Request,
+    _built: &Built,
+    recorder: &mut Recorder<'_>,
+) -> Result<(), Halted> {
+    recorder
+        .stage(
+            "push",
+            "push the image",
+            async |_stage| -> anyhow::Result<((), String)> {
+                anyhow::bail!("pushing is not wired into ship yet")
+            },
+        )
+        .await
 }

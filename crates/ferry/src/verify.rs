@@ -57,13 +57,12 @@ pub async fn verify(
         .build()
         .map_err(VerifyError::Client)?;
     let started = Instant::now();
-    let mut last = String::from("no answer yet");
     loop {
-        match client.get(format!("{url}{ready_path}")).send().await {
+        let last = match client.get(format!("{url}{ready_path}")).send().await {
             Ok(resp) if resp.status().is_success() => break,
-            Ok(resp) => last = format!("HTTP {}", resp.status().as_u16()),
-            Err(e) => last = short_error(&e),
-        }
+            Ok(resp) => format!("HTTP {}", resp.status().as_u16()),
+            Err(e) => short_error(&e),
+        };
         if let Err(why) = alive() {
             return Err(VerifyError::NeverReady {
                 url,

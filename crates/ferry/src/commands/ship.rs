@@ -1,10 +1,98 @@
-//! `ferry ship`.
+//! `ferry ship`: the whole pipeline.
 
 use super::Context;
+use crate::config::{Environment, TagScheme};
+use crate::output::Mode;
+use crate::pipeline::{self, Outcome, Recorder, Request};
 
+/// Test, build, push, render, deploy and verify — or, in the `local` environment (the
+/// default), test, build, run the image on this machine and verify it serves.
+///
+/// Stops at the first failing stage and names it. With `--output json` the summary
+/// (docs/ship-output.schema.json) is printed on stdout whatever the outcome.
 #[derive(Debug, clap::Args)]
-pub struct ShipArgs {}
+pub struct ShipArgs {
+    /// Environment from ferry.toml (default: `default_environment`, normally `local`).
+    #[arg(long, env = "FERRY_ENV")]
+    pub env: Option<String>,
+    /// Skip `cargo test` (the tests still run in CI's build job).
+    #[arg(long)]
+    pub skip_tests: bool,
+    /// Ship uncommitted changes; the tag then ends in `-dirty`.
+    #[arg(long)]
+    pub allow_dirty: bool,
+    /// `commit` or `timestamp` tags. Default: ferry.toml.
+    #[arg(long, value_enum)]
+    pub tag_scheme: Option<TagScheme>,
+    /// Leave a failed rollout as it is instead of rolling back.
+    #[arg(long)]
+    pub no_rollback: bool,
+    /// Confirm the deploy for environments with `approval = true`.
+    #[arg(long)]
+    pub approve: bool,
+}
 
-pub async fn run(_args: ShipArgs, _ctx: &Context) -> anyhow::Result<()> {
-    anyhow::bail!("`ferry ship` is not implemented yet")
+pub async fn run(args: ShipArgs, ctx: &Context) -> anyhow::Result<()> {
+    let (name, environment) = ctx.config.environment(args.env.as_deref())?;
+    let request = Request {
+        environment: Some(name.clone()),
+        skip_tests: args.skip_tests,
+        allow_dirty: args.allow_dirty,
+        tag_scheme: args.tag_scheme,
+        no_rollback: args.no_rollback,
+        approve: args.approve,
+    };
+    let kind = match environment {
+        Environment::Local(_) => "local",
+        Environment::Kubernetes(_) => "kubernetes",
+    };
+    let mut recorder = Recorder::new(&ctx.reporter, pipeline::summary("ship", &name, kind));
+    let result = ship(ctx, &request, &environment, &mut recorder).await;
+    let summary = recorder.summary;
+    if ctx.reporter.mode() == Mode::Json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    }
+    match result {
+        Ok(()) => {
+            if let Some(url) = &summary.url {
+                ctx.reporter.info(format!(
+                    "shipped {} to {name}: {url}",
+                    summary.image.as_ref().map_or("", |i| i.tag.as_str())
+                ));
+                if kind == "local" {
+                    ctx.reporter.info("stop it with: ferry stop");
+                }
+            }
+            Ok(())
+        }
+        Err(halted) => {
+            let stage = summary.failed_stage.as_deref().unwrap_or("?");
+            let prefix = if summary.outcome == Outcome::RolledBack {
+                "rolled back"
+            } else {
+                "failed"
+            };
+            Err(halted
+                .error
+                .context(format!("ferry ship {prefix} at the {stage} stage")))
+        }
+    }
+}
+
+async fn ship(
+    ctx: &Context,
+    request: &Request,
+    environment: &Environment,
+    recorder: &mut Recorder<'_>,
+) -> Result<(), pipeline::Halted> {
+    let built = pipeline::build_image(&ctx.config, request, recorder).await?;
+    match environment {
+        Environment::Local(local) => {
+            pipeline::run_local(&ctx.config, local, &built, recorder).await?;
+        }
+        Environment::Kubernetes(kube) => {
+            pipeline::ship_kubernetes(&ctx.config, kube, request, &built, recorder).await?;
+        }
+    }
+    Ok(())
 }

@@ -9,9 +9,10 @@ pub struct StopArgs {}
 pub async fn run(_args: StopArgs, ctx: &Context) -> anyhow::Result<()> {
     let state_dir = pipeline::local_state_dir(&ctx.config);
     match crate::local::stop(&state_dir).await? {
-        Some(running) => ctx
-            .reporter
-            .info(format!("stopped {} ({}, {})", running.url, running.runtime, running.id)),
+        Some(running) => ctx.reporter.info(format!(
+            "stopped {} ({}, {})",
+            running.url, running.runtime, running.id
+        )),
         None => ctx.reporter.info("nothing is running locally"),
     }
     Ok(())
