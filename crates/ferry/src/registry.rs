@@ -1,1 +1,695 @@
-//! TODO: stage module `registry`.
+//! Pushing an image from an OCI layout to any registry that speaks the OCI distribution API
+//! (Docker's `registry`, Artifact Registry, GCR, GHCR, Harbor, …).
+//!
+//! Blobs the registry already has are not sent again. Credentials come from, in order:
+//! `~/.docker/config.json` (`auths`, `credHelpers`, `credsStore`), then Google credentials
+//! for `gcr.io` and `*-docker.pkg.dev`, else anonymous. Basic and bearer-token challenges are
+//! answered. Transient failures (connection errors, 429, 5xx) are retried with backoff.
+//! Secrets live in [`Secret`], which never prints.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use base64::Engine as _;
+use reqwest::{Method, StatusCode, header};
+
+use crate::image::Image;
+
+/// Attempts for one request when the registry fails transiently.
+const ATTEMPTS: u32 = 4;
+
+/// A repository reference without tag: `host[:port]/path`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Repository {
+    pub host: String,
+    pub path: String,
+}
+
+impl std::fmt::Display for Repository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.host, self.path)
+    }
+}
+
+impl std::str::FromStr for Repository {
+    type Err = RegistryError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let invalid = |why: &str| RegistryError::InvalidReference {
+            reference: s.to_string(),
+            why: why.to_string(),
+        };
+        let (host, path) = s
+            .split_once('/')
+            .ok_or_else(|| invalid("it needs a registry host and a path, e.g. 127.0.0.1:5000/hello or europe-west1-docker.pkg.dev/PROJECT/REPO/hello"))?;
+        if !(host.contains('.') || host.contains(':') || host == "localhost") {
+            return Err(invalid(
+                "the first part must be a registry host (with a dot or a port)",
+            ));
+        }
+        if path.contains('@')
+            || path
+                .rsplit('/')
+                .next()
+                .is_some_and(|last| last.contains(':'))
+        {
+            return Err(invalid(
+                "give the repository without a tag or digest; ferry tags by commit",
+            ));
+        }
+        let component_ok = |c: &str| {
+            !c.is_empty()
+                && c.chars()
+                    .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || "._-".contains(ch))
+                && c.starts_with(|ch: char| ch.is_ascii_alphanumeric())
+        };
+        if !path.split('/').all(component_ok) {
+            return Err(invalid(
+                "path components must be lowercase letters, digits, '.', '_' or '-'",
+            ));
+        }
+        Ok(Repository {
+            host: host.to_string(),
+            path: path.to_string(),
+        })
+    }
+}
+
+/// A credential that must never be printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Where a credential came from (named in errors, never the credential itself).
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub username: String,
+    pub password: Secret,
+    pub source: String,
+}
+
+/// The outcome of a push.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Pushed {
+    pub repository: String,
+    pub tag: String,
+    /// Manifest digest, `sha256:…`.
+    pub digest: String,
+    /// Blobs sent in this push.
+    pub uploaded: Vec<String>,
+    /// Blobs the registry already had.
+    pub skipped: Vec<String>,
+}
+
+impl Pushed {
+    /// `REPO@sha256:…`: the reference to deploy, immune to the tag moving.
+    pub fn pinned(&self) -> String {
+        format!("{}@{}", self.repository, self.digest)
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct PushOptions {
+    /// Plain HTTP. Loopback registries (127.0.0.0/8, localhost) always use it.
+    pub insecure: bool,
+    /// Explicit credentials (e.g. from flags); otherwise they are looked up.
+    pub credentials: Option<Credentials>,
+    /// Docker config directory (default: `$DOCKER_CONFIG` or `~/.docker`).
+    pub docker_config: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("invalid image repository {reference:?}: {why}")]
+    InvalidReference { reference: String, why: String },
+    #[error(
+        "cannot reach the registry at {url}: {reason}\n  hint: is the registry running and is the address right? (for a plain-HTTP registry that is not on loopback, pass --insecure)"
+    )]
+    Unreachable { url: String, reason: String },
+    #[error(
+        "the registry {host} refused the credentials ({source_name}): HTTP {status}\n  hint: {hint}"
+    )]
+    Unauthorized {
+        host: String,
+        status: u16,
+        source_name: String,
+        hint: String,
+    },
+    #[error(
+        "the registry {host} has no repository {path} (HTTP {status}: {body})\n  hint: create it first (Artifact Registry: terraform/modules/registry) or check the name"
+    )]
+    NoRepository {
+        host: String,
+        path: String,
+        status: u16,
+        body: String,
+    },
+    #[error("{method} {url} failed: HTTP {status}: {body}")]
+    Http {
+        method: String,
+        url: String,
+        status: u16,
+        body: String,
+    },
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("credential helper docker-credential-{helper} failed for {host}: {why}")]
+    Helper {
+        helper: String,
+        host: String,
+        why: String,
+    },
+    #[error(
+        "cannot get Google credentials for {host}: {why}\n  hint: run `gcloud auth application-default login`, or set GOOGLE_APPLICATION_CREDENTIALS"
+    )]
+    Google { host: String, why: String },
+}
+
+/// Pushes every blob of `image` that the registry lacks, then the manifest under its tag.
+pub async fn push(
+    image: &Image,
+    repository: &Repository,
+    options: &PushOptions,
+) -> Result<Pushed, RegistryError> {
+    let mut client = Client::new(repository, options).await?;
+    let mut uploaded = Vec::new();
+    let mut skipped = Vec::new();
+    for blob in image.layers.iter().chain(std::iter::once(&image.config)) {
+        if client.has_blob(&blob.digest).await? {
+            skipped.push(blob.digest.clone());
+            continue;
+        }
+        let path = image.blob_path(&blob.digest);
+        let bytes = tokio::fs::read(&path)
+            .await
+            .map_err(|source| RegistryError::Read { path, source })?;
+        client.upload_blob(&blob.digest, bytes).await?;
+        uploaded.push(blob.digest.clone());
+    }
+    let path = image.blob_path(&image.manifest.digest);
+    let manifest = tokio::fs::read(&path)
+        .await
+        .map_err(|source| RegistryError::Read { path, source })?;
+    client
+        .put_manifest(&image.tag, &image.manifest.media_type, manifest)
+        .await?;
+    Ok(Pushed {
+        repository: repository.to_string(),
+        tag: image.tag.clone(),
+        digest: image.manifest.digest.clone(),
+        uploaded,
+        skipped,
+    })
+}
+
+/// A distribution-API client for one repository, holding its authorization.
+struct Client {
+    http: reqwest::Client,
+    base: String,
+    repository: Repository,
+    credentials: Option<Credentials>,
+    authorization: Option<Secret>,
+}
+
+impl Client {
+    async fn new(repository: &Repository, options: &PushOptions) -> Result<Self, RegistryError> {
+        crate::install_crypto_provider();
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(300))
+            .build()
+            .map_err(|e| RegistryError::Unreachable {
+                url: repository.host.clone(),
+                reason: e.to_string(),
+            })?;
+        let scheme = if options.insecure || is_loopback(&repository.host) {
+            "http"
+        } else {
+            "https"
+        };
+        let credentials = match &options.credentials {
+            Some(c) => Some(c.clone()),
+            None => lookup_credentials(&repository.host, options.docker_config.as_deref()).await?,
+        };
+        Ok(Self {
+            http,
+            base: format!("{scheme}://{}", repository.host),
+            repository: repository.clone(),
+            credentials,
+            authorization: None,
+        })
+    }
+
+    async fn has_blob(&mut self, digest: &str) -> Result<bool, RegistryError> {
+        let url = format!("{}/v2/{}/blobs/{digest}", self.base, self.repository.path);
+        let resp = self.send(Method::HEAD, &url, None, None).await?;
+        match resp.status() {
+            StatusCode::OK => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            _ => Err(self.failure("HEAD", &url, resp).await),
+        }
+    }
+
+    async fn upload_blob(&mut self, digest: &str, bytes: Vec<u8>) -> Result<(), RegistryError> {
+        let url = format!("{}/v2/{}/blobs/uploads/", self.base, self.repository.path);
+        let resp = self.send(Method::POST, &url, None, None).await?;
+        if resp.status() != StatusCode::ACCEPTED {
+            return Err(self.failure("POST", &url, resp).await);
+        }
+        let location = resp
+            .headers()
+            .get(header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let location = if location.starts_with("http") {
+            location
+        } else {
+            format!("{}{location}", self.base)
+        };
+        let sep = if location.contains('?') { '&' } else { '?' };
+        let put = format!("{location}{sep}digest={digest}");
+        let resp = self
+            .send(
+                Method::PUT,
+                &put,
+                Some("application/octet-stream"),
+                Some(bytes),
+            )
+            .await?;
+        if resp.status() != StatusCode::CREATED {
+            return Err(self.failure("PUT", &put, resp).await);
+        }
+        Ok(())
+    }
+
+    async fn put_manifest(
+        &mut self,
+        tag: &str,
+        media_type: &str,
+        bytes: Vec<u8>,
+    ) -> Result<(), RegistryError> {
+        let url = format!("{}/v2/{}/manifests/{tag}", self.base, self.repository.path);
+        let resp = self
+            .send(Method::PUT, &url, Some(media_type), Some(bytes))
+            .await?;
+        if resp.status() != StatusCode::CREATED {
+            return Err(self.failure("PUT", &url, resp).await);
+        }
+        Ok(())
+    }
+
+    /// Sends with retries on transient failures, answering one auth challenge.
+    async fn send(
+        &mut self,
+        method: Method,
+        url: &str,
+        content_type: Option<&str>,
+        body: Option<Vec<u8>>,
+    ) -> Result<reqwest::Response, RegistryError> {
+        let mut challenged = false;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut request = self.http.request(method.clone(), url);
+            if let Some(auth) = &self.authorization {
+                request = request.header(header::AUTHORIZATION, auth.expose());
+            }
+            if let Some(ct) = content_type {
+                request = request.header(header::CONTENT_TYPE, ct);
+            }
+            if let Some(body) = &body {
+                request = request.body(body.clone());
+            }
+            let resp = match request.send().await {
+                Ok(resp) => resp,
+                Err(e) if attempt < ATTEMPTS && (e.is_connect() || e.is_timeout()) => {
+                    backoff(attempt).await;
+                    continue;
+                }
+                Err(e) => {
+                    return Err(RegistryError::Unreachable {
+                        url: self.base.clone(),
+                        reason: root_cause(&e),
+                    });
+                }
+            };
+            let status = resp.status();
+            if status == StatusCode::UNAUTHORIZED && !challenged {
+                challenged = true;
+                let challenge = resp
+                    .headers()
+                    .get(header::WWW_AUTHENTICATE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string();
+                self.authorize(&challenge).await?;
+                continue;
+            }
+            if (status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS)
+                && attempt < ATTEMPTS
+            {
+                backoff(attempt).await;
+                continue;
+            }
+            if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+                return Err(self.unauthorized(status.as_u16()));
+            }
+            return Ok(resp);
+        }
+    }
+
+    /// Answers a `WWW-Authenticate` challenge: Basic with the credentials, or a Bearer token
+    /// fetched from the realm (with the credentials, or anonymously).
+    async fn authorize(&mut self, challenge: &str) -> Result<(), RegistryError> {
+        let basic = self.credentials.as_ref().map(|c| {
+            let raw = format!("{}:{}", c.username, c.password.expose());
+            Secret::new(format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(raw)
+            ))
+        });
+        let lower = challenge.to_ascii_lowercase();
+        if lower.starts_with("basic") {
+            self.authorization = Some(basic.ok_or_else(|| self.unauthorized(401))?);
+            return Ok(());
+        }
+        if !lower.starts_with("bearer") {
+            return Err(self.unauthorized(401));
+        }
+        let params = challenge_params(challenge);
+        let realm = params
+            .iter()
+            .find(|(k, _)| k == "realm")
+            .map(|(_, v)| v.clone())
+            .ok_or_else(|| self.unauthorized(401))?;
+        let mut query: Vec<(String, String)> =
+            params.into_iter().filter(|(k, _)| k == "service").collect();
+        query.push((
+            "scope".into(),
+            format!("repository:{}:pull,push", self.repository.path),
+        ));
+        let mut request = self.http.get(&realm).query(&query);
+        if let Some(basic) = &basic {
+            request = request.header(header::AUTHORIZATION, basic.expose());
+        }
+        let resp = request
+            .send()
+            .await
+            .map_err(|e| RegistryError::Unreachable {
+                url: realm.clone(),
+                reason: root_cause(&e),
+            })?;
+        if !resp.status().is_success() {
+            return Err(self.unauthorized(resp.status().as_u16()));
+        }
+        let body: serde_json::Value = resp.json().await.map_err(|_| self.unauthorized(401))?;
+        let token = body["token"]
+            .as_str()
+            .or_else(|| body["access_token"].as_str())
+            .ok_or_else(|| self.unauthorized(401))?;
+        self.authorization = Some(Secret::new(format!("Bearer {token}")));
+        Ok(())
+    }
+
+    fn unauthorized(&self, status: u16) -> RegistryError {
+        let host = self.repository.host.clone();
+        let (source_name, hint) = match &self.credentials {
+            Some(c) => (
+                c.source.clone(),
+                format!(
+                    "check the credentials for {host} (`docker login {host}`), or that this account may push to {}",
+                    self.repository.path
+                ),
+            ),
+            None => (
+                "anonymous".to_string(),
+                if is_google(&host) {
+                    "run `gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS".to_string()
+                } else {
+                    format!(
+                        "log in with `docker login {host}` (ferry reads ~/.docker/config.json and its credential helpers)"
+                    )
+                },
+            ),
+        };
+        RegistryError::Unauthorized {
+            host,
+            status,
+            source_name,
+            hint,
+        }
+    }
+
+    async fn failure(&self, method: &str, url: &str, resp: reqwest::Response) -> RegistryError {
+        let status = resp.status().as_u16();
+        let body: String = resp
+            .text()
+            .await
+            .unwrap_or_default()
+            .chars()
+            .take(300)
+            .collect();
+        if status == 404 && (body.contains("NAME_UNKNOWN") || body.contains("name unknown")) {
+            return RegistryError::NoRepository {
+                host: self.repository.host.clone(),
+                path: self.repository.path.clone(),
+                status,
+                body,
+            };
+        }
+        RegistryError::Http {
+            method: method.to_string(),
+            url: url.to_string(),
+            status,
+            body,
+        }
+    }
+}
+
+async fn backoff(attempt: u32) {
+    tokio::time::sleep(Duration::from_millis(200 * 2u64.pow(attempt))).await;
+}
+
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause: &dyn std::error::Error = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
+}
+
+fn is_loopback(host: &str) -> bool {
+    let name = host.rsplit_once(':').map_or(host, |(h, _)| h);
+    name == "localhost" || name.starts_with("127.") || name == "[::1]"
+}
+
+/// Google's registries: Container Registry and Artifact Registry.
+pub fn is_google(host: &str) -> bool {
+    host == "gcr.io" || host.ends_with(".gcr.io") || host.ends_with("-docker.pkg.dev")
+}
+
+/// `Bearer realm="…",service="…",scope="…"` → pairs.
+fn challenge_params(challenge: &str) -> Vec<(String, String)> {
+    let rest = challenge.split_once(' ').map_or("", |(_, r)| r);
+    let mut out = Vec::new();
+    let mut chars = rest.chars().peekable();
+    loop {
+        let key: String = chars
+            .by_ref()
+            .skip_while(|c| *c == ',' || c.is_whitespace())
+            .take_while(|c| *c != '=')
+            .collect();
+        if key.is_empty() {
+            break;
+        }
+        let mut value = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            for c in chars.by_ref() {
+                if c == '"' {
+                    break;
+                }
+                value.push(c);
+            }
+        } else {
+            value = chars.by_ref().take_while(|c| *c != ',').collect();
+        }
+        out.push((key.trim().to_ascii_lowercase(), value));
+    }
+    out
+}
+
+/// Docker config first (auths, credHelpers, credsStore), then Google for Google's registries.
+async fn lookup_credentials(
+    host: &str,
+    docker_config: Option<&std::path::Path>,
+) -> Result<Option<Credentials>, RegistryError> {
+    let dir = docker_config.map(PathBuf::from).or_else(|| {
+        std::env::var_os("DOCKER_CONFIG")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker")))
+    });
+    if let Some(dir) = dir {
+        let path = dir.join("config.json");
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            let config: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+            if let Some(helper) = config["credHelpers"][host].as_str() {
+                return run_helper(helper, host).await.map(Some);
+            }
+            for key in [
+                host.to_string(),
+                format!("https://{host}"),
+                format!("http://{host}"),
+            ] {
+                if let Some(auth) = config["auths"][&key]["auth"].as_str() {
+                    let decoded = base64::engine::general_purpose::STANDARD
+                        .decode(auth)
+                        .ok()
+                        .and_then(|b| String::from_utf8(b).ok())
+                        .unwrap_or_default();
+                    if let Some((user, pass)) = decoded.split_once(':') {
+                        return Ok(Some(Credentials {
+                            username: user.to_string(),
+                            password: Secret::new(pass),
+                            source: format!("{} (auths.{key})", path.display()),
+                        }));
+                    }
+                }
+            }
+            if let Some(store) = config["credsStore"].as_str() {
+                if let Ok(c) = run_helper(store, host).await {
+                    return Ok(Some(c));
+                }
+            }
+        }
+    }
+    if is_google(host) {
+        return google_credentials(host).await.map(Some);
+    }
+    Ok(None)
+}
+
+async fn run_helper(helper: &str, host: &str) -> Result<Credentials, RegistryError> {
+    use tokio::io::AsyncWriteExt;
+    let err = |why: String| RegistryError::Helper {
+        helper: helper.to_string(),
+        host: host.to_string(),
+        why,
+    };
+    let mut child = tokio::process::Command::new(format!("docker-credential-{helper}"))
+        .arg("get")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| err(e.to_string()))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(host.as_bytes())
+            .await
+            .map_err(|e| err(e.to_string()))?;
+    }
+    let out = child
+        .wait_with_output()
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    if !out.status.success() {
+        return Err(err(String::from_utf8_lossy(&out.stderr).trim().to_string()));
+    }
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).map_err(|_| err("its answer is not JSON".into()))?;
+    Ok(Credentials {
+        username: v["Username"].as_str().unwrap_or_default().to_string(),
+        password: Secret::new(v["Secret"].as_str().unwrap_or_default()),
+        source: format!("docker-credential-{helper}"),
+    })
+}
+
+async fn google_credentials(host: &str) -> Result<Credentials, RegistryError> {
+    let err = |why: String| RegistryError::Google {
+        host: host.to_string(),
+        why,
+    };
+    let provider = gcp_auth::provider().await.map_err(|e| err(e.to_string()))?;
+    let token = provider
+        .token(&["https://www.googleapis.com/auth/cloud-platform"])
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    Ok(Credentials {
+        username: "oauth2accesstoken".into(),
+        password: Secret::new(token.as_str()),
+        source: "Google credentials (gcp_auth)".into(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repositories_parse_and_bad_ones_say_why() {
+        let r: Repository = "europe-west1-docker.pkg.dev/p/ferry/hello".parse().unwrap();
+        assert_eq!(r.host, "europe-west1-docker.pkg.dev");
+        assert_eq!(r.path, "p/ferry/hello");
+        assert!("127.0.0.1:5000/hello".parse::<Repository>().is_ok());
+        for bad in [
+            "hello",
+            "library/hello",
+            "127.0.0.1:5000/Hello",
+            "127.0.0.1:5000/hello:v1",
+            "r.io/a@sha256:0",
+        ] {
+            let err = bad.parse::<Repository>().unwrap_err().to_string();
+            assert!(err.contains(bad), "{err}");
+        }
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let c = Credentials {
+            username: "u".into(),
+            password: Secret::new("hunter2"),
+            source: "test".into(),
+        };
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn bearer_challenges_parse() {
+        let p = challenge_params(
+            r#"Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a:pull""#,
+        );
+        assert_eq!(p[0], ("realm".into(), "https://auth.example/token".into()));
+        assert_eq!(p[1], ("service".into(), "registry.example".into()));
+        assert_eq!(p.len(), 3);
+    }
+
+    #[test]
+    fn google_hosts_are_recognised() {
+        assert!(is_google("gcr.io"));
+        assert!(is_google("eu.gcr.io"));
+        assert!(is_google("europe-west1-docker.pkg.dev"));
+        assert!(!is_google("ghcr.io"));
+        assert!(is_loopback("127.0.0.1:5000"));
+        assert!(!is_loopback("registry.example:5000"));
+    }
+}

@@ -1,10 +1,75 @@
-//! `ferry push`.
+//! `ferry push`: send the built image to a registry.
+
+use anyhow::Context as _;
 
 use super::Context;
+use crate::config::Environment;
+use crate::pipeline;
+use crate::registry::{self, PushOptions, Repository};
 
+/// Push the image `ferry build` wrote to an OCI registry, tagged by commit, and print
+/// the pinned reference `REPO@sha256:…` on stdout.
+///
+/// Blobs the registry already has are not sent again. Credentials: ~/.docker/config.json
+/// (and its credential helpers), Google credentials for gcr.io and *-docker.pkg.dev, else none.
 #[derive(Debug, clap::Args)]
-pub struct PushArgs {}
+pub struct PushArgs {
+    /// Repository to push to, e.g. 127.0.0.1:5000/hello. Default: the environment's `repository`.
+    #[arg(long, value_name = "REPO")]
+    pub to: Option<String>,
+    /// Environment whose `repository` to use.
+    #[arg(long, env = "FERRY_ENV")]
+    pub env: Option<String>,
+    /// Plain HTTP (loopback registries always use it).
+    #[arg(long)]
+    pub insecure: bool,
+    /// Push the image in the layout even if it is not of the current commit.
+    #[arg(long)]
+    pub any_commit: bool,
+}
 
-pub async fn run(_args: PushArgs, _ctx: &Context) -> anyhow::Result<()> {
-    anyhow::bail!("`ferry push` is not implemented yet")
+pub async fn run(args: PushArgs, ctx: &Context) -> anyhow::Result<()> {
+    let (repository, insecure) = match (&args.to, ctx.config.environment(args.env.as_deref())?) {
+        (Some(to), _) => (to.clone(), args.insecure),
+        (None, (_, Environment::Kubernetes(k))) => {
+            (k.repository.clone(), args.insecure || k.insecure_registry)
+        }
+        (None, (name, Environment::Local(_))) => anyhow::bail!(
+            "nowhere to push: environment `{name}` is local\n  hint: pass --to HOST/PATH, or --env with a kubernetes environment"
+        ),
+    };
+    let repository: Repository = repository.parse()?;
+    let layout = pipeline::layout_dir(&ctx.config);
+    let tag = if args.any_commit {
+        None
+    } else {
+        let commit = crate::git::Commit::discover(&ctx.config.root)?;
+        Some(commit.tag(ctx.config.image.tag))
+    };
+    let image = crate::image::open(&layout, tag.as_deref())
+        .context("no image of the current commit to push; run `ferry build` first")?;
+    let stage = ctx.reporter.stage(
+        "push",
+        format!("{}:{} → {repository}", image.tag, image.manifest.digest),
+    );
+    let options = PushOptions {
+        insecure,
+        ..PushOptions::default()
+    };
+    match registry::push(&image, &repository, &options).await {
+        Ok(pushed) => {
+            stage.done(format!(
+                "{} ({} blobs uploaded, {} already there)",
+                pushed.pinned(),
+                pushed.uploaded.len(),
+                pushed.skipped.len()
+            ));
+            println!("{}", pushed.pinned());
+            Ok(())
+        }
+        Err(e) => {
+            stage.failed(e.to_string().lines().next().unwrap_or_default());
+            Err(e.into())
+        }
+    }
 }
