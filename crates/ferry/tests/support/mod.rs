@@ -1,0 +1,246 @@
+//! Real parts for ferry's end-to-end tests: a checkout of this repository, Debian's
+//! `docker-registry` on a free loopback port, and the `ferry` binary.
+//!
+//! A missing tool fails the test with the command that installs it; nothing is skipped.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The workspace this test binary was built from.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+/// Fails with an install hint when `tool` is not on PATH.
+pub fn require_tool(tool: &str, install: &str) {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(tool).is_file()));
+    assert!(
+        found,
+        "{tool} not found: {install} (scripts/test installs it)"
+    );
+}
+
+/// A clean checkout of the workspace's HEAD, shared by the end-to-end tests (they run one at a
+/// time) so the release build is paid once. Builds go to their own target directory.
+pub fn checkout() -> PathBuf {
+    require_tool("git", "apt-get install git");
+    let ws = workspace();
+    let dir = ws.join("target").join("e2e").join("checkout");
+    let head = git_out(&ws, &["rev-parse", "HEAD"]);
+    if !dir.join(".git").exists() {
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.parent().unwrap()).unwrap();
+        run_ok(
+            Command::new("git")
+                .arg("clone")
+                .arg("-q")
+                .arg(&ws)
+                .arg(&dir),
+        );
+    }
+    run_ok(Command::new("git").arg("-C").arg(&dir).args([
+        "fetch",
+        "-q",
+        ws.to_str().unwrap(),
+        "HEAD",
+    ]));
+    run_ok(
+        Command::new("git")
+            .arg("-C")
+            .arg(&dir)
+            .args(["reset", "-q", "--hard", &head]),
+    );
+    run_ok(
+        Command::new("git")
+            .arg("-C")
+            .arg(&dir)
+            .args(["clean", "-q", "-fdx", "-e", "target"]),
+    );
+    dir
+}
+
+/// A throwaway git repository copy of the checkout's tracked files (for dirty-tree tests).
+pub fn scratch_repo() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    run_ok(
+        Command::new("git")
+            .arg("clone")
+            .arg("-q")
+            .arg(workspace())
+            .arg(dir.path()),
+    );
+    dir
+}
+
+fn git_out(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+pub fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// `ferry` run in `dir`, with plain output and the e2e target directory.
+pub fn ferry(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(args)
+        .current_dir(dir)
+        .env(
+            "CARGO_TARGET_DIR",
+            workspace().join("target").join("e2e").join("target"),
+        )
+        .env("FERRY_OUTPUT", "plain")
+        .env_remove("FERRY_ENV")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ferry")
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Debian's `docker-registry` on a free loopback port; killed on drop.
+pub struct Registry {
+    child: Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    pub fn start() -> Registry {
+        Self::start_with_auth(None)
+    }
+
+    /// With `Some((user, password))`, the registry requires basic auth (htpasswd, bcrypt).
+    pub fn start_with_auth(auth: Option<(&str, &str)>) -> Registry {
+        require_tool("docker-registry", "apt-get install docker-registry");
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut config = format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.path().join("data").display()
+        );
+        if let Some((user, password)) = auth {
+            let hash = bcrypt::hash(password, 5).unwrap();
+            let htpasswd = dir.path().join("htpasswd");
+            std::fs::write(&htpasswd, format!("{user}:{hash}\n")).unwrap();
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: ferry-test\n    path: {}\n",
+                htpasswd.display()
+            ));
+        }
+        let config_path = dir.path().join("config.yml");
+        std::fs::write(&config_path, config).unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config_path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start docker-registry");
+        let registry = Registry {
+            child,
+            port,
+            _dir: dir,
+        };
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "docker-registry did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        registry
+    }
+
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Raw HTTP GET on loopback: (status, body).
+pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw)?;
+    let status = raw
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = raw
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// Polls until `GET path` answers 200, or panics after `limit`.
+pub fn wait_for_200(port: u16, path: &str, limit: Duration) {
+    let started = Instant::now();
+    loop {
+        if let Ok((200, _)) = http_get(port, path) {
+            return;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "{path} on port {port} never answered 200"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
