@@ -122,7 +122,7 @@ impl Drop for Container {
 }
 
 #[test]
-fn pushing_to_an_unreachable_registry_fails_clearly() {
+fn e2e_pushing_to_an_unreachable_registry_fails_clearly() {
     let repo = checkout();
     let built = ferry(&repo, &["build"]);
     assert!(built.status.success(), "{}", stderr(&built));
@@ -145,7 +145,7 @@ fn pushing_to_an_unreachable_registry_fails_clearly() {
 }
 
 #[test]
-fn wrong_credentials_name_the_registry_and_their_source_but_not_the_password() {
+fn e2e_wrong_credentials_name_the_registry_and_their_source_but_not_the_password() {
     let repo = checkout();
     let built = ferry(&repo, &["build"]);
     assert!(built.status.success(), "{}", stderr(&built));
