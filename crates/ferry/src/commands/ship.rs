@@ -30,10 +30,16 @@ pub struct ShipArgs {
     /// Confirm the deploy for environments with `approval = true`.
     #[arg(long)]
     pub approve: bool,
+    /// Local environment: how to run the image (default: ferry.toml's `runtime`, normally auto).
+    #[arg(long, value_enum, env = "FERRY_LOCAL_RUNTIME")]
+    pub runtime: Option<crate::config::LocalRuntime>,
 }
 
 pub async fn run(args: ShipArgs, ctx: &Context) -> anyhow::Result<()> {
-    let (name, environment) = ctx.config.environment(args.env.as_deref())?;
+    let (name, mut environment) = ctx.config.environment(args.env.as_deref())?;
+    if let (Environment::Local(local), Some(runtime)) = (&mut environment, args.runtime) {
+        local.runtime = runtime;
+    }
     let request = Request {
         environment: Some(name.clone()),
         skip_tests: args.skip_tests,
