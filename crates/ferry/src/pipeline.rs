@@ -372,3 +372,27 @@ pub async fn ship_kubernetes(
         )
         .await
 }
+
+/// The variables ferry gives the manifest. `vars` of the environment and `--set` come after
+/// (and so win); the process environment is consulted only for names not given here.
+pub fn manifest_vars(
+    environment: &str,
+    namespace: &str,
+    image: Option<&str>,
+    commit: Option<&str>,
+    env_vars: &std::collections::BTreeMap<String, String>,
+    overrides: &[(String, String)],
+) -> std::collections::BTreeMap<String, String> {
+    let mut vars = std::collections::BTreeMap::new();
+    vars.insert("ENVIRONMENT".to_string(), environment.to_string());
+    vars.insert("NAMESPACE".to_string(), namespace.to_string());
+    if let Some(image) = image {
+        vars.insert("IMAGE".to_string(), image.to_string());
+    }
+    if let Some(commit) = commit {
+        vars.insert("COMMIT".to_string(), commit.to_string());
+    }
+    vars.extend(env_vars.iter().map(|(k, v)| (k.clone(), v.clone())));
+    vars.extend(overrides.iter().cloned());
+    vars
+}

@@ -1,10 +1,68 @@
-//! `ferry render`.
+//! `ferry render`: print the manifest as it would be applied.
+
+use std::path::PathBuf;
 
 use super::Context;
+use crate::config::Environment;
+use crate::pipeline;
 
+/// Render k8s.yml for an environment and print it. Every undefined `${VAR}` is an error that
+/// lists all of them with file and line; nothing is printed then.
+///
+/// Values: IMAGE (--image), COMMIT (HEAD), ENVIRONMENT, NAMESPACE, the environment's `vars`,
+/// --set NAME=VALUE, then the process environment.
 #[derive(Debug, clap::Args)]
-pub struct RenderArgs {}
+pub struct RenderArgs {
+    /// Environment from ferry.toml (default: `default_environment`).
+    #[arg(long, env = "FERRY_ENV")]
+    pub env: Option<String>,
+    /// The image reference to deploy, e.g. REPO@sha256:… (as `ferry push` prints it).
+    #[arg(long, value_name = "REF")]
+    pub image: Option<String>,
+    /// Manifest template (default: the environment's `manifest`, else k8s.yml).
+    #[arg(short = 'f', long, value_name = "FILE")]
+    pub manifest: Option<PathBuf>,
+    /// Set a variable, e.g. --set REPLICAS=2 (repeatable).
+    #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_assignment)]
+    pub set: Vec<(String, String)>,
+}
 
-pub async fn run(_args: RenderArgs, _ctx: &Context) -> anyhow::Result<()> {
-    anyhow::bail!("`ferry render` is not implemented yet")
+pub fn parse_assignment(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("expected NAME=VALUE, got {s:?}")),
+    }
+}
+
+pub async fn run(args: RenderArgs, ctx: &Context) -> anyhow::Result<()> {
+    let rendered = render(&args, ctx)?;
+    print!("{}", rendered.text);
+    Ok(())
+}
+
+/// Shared by `render`, `deploy` and `plan`.
+pub fn render(args: &RenderArgs, ctx: &Context) -> anyhow::Result<crate::render::Rendered> {
+    let (name, environment) = ctx.config.environment(args.env.as_deref())?;
+    let (namespace, manifest, env_vars) = match &environment {
+        Environment::Kubernetes(k) => (k.namespace.clone(), k.manifest.clone(), k.vars.clone()),
+        Environment::Local(_) => (
+            "default".to_string(),
+            PathBuf::from("k8s.yml"),
+            Default::default(),
+        ),
+    };
+    let manifest = ctx
+        .config
+        .root
+        .join(args.manifest.clone().unwrap_or(manifest));
+    let commit = crate::git::Commit::discover(&ctx.config.root).ok();
+    let vars = pipeline::manifest_vars(
+        &name,
+        &namespace,
+        args.image.as_deref(),
+        commit.as_ref().map(|c| c.hash.as_str()),
+        &env_vars,
+        &args.set,
+    );
+    Ok(crate::render::render_file(&manifest, &vars)?)
 }
