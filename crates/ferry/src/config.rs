@@ -94,7 +94,7 @@ pub enum Environment {
     /// The embedded default: build into an OCI layout and run it on this machine.
     Local(LocalEnv),
     /// A real Kubernetes cluster (GKE in production).
-    Kubernetes(KubernetesEnv),
+    Kubernetes(Box<KubernetesEnv>),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]

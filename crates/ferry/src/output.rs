@@ -132,9 +132,8 @@ impl Stage {
             self.name,
             format_duration(elapsed)
         );
-        match (&self.spinner, self.mode) {
-            (Some(bar), _) => bar.finish_and_clear(),
-            (None, _) => {}
+        if let Some(bar) = &self.spinner {
+            bar.finish_and_clear();
         }
         match self.mode {
             Mode::Terminal | Mode::Plain => eprintln!("{line}"),

@@ -575,10 +575,10 @@ async fn lookup_credentials(
                     }
                 }
             }
-            if let Some(store) = config["credsStore"].as_str() {
-                if let Ok(c) = run_helper(store, host).await {
-                    return Ok(Some(c));
-                }
+            if let Some(store) = config["credsStore"].as_str()
+                && let Ok(c) = run_helper(store, host).await
+            {
+                return Ok(Some(c));
             }
         }
     }
