@@ -1,1 +1,408 @@
-//! TODO: deploy stage.
+//! The deploy stage: connect to the cluster, apply the rendered manifest server-side, follow
+//! each Deployment's rollout like `kubectl rollout status` but stop early on causes that will
+//! not fix themselves, and roll back automatically.
+//!
+//! - [`apply`]: server-side apply in dependency order; dry runs and diffs.
+//! - [`rollout`]: kubectl's decision rules and fail-fast diagnosis with events and logs.
+//! - [`rollback`]: `kubectl rollout undo`, done by ferry.
+//!
+//! Not here: rendering ([`crate::render`]) or verifying the public URL ([`crate::verify`]).
+
+pub mod apply;
+pub mod rollback;
+pub mod rollout;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, Config};
+
+pub use rollout::RolloutFailure;
+
+/// Where the cluster is.
+#[derive(Debug, Clone, Default)]
+pub struct Target {
+    /// kubeconfig file (default: `$KUBECONFIG`, `~/.kube/config`, or in-cluster config).
+    pub kubeconfig: Option<PathBuf>,
+    /// kubeconfig context (default: the current one).
+    pub context: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DeployOptions {
+    pub namespace: String,
+    /// Roll back automatically when the rollout fails.
+    pub rollback: bool,
+    /// Overall limit per Deployment (default: its progressDeadlineSeconds).
+    pub timeout: Option<Duration>,
+    pub poll: Duration,
+}
+
+impl Default for DeployOptions {
+    fn default() -> Self {
+        Self {
+            namespace: "default".into(),
+            rollback: true,
+            timeout: None,
+            poll: Duration::from_millis(500),
+        }
+    }
+}
+
+/// How a deploy ended.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Rollout {
+    /// Every Deployment rolled out.
+    Succeeded { deployments: Vec<String> },
+    /// A Deployment failed and its previous revision is serving again.
+    RolledBack {
+        deployment: String,
+        failure: RolloutFailure,
+        restored: rollback::Restored,
+    },
+    /// A Deployment failed and was left as it is (first deploy, `--no-rollback`, or the
+    /// rollback itself did not become available).
+    Failed {
+        deployment: String,
+        failure: RolloutFailure,
+        why_not_rolled_back: String,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    #[error(
+        "no Kubernetes credentials found: {why}\n  hint: for GKE run `gcloud container clusters get-credentials CLUSTER --location LOCATION --project PROJECT`; or set KUBECONFIG, or `kubeconfig`/`context` in ferry.toml"
+    )]
+    NoKubeconfig { why: String },
+    #[error(
+        "cannot reach the cluster at {server}: {why}\n  hint: check the network, the VPN, or that the cluster exists (`kubectl cluster-info`)"
+    )]
+    Unreachable { server: String, why: String },
+    #[error(
+        "forbidden: {message}\n  hint: the identity in use lacks RBAC rights; CI's service account needs roles/container.developer (terraform/modules/ci-access)"
+    )]
+    Forbidden { message: String },
+    #[error("{kind}/{name} is invalid: {message}{}", fields_hint(.fields))]
+    Invalid {
+        kind: String,
+        name: String,
+        message: String,
+        fields: Vec<String>,
+    },
+    #[error(
+        "namespace {namespace:?} does not exist\n  hint: create it (`kubectl create namespace {namespace}`) or add a Namespace object to the manifest"
+    )]
+    MissingNamespace { namespace: String },
+    #[error("the Kubernetes API answered {code} {reason}: {message}")]
+    Api {
+        code: u16,
+        reason: String,
+        message: String,
+    },
+    #[error("Kubernetes client error: {0}")]
+    Client(String),
+}
+
+fn fields_hint(fields: &[String]) -> String {
+    if fields.is_empty() {
+        String::new()
+    } else {
+        format!("\n  fields: {}", fields.join(", "))
+    }
+}
+
+impl DeployError {
+    /// Maps a client error to what it means for the user; `kind`/`name` name the object.
+    pub fn from_kube(error: kube::Error, kind: &str, name: &str, server: &str) -> Self {
+        match error {
+            kube::Error::Api(status) => match status.code {
+                403 => DeployError::Forbidden {
+                    message: status.message,
+                },
+                422 => DeployError::Invalid {
+                    kind: kind.to_string(),
+                    name: name.to_string(),
+                    message: status.message,
+                    fields: status
+                        .details
+                        .map(|d| {
+                            d.causes
+                                .into_iter()
+                                .map(|c| format!("{} ({})", c.field, c.message))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                },
+                404 if status.message.contains("namespaces \"") => DeployError::MissingNamespace {
+                    namespace: status
+                        .message
+                        .split('"')
+                        .nth(1)
+                        .unwrap_or_default()
+                        .to_string(),
+                },
+                code => DeployError::Api {
+                    code,
+                    reason: status.reason,
+                    message: status.message,
+                },
+            },
+            kube::Error::HyperError(e) => DeployError::Unreachable {
+                server: server.to_string(),
+                why: e.to_string(),
+            },
+            kube::Error::Service(e) => DeployError::Unreachable {
+                server: server.to_string(),
+                why: root_cause(&*e),
+            },
+            other => DeployError::Client(other.to_string()),
+        }
+    }
+}
+
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
+}
+
+/// A connected client and the server it talks to (for messages).
+#[derive(Clone)]
+pub struct Cluster {
+    pub client: Client,
+    pub server: String,
+}
+
+/// Connects with the kubeconfig (named file or context; exec plugins such as
+/// `gke-gcloud-auth-plugin` included) or, inside a pod, the in-cluster config.
+pub async fn connect(target: &Target) -> Result<Cluster, DeployError> {
+    crate::install_crypto_provider();
+    let options = KubeConfigOptions {
+        context: target.context.clone(),
+        ..KubeConfigOptions::default()
+    };
+    let config = match &target.kubeconfig {
+        Some(path) => {
+            let kubeconfig =
+                Kubeconfig::read_from(path).map_err(|e| DeployError::NoKubeconfig {
+                    why: format!("{}: {e}", path.display()),
+                })?;
+            Config::from_custom_kubeconfig(kubeconfig, &options)
+                .await
+                .map_err(|e| DeployError::NoKubeconfig { why: e.to_string() })?
+        }
+        None if target.context.is_some() => Config::from_kubeconfig(&options)
+            .await
+            .map_err(|e| DeployError::NoKubeconfig { why: e.to_string() })?,
+        None => Config::infer()
+            .await
+            .map_err(|e| DeployError::NoKubeconfig { why: e.to_string() })?,
+    };
+    let server = config.cluster_url.to_string();
+    let client = Client::try_from(config).map_err(|e| DeployError::Client(e.to_string()))?;
+    // One cheap call, so "unreachable" is said here and not in the middle of an apply.
+    client
+        .apiserver_version()
+        .await
+        .map_err(|e| DeployError::from_kube(e, "cluster", "version", &server))?;
+    Ok(Cluster { client, server })
+}
+
+/// Applies the objects and follows every Deployment; rolls back a failed one if asked.
+pub async fn deploy(
+    cluster: &Cluster,
+    objects: &[serde_json::Value],
+    options: &DeployOptions,
+    progress: &(dyn Fn(&str) + Send + Sync),
+) -> Result<Rollout, DeployError> {
+    let applied = apply_checked(cluster, objects, &options.namespace, false).await?;
+    for a in &applied {
+        progress(&format!(
+            "{}/{} applied (server-side, field manager ferry)",
+            a.kind.to_lowercase(),
+            a.name
+        ));
+    }
+    let mut done = Vec::new();
+    for a in applied.iter().filter(|a| a.kind == "Deployment") {
+        let namespace = a
+            .namespace
+            .clone()
+            .unwrap_or_else(|| options.namespace.clone());
+        let wait = rollout::WaitOptions {
+            timeout: options.timeout,
+            fail_fast: true,
+            poll: options.poll,
+        };
+        let outcome = rollout::wait(&cluster.client, &namespace, &a.name, &wait, progress)
+            .await
+            .map_err(|e| DeployError::from_kube(e, "Deployment", &a.name, &cluster.server))?;
+        let failure = match outcome {
+            Ok(message) => {
+                progress(&message);
+                done.push(a.name.clone());
+                continue;
+            }
+            Err(failure) => failure,
+        };
+        progress(&format!("rollout failed: {}", failure.headline()));
+        if !options.rollback {
+            return Ok(Rollout::Failed {
+                deployment: a.name.clone(),
+                failure,
+                why_not_rolled_back: "--no-rollback was given".into(),
+            });
+        }
+        let restored = rollback::rollback(&cluster.client, &namespace, &a.name)
+            .await
+            .map_err(|e| DeployError::from_kube(e, "Deployment", &a.name, &cluster.server))?;
+        let Some(restored) = restored else {
+            return Ok(Rollout::Failed {
+                deployment: a.name.clone(),
+                failure,
+                why_not_rolled_back:
+                    "this was the first revision; there is nothing to roll back to".into(),
+            });
+        };
+        progress(&format!(
+            "rolling back to revision {} ({})",
+            restored.revision, restored.image
+        ));
+        let back = rollout::wait(
+            &cluster.client,
+            &namespace,
+            &a.name,
+            &rollout::WaitOptions {
+                fail_fast: false,
+                ..wait
+            },
+            progress,
+        )
+        .await
+        .map_err(|e| DeployError::from_kube(e, "Deployment", &a.name, &cluster.server))?;
+        return Ok(match back {
+            Ok(_) => Rollout::RolledBack {
+                deployment: a.name.clone(),
+                failure,
+                restored,
+            },
+            Err(again) => Rollout::Failed {
+                deployment: a.name.clone(),
+                failure,
+                why_not_rolled_back: format!(
+                    "the rollback to revision {} did not become available: {}",
+                    restored.revision,
+                    again.headline()
+                ),
+            },
+        });
+    }
+    Ok(Rollout::Succeeded { deployments: done })
+}
+
+/// Server-side dry run of every object; returns a diff per changed object.
+pub async fn dry_run(
+    cluster: &Cluster,
+    objects: &[serde_json::Value],
+    namespace: &str,
+) -> Result<Vec<String>, DeployError> {
+    let applied = apply_checked(cluster, objects, namespace, true).await?;
+    Ok(applied
+        .iter()
+        .map(apply::diff)
+        .filter(|d| !d.is_empty())
+        .collect())
+}
+
+async fn apply_checked(
+    cluster: &Cluster,
+    objects: &[serde_json::Value],
+    namespace: &str,
+    dry_run: bool,
+) -> Result<Vec<apply::Applied>, DeployError> {
+    let mut applied = Vec::new();
+    for object in apply::order(objects) {
+        let kind = object["kind"].as_str().unwrap_or_default();
+        let name = object["metadata"]["name"].as_str().unwrap_or_default();
+        let one = apply::apply_all(
+            &cluster.client,
+            std::slice::from_ref(object),
+            namespace,
+            dry_run,
+        )
+        .await
+        .map_err(|e| DeployError::from_kube(e, kind, name, &cluster.server))?;
+        applied.extend(one);
+    }
+    Ok(applied)
+}
+
+/// What is deployed: one line per Deployment in the namespace.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DeploymentStatus {
+    pub name: String,
+    pub image: String,
+    pub commit: Option<String>,
+    pub revision: Option<String>,
+    pub ready: i32,
+    pub desired: i32,
+    pub rollout: String,
+}
+
+pub async fn status(
+    cluster: &Cluster,
+    namespace: &str,
+) -> Result<Vec<DeploymentStatus>, DeployError> {
+    let api: Api<Deployment> = Api::namespaced(cluster.client.clone(), namespace);
+    let list = api
+        .list(&Default::default())
+        .await
+        .map_err(|e| DeployError::from_kube(e, "Deployment", "*", &cluster.server))?;
+    Ok(list
+        .items
+        .into_iter()
+        .map(|d| {
+            let annotations = d.metadata.annotations.clone().unwrap_or_default();
+            let spec = d.spec.clone().unwrap_or_default();
+            DeploymentStatus {
+                name: d.metadata.name.clone().unwrap_or_default(),
+                image: spec
+                    .template
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.containers.first())
+                    .and_then(|c| c.image.clone())
+                    .unwrap_or_default(),
+                commit: annotations.get("ferry.dev/commit").cloned(),
+                revision: annotations.get(rollout::REVISION).cloned(),
+                ready: d
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.ready_replicas)
+                    .unwrap_or(0),
+                desired: spec.replicas.unwrap_or(1),
+                rollout: match rollout::status(&d) {
+                    rollout::Status::Done(_) => "complete".into(),
+                    rollout::Status::Waiting(m) => m,
+                    rollout::Status::DeadlineExceeded(m) => m,
+                },
+            }
+        })
+        .collect())
+}
+
+/// Used by commands to show a kubeconfig path in messages.
+pub fn describe_target(target: &Target) -> String {
+    match (&target.kubeconfig, &target.context) {
+        (Some(p), Some(c)) => format!("{} (context {c})", p.display()),
+        (Some(p), None) => p.display().to_string(),
+        (None, Some(c)) => format!("context {c}"),
+        (None, None) => "the current kubeconfig context".into(),
+    }
+}

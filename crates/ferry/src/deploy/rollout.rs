@@ -1,0 +1,772 @@
+//! Following a Deployment's rollout: kubectl's decision rules, plus fail-fast diagnosis of
+//! the new ReplicaSet's pods.
+//!
+//! [`status`] is `kubectl rollout status`'s logic for Deployments, rule for rule: nothing is
+//! judged until the controller has observed the current generation (which is what
+//! `kube::runtime::conditions::is_deployment_completed` gets wrong right after an apply).
+//! [`diagnose`] looks at pods for causes that will not fix themselves, so ferry can stop
+//! waiting long before the progress deadline.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::{Event, Pod};
+use kube::api::{ListParams, LogParams};
+use kube::{Api, Client};
+
+/// Annotation the deployment controller puts on a Deployment and its ReplicaSets.
+pub const REVISION: &str = "deployment.kubernetes.io/revision";
+
+/// What `kubectl rollout status` would say now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    /// Still going; the message is kubectl's progress line.
+    Waiting(String),
+    /// `deployment "x" successfully rolled out`.
+    Done(String),
+    /// `deployment "x" exceeded its progress deadline`.
+    DeadlineExceeded(String),
+}
+
+/// kubectl's DeploymentStatusViewer, for one observation of the Deployment.
+pub fn status(deployment: &Deployment) -> Status {
+    let name = deployment.metadata.name.as_deref().unwrap_or_default();
+    let generation = deployment.metadata.generation.unwrap_or(0);
+    let Some(st) = deployment.status.as_ref() else {
+        return Status::Waiting("Waiting for deployment spec update to be observed...".into());
+    };
+    if generation > st.observed_generation.unwrap_or(0) {
+        return Status::Waiting("Waiting for deployment spec update to be observed...".into());
+    }
+    let progressing = st
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "Progressing");
+    if progressing.is_some_and(|c| c.reason.as_deref() == Some("ProgressDeadlineExceeded")) {
+        return Status::DeadlineExceeded(format!(
+            "deployment {name:?} exceeded its progress deadline"
+        ));
+    }
+    let updated = st.updated_replicas.unwrap_or(0);
+    let replicas = st.replicas.unwrap_or(0);
+    let available = st.available_replicas.unwrap_or(0);
+    if let Some(desired) = deployment.spec.as_ref().and_then(|s| s.replicas)
+        && updated < desired
+    {
+        return Status::Waiting(format!(
+            "Waiting for deployment {name:?} rollout to finish: {updated} out of {desired} new replicas have been updated..."
+        ));
+    }
+    if replicas > updated {
+        return Status::Waiting(format!(
+            "Waiting for deployment {name:?} rollout to finish: {} old replicas are pending termination...",
+            replicas - updated
+        ));
+    }
+    if available < updated {
+        return Status::Waiting(format!(
+            "Waiting for deployment {name:?} rollout to finish: {available} of {updated} updated replicas are available..."
+        ));
+    }
+    Status::Done(format!("deployment {name:?} successfully rolled out"))
+}
+
+/// Why a rollout was stopped early, with the evidence.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum RolloutFailure {
+    /// The image cannot be pulled (`ErrImagePull`, `ImagePullBackOff`, `InvalidImageName`).
+    ImagePull {
+        pod: String,
+        container: String,
+        image: String,
+        message: String,
+        evidence: Evidence,
+    },
+    /// The container keeps exiting (`CrashLoopBackOff`).
+    CrashLoop {
+        pod: String,
+        container: String,
+        restarts: i32,
+        exit_code: Option<i32>,
+        evidence: Evidence,
+    },
+    /// The container cannot be created (`CreateContainerConfigError`, `CreateContainerError`).
+    ContainerConfig {
+        pod: String,
+        container: String,
+        message: String,
+        evidence: Evidence,
+    },
+    /// Running, but the readiness probe keeps failing.
+    NeverReady {
+        pod: String,
+        container: String,
+        failures: i32,
+        evidence: Evidence,
+    },
+    /// No node can take the pod.
+    Unschedulable {
+        pod: String,
+        message: String,
+        evidence: Evidence,
+    },
+    /// The controller reported `ProgressDeadlineExceeded`.
+    DeadlineExceeded { deployment: String },
+    /// ferry's own timeout passed first.
+    Timeout {
+        deployment: String,
+        waited_s: u64,
+        last: String,
+    },
+}
+
+/// Recent events and log lines of the failing pod.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Evidence {
+    pub events: Vec<String>,
+    pub logs: Vec<String>,
+}
+
+impl RolloutFailure {
+    /// One line: what failed and where.
+    pub fn headline(&self) -> String {
+        match self {
+            Self::ImagePull {
+                pod,
+                image,
+                message,
+                ..
+            } => {
+                format!("pod {pod} cannot pull image {image}: {message}")
+            }
+            Self::CrashLoop {
+                pod,
+                container,
+                restarts,
+                exit_code,
+                ..
+            } => format!(
+                "container {container} of pod {pod} is crash-looping ({restarts} restarts{})",
+                exit_code
+                    .map(|c| format!(", last exit code {c}"))
+                    .unwrap_or_default()
+            ),
+            Self::ContainerConfig {
+                pod,
+                container,
+                message,
+                ..
+            } => {
+                format!("container {container} of pod {pod} cannot be created: {message}")
+            }
+            Self::NeverReady {
+                pod,
+                container,
+                failures,
+                ..
+            } => format!(
+                "container {container} of pod {pod} runs but never becomes ready ({failures} readiness probe failures)"
+            ),
+            Self::Unschedulable { pod, message, .. } => {
+                format!("pod {pod} cannot be scheduled: {message}")
+            }
+            Self::DeadlineExceeded { deployment } => {
+                format!("deployment {deployment:?} exceeded its progress deadline")
+            }
+            Self::Timeout {
+                deployment,
+                waited_s,
+                last,
+            } => format!(
+                "deployment {deployment:?} did not finish within {waited_s}s (last: {last})"
+            ),
+        }
+    }
+
+    /// What to do about it.
+    pub fn hint(&self) -> &'static str {
+        match self {
+            Self::ImagePull { .. } => {
+                "check that the image exists and that the cluster's nodes may pull from the registry (Artifact Registry: roles/artifactregistry.reader for the node service account)"
+            }
+            Self::CrashLoop { .. } => {
+                "the log lines below show why the service exits; run the same image locally with `ferry ship` to reproduce"
+            }
+            Self::ContainerConfig { .. } => {
+                "a referenced Secret or ConfigMap is probably missing; see the events below"
+            }
+            Self::NeverReady { .. } => {
+                "the readiness probe path or port may be wrong, or the service cannot reach a dependency"
+            }
+            Self::Unschedulable { .. } => {
+                "the cluster lacks capacity for the requested resources, or a node selector/taint excludes every node"
+            }
+            Self::DeadlineExceeded { .. } | Self::Timeout { .. } => {
+                "look at `kubectl describe deployment` and the pods' events"
+            }
+        }
+    }
+
+    pub fn evidence(&self) -> Option<&Evidence> {
+        match self {
+            Self::ImagePull { evidence, .. }
+            | Self::CrashLoop { evidence, .. }
+            | Self::ContainerConfig { evidence, .. }
+            | Self::NeverReady { evidence, .. }
+            | Self::Unschedulable { evidence, .. } => Some(evidence),
+            _ => None,
+        }
+    }
+
+    fn evidence_mut(&mut self) -> Option<&mut Evidence> {
+        match self {
+            Self::ImagePull { evidence, .. }
+            | Self::CrashLoop { evidence, .. }
+            | Self::ContainerConfig { evidence, .. }
+            | Self::NeverReady { evidence, .. }
+            | Self::Unschedulable { evidence, .. } => Some(evidence),
+            _ => None,
+        }
+    }
+
+    fn pod(&self) -> Option<(&str, Option<&str>, bool)> {
+        match self {
+            Self::ImagePull { pod, .. } | Self::Unschedulable { pod, .. } => {
+                Some((pod, None, false))
+            }
+            Self::CrashLoop { pod, container, .. } => Some((pod, Some(container), true)),
+            Self::ContainerConfig { pod, .. } => Some((pod, None, false)),
+            Self::NeverReady { pod, container, .. } => Some((pod, Some(container), false)),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for RolloutFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "{}", self.headline())?;
+        if let Some(evidence) = self.evidence() {
+            if !evidence.events.is_empty() {
+                writeln!(f, "  recent events:")?;
+                for e in &evidence.events {
+                    writeln!(f, "    {e}")?;
+                }
+            }
+            if !evidence.logs.is_empty() {
+                writeln!(f, "  last log lines:")?;
+                for l in &evidence.logs {
+                    writeln!(f, "    {l}")?;
+                }
+            }
+        }
+        write!(f, "  hint: {}", self.hint())
+    }
+}
+
+/// How many readiness failures make a pod "never ready".
+pub const READINESS_FAILURES: i32 = 5;
+/// How long `ErrImagePull` may last before it counts (the first pull error can be transient).
+pub const PULL_GRACE: Duration = Duration::from_secs(10);
+
+/// Looks at the new ReplicaSet's pods for a cause that will not fix itself. `readiness_failures`
+/// maps pod name to the count of `Unhealthy` readiness events; `pull_errors_since` remembers
+/// when each pod first showed `ErrImagePull`.
+pub fn diagnose(
+    pods: &[Pod],
+    readiness_failures: &BTreeMap<String, i32>,
+    pull_errors_since: &mut BTreeMap<String, Instant>,
+) -> Option<RolloutFailure> {
+    for pod in pods {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let Some(status) = &pod.status else { continue };
+        for c in status.conditions.iter().flatten() {
+            if c.type_ == "PodScheduled"
+                && c.status == "False"
+                && c.reason.as_deref() == Some("Unschedulable")
+            {
+                return Some(RolloutFailure::Unschedulable {
+                    pod: name,
+                    message: c.message.clone().unwrap_or_default(),
+                    evidence: Evidence::default(),
+                });
+            }
+        }
+        for cs in status.container_statuses.iter().flatten() {
+            let waiting = cs.state.as_ref().and_then(|s| s.waiting.as_ref());
+            let reason = waiting
+                .and_then(|w| w.reason.as_deref())
+                .unwrap_or_default();
+            let message = waiting
+                .and_then(|w| w.message.clone())
+                .unwrap_or_else(|| reason.to_string());
+            match reason {
+                "ImagePullBackOff" | "InvalidImageName" | "ErrImageNeverPull" => {
+                    return Some(RolloutFailure::ImagePull {
+                        pod: name,
+                        container: cs.name.clone(),
+                        image: cs.image.clone(),
+                        message,
+                        evidence: Evidence::default(),
+                    });
+                }
+                "ErrImagePull" => {
+                    let since = *pull_errors_since
+                        .entry(name.clone())
+                        .or_insert_with(Instant::now);
+                    if since.elapsed() >= PULL_GRACE {
+                        return Some(RolloutFailure::ImagePull {
+                            pod: name,
+                            container: cs.name.clone(),
+                            image: cs.image.clone(),
+                            message,
+                            evidence: Evidence::default(),
+                        });
+                    }
+                }
+                "CrashLoopBackOff" => {
+                    let exit_code = cs
+                        .last_state
+                        .as_ref()
+                        .and_then(|s| s.terminated.as_ref())
+                        .map(|t| t.exit_code);
+                    return Some(RolloutFailure::CrashLoop {
+                        pod: name,
+                        container: cs.name.clone(),
+                        restarts: cs.restart_count,
+                        exit_code,
+                        evidence: Evidence::default(),
+                    });
+                }
+                "CreateContainerConfigError" | "CreateContainerError" => {
+                    return Some(RolloutFailure::ContainerConfig {
+                        pod: name,
+                        container: cs.name.clone(),
+                        message,
+                        evidence: Evidence::default(),
+                    });
+                }
+                _ => {}
+            }
+            let running = cs.state.as_ref().is_some_and(|s| s.running.is_some());
+            let failures = readiness_failures.get(&name).copied().unwrap_or(0);
+            if running && !cs.ready && failures >= READINESS_FAILURES {
+                return Some(RolloutFailure::NeverReady {
+                    pod: name,
+                    container: cs.name.clone(),
+                    failures,
+                    evidence: Evidence::default(),
+                });
+            }
+        }
+    }
+    None
+}
+
+/// Options for [`wait`].
+#[derive(Debug, Clone)]
+pub struct WaitOptions {
+    /// Give up after this long (default: the Deployment's progress deadline).
+    pub timeout: Option<Duration>,
+    /// Stop at the first cause that will not fix itself.
+    pub fail_fast: bool,
+    pub poll: Duration,
+}
+
+impl Default for WaitOptions {
+    fn default() -> Self {
+        Self {
+            timeout: None,
+            fail_fast: true,
+            poll: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Follows the rollout until kubectl would call it done, or it fails. `progress` gets each new
+/// kubectl-style line. Errors from the API are returned as `Err(kube::Error)`.
+pub async fn wait(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    options: &WaitOptions,
+    progress: &(dyn Fn(&str) + Send + Sync),
+) -> Result<Result<String, RolloutFailure>, kube::Error> {
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    let started = Instant::now();
+    let mut last = String::new();
+    let mut pull_errors = BTreeMap::new();
+    loop {
+        let deployment = deployments.get(name).await?;
+        let timeout = options.timeout.unwrap_or_else(|| {
+            Duration::from_secs(
+                deployment
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.progress_deadline_seconds)
+                    .unwrap_or(600)
+                    .try_into()
+                    .unwrap_or(600),
+            )
+        });
+        match status(&deployment) {
+            Status::Done(message) => return Ok(Ok(message)),
+            Status::DeadlineExceeded(_) => {
+                return Ok(Err(RolloutFailure::DeadlineExceeded {
+                    deployment: name.to_string(),
+                }));
+            }
+            Status::Waiting(message) => {
+                if message != last {
+                    progress(&message);
+                    last = message;
+                }
+            }
+        }
+        if options.fail_fast
+            && let Some(mut failure) =
+                check_pods(client, namespace, &deployment, &mut pull_errors).await?
+        {
+            collect_evidence(client, namespace, &mut failure).await;
+            return Ok(Err(failure));
+        }
+        if started.elapsed() >= timeout {
+            return Ok(Err(RolloutFailure::Timeout {
+                deployment: name.to_string(),
+                waited_s: timeout.as_secs(),
+                last,
+            }));
+        }
+        tokio::time::sleep(options.poll).await;
+    }
+}
+
+/// The ReplicaSet holding the Deployment's current revision, if the controller made it yet.
+pub async fn new_replica_set(
+    client: &Client,
+    namespace: &str,
+    deployment: &Deployment,
+) -> Result<Option<ReplicaSet>, kube::Error> {
+    let revision = deployment
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(REVISION))
+        .cloned();
+    let Some(revision) = revision else {
+        return Ok(None);
+    };
+    let owned = owned_replica_sets(client, namespace, deployment).await?;
+    Ok(owned.into_iter().find(|rs| {
+        rs.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(REVISION))
+            == Some(&revision)
+    }))
+}
+
+/// ReplicaSets owned by the Deployment.
+pub async fn owned_replica_sets(
+    client: &Client,
+    namespace: &str,
+    deployment: &Deployment,
+) -> Result<Vec<ReplicaSet>, kube::Error> {
+    let uid = deployment.metadata.uid.clone().unwrap_or_default();
+    let selector = selector_string(deployment);
+    let sets: Api<ReplicaSet> = Api::namespaced(client.clone(), namespace);
+    let list = sets.list(&ListParams::default().labels(&selector)).await?;
+    Ok(list
+        .items
+        .into_iter()
+        .filter(|rs| {
+            rs.metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|o| o.uid == uid)
+        })
+        .collect())
+}
+
+fn selector_string(deployment: &Deployment) -> String {
+    deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.selector.match_labels.as_ref())
+        .map(|labels| {
+            labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default()
+}
+
+async fn check_pods(
+    client: &Client,
+    namespace: &str,
+    deployment: &Deployment,
+    pull_errors: &mut BTreeMap<String, Instant>,
+) -> Result<Option<RolloutFailure>, kube::Error> {
+    let Some(rs) = new_replica_set(client, namespace, deployment).await? else {
+        return Ok(None);
+    };
+    let Some(hash) = rs
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get("pod-template-hash"))
+        .cloned()
+    else {
+        return Ok(None);
+    };
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let selector = format!("{},pod-template-hash={hash}", selector_string(deployment));
+    let pods = pods
+        .list(&ListParams::default().labels(&selector))
+        .await?
+        .items;
+    let mut readiness = BTreeMap::new();
+    if pods.iter().any(|p| {
+        p.status
+            .as_ref()
+            .and_then(|s| s.container_statuses.as_ref())
+            .is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| !c.ready && c.state.as_ref().is_some_and(|s| s.running.is_some()))
+            })
+    }) {
+        let events: Api<Event> = Api::namespaced(client.clone(), namespace);
+        for event in events.list(&ListParams::default()).await?.items {
+            if event.reason.as_deref() == Some("Unhealthy")
+                && event
+                    .message
+                    .as_deref()
+                    .is_some_and(|m| m.starts_with("Readiness probe failed"))
+                && let Some(pod) = event.involved_object.name.clone()
+            {
+                *readiness.entry(pod).or_insert(0) += event.count.unwrap_or(1);
+            }
+        }
+    }
+    Ok(diagnose(&pods, &readiness, pull_errors))
+}
+
+/// Adds the pod's recent events and the failing container's last log lines. Best effort:
+/// a failure to fetch evidence never hides the failure itself.
+async fn collect_evidence(client: &Client, namespace: &str, failure: &mut RolloutFailure) {
+    let Some((pod, container, previous)) = failure
+        .pod()
+        .map(|(p, c, prev)| (p.to_string(), c.map(str::to_string), prev))
+    else {
+        return;
+    };
+    let events: Api<Event> = Api::namespaced(client.clone(), namespace);
+    let params = ListParams::default().fields(&format!("involvedObject.name={pod}"));
+    let mut found: Vec<Event> = events
+        .list(&params)
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| e.involved_object.name.as_deref() == Some(pod.as_str()))
+        .collect();
+    found.sort_by_key(|e| e.last_timestamp.as_ref().map(|t| t.0));
+    let lines: Vec<String> = found
+        .iter()
+        .rev()
+        .take(8)
+        .rev()
+        .map(|e| {
+            format!(
+                "{} {}: {}{}",
+                e.type_.as_deref().unwrap_or("Normal"),
+                e.reason.as_deref().unwrap_or_default(),
+                e.message.as_deref().unwrap_or_default().trim(),
+                match e.count {
+                    Some(n) if n > 1 => format!(" (x{n})"),
+                    _ => String::new(),
+                }
+            )
+        })
+        .collect();
+    let mut logs = Vec::new();
+    if let Some(container) = container {
+        let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+        let params = LogParams {
+            container: Some(container),
+            tail_lines: Some(20),
+            previous,
+            ..LogParams::default()
+        };
+        if let Ok(text) = pods.logs(&pod, &params).await {
+            logs = text.lines().map(str::to_string).collect();
+        }
+    }
+    if let Some(evidence) = failure.evidence_mut() {
+        evidence.events = lines;
+        evidence.logs = logs;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::apps::v1::{DeploymentCondition, DeploymentSpec, DeploymentStatus};
+
+    fn deployment(
+        generation: i64,
+        observed: i64,
+        desired: i32,
+        replicas: i32,
+        updated: i32,
+        available: i32,
+    ) -> Deployment {
+        let mut d = Deployment::default();
+        d.metadata.name = Some("hello".into());
+        d.metadata.generation = Some(generation);
+        d.spec = Some(DeploymentSpec {
+            replicas: Some(desired),
+            ..DeploymentSpec::default()
+        });
+        d.status = Some(DeploymentStatus {
+            observed_generation: Some(observed),
+            replicas: Some(replicas),
+            updated_replicas: Some(updated),
+            available_replicas: Some(available),
+            ..DeploymentStatus::default()
+        });
+        d
+    }
+
+    #[test]
+    fn kubectl_rules_in_kubectl_order() {
+        let cases = [
+            // Right after an apply the controller has not seen the new generation: counts
+            // from the old generation say "done" but must not be believed.
+            ((2, 1, 2, 2, 2, 2), Status::Waiting("Waiting for deployment spec update to be observed...".into())),
+            ((2, 2, 3, 3, 1, 1), Status::Waiting("Waiting for deployment \"hello\" rollout to finish: 1 out of 3 new replicas have been updated...".into())),
+            ((2, 2, 2, 3, 2, 2), Status::Waiting("Waiting for deployment \"hello\" rollout to finish: 1 old replicas are pending termination...".into())),
+            ((2, 2, 2, 2, 2, 1), Status::Waiting("Waiting for deployment \"hello\" rollout to finish: 1 of 2 updated replicas are available...".into())),
+            ((2, 2, 2, 2, 2, 2), Status::Done("deployment \"hello\" successfully rolled out".into())),
+        ];
+        for ((g, o, d, r, u, a), expected) in cases {
+            assert_eq!(
+                status(&deployment(g, o, d, r, u, a)),
+                expected,
+                "case {:?}",
+                (g, o, d, r, u, a)
+            );
+        }
+    }
+
+    #[test]
+    fn progress_deadline_exceeded_is_final() {
+        let mut d = deployment(1, 1, 2, 2, 1, 0);
+        d.status.as_mut().unwrap().conditions = Some(vec![DeploymentCondition {
+            type_: "Progressing".into(),
+            status: "False".into(),
+            reason: Some("ProgressDeadlineExceeded".into()),
+            ..DeploymentCondition::default()
+        }]);
+        assert_eq!(
+            status(&d),
+            Status::DeadlineExceeded("deployment \"hello\" exceeded its progress deadline".into())
+        );
+    }
+
+    fn pod_with(json: serde_json::Value) -> Pod {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn diagnosis_names_the_pod_container_and_cause() {
+        let pull = pod_with(serde_json::json!({
+            "metadata": {"name": "hello-abc-1"},
+            "status": {"containerStatuses": [{"name": "hello", "image": "r/h:bad", "imageID": "", "ready": false, "restartCount": 0,
+                "state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image \"r/h:bad\""}}}]}
+        }));
+        let failure = diagnose(&[pull], &BTreeMap::new(), &mut BTreeMap::new()).unwrap();
+        assert_eq!(
+            failure.headline(),
+            "pod hello-abc-1 cannot pull image r/h:bad: Back-off pulling image \"r/h:bad\""
+        );
+
+        let crash = pod_with(serde_json::json!({
+            "metadata": {"name": "hello-abc-2"},
+            "status": {"containerStatuses": [{"name": "hello", "image": "r/h:1", "imageID": "", "ready": false, "restartCount": 4,
+                "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                "lastState": {"terminated": {"exitCode": 3}}}]}
+        }));
+        let failure = diagnose(&[crash], &BTreeMap::new(), &mut BTreeMap::new()).unwrap();
+        assert!(matches!(
+            failure,
+            RolloutFailure::CrashLoop {
+                restarts: 4,
+                exit_code: Some(3),
+                ..
+            }
+        ));
+
+        let pending = pod_with(serde_json::json!({
+            "metadata": {"name": "hello-abc-3"},
+            "status": {"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/3 nodes are available: 3 Insufficient cpu."}]}
+        }));
+        let failure = diagnose(&[pending], &BTreeMap::new(), &mut BTreeMap::new()).unwrap();
+        assert!(failure.headline().contains("3 Insufficient cpu"));
+    }
+
+    #[test]
+    fn a_first_pull_error_gets_a_grace_period_and_readiness_needs_repeated_failures() {
+        let pull = pod_with(serde_json::json!({
+            "metadata": {"name": "p"},
+            "status": {"containerStatuses": [{"name": "hello", "image": "r/h:1", "imageID": "", "ready": false, "restartCount": 0,
+                "state": {"waiting": {"reason": "ErrImagePull"}}}]}
+        }));
+        assert_eq!(
+            diagnose(
+                std::slice::from_ref(&pull),
+                &BTreeMap::new(),
+                &mut BTreeMap::new()
+            ),
+            None
+        );
+        let mut since = BTreeMap::from([("p".to_string(), Instant::now() - PULL_GRACE)]);
+        assert!(diagnose(&[pull], &BTreeMap::new(), &mut since).is_some());
+
+        let running = pod_with(serde_json::json!({
+            "metadata": {"name": "r"},
+            "status": {"containerStatuses": [{"name": "hello", "image": "r/h:1", "imageID": "", "ready": false, "restartCount": 0,
+                "state": {"running": {}}}]}
+        }));
+        let few = BTreeMap::from([("r".to_string(), READINESS_FAILURES - 1)]);
+        assert_eq!(
+            diagnose(std::slice::from_ref(&running), &few, &mut BTreeMap::new()),
+            None
+        );
+        let many = BTreeMap::from([("r".to_string(), READINESS_FAILURES)]);
+        assert!(matches!(
+            diagnose(&[running], &many, &mut BTreeMap::new()),
+            Some(RolloutFailure::NeverReady { .. })
+        ));
+    }
+
+    #[test]
+    fn the_failure_report_shows_events_logs_and_a_hint() {
+        let failure = RolloutFailure::CrashLoop {
+            pod: "hello-7d9c-x2x".into(),
+            container: "hello".into(),
+            restarts: 3,
+            exit_code: Some(2),
+            evidence: Evidence {
+                events: vec!["Warning BackOff: Back-off restarting failed container (x3)".into()],
+                logs: vec!["hello: invalid configuration: PORT=\"http\" is not valid".into()],
+            },
+        };
+        insta::assert_snapshot!("crash_loop_report", failure.to_string());
+    }
+}
