@@ -354,23 +354,188 @@ pub fn bytes(n: u64) -> String {
     }
 }
 
+/// The cluster an environment points at.
+pub fn target(config: &Config, env: &crate::config::KubernetesEnv) -> crate::deploy::Target {
+    crate::deploy::Target {
+        kubeconfig: env.kubeconfig.as_ref().map(|p| config.root.join(p)),
+        context: env.context.clone(),
+    }
+}
+
+/// Renders the environment's manifest with `image` pinned.
+pub fn render_for(
+    config: &Config,
+    env_name: &str,
+    env: &crate::config::KubernetesEnv,
+    image: &str,
+    commit: Option<&str>,
+) -> Result<crate::render::Rendered, crate::render::RenderError> {
+    let vars = manifest_vars(
+        env_name,
+        &env.namespace,
+        Some(image),
+        commit,
+        &env.vars,
+        &[],
+    );
+    crate::render::render_file(&config.root.join(&env.manifest), &vars)
+}
+
 /// The Kubernetes environment's back half: push → render → deploy → verify.
 pub async fn ship_kubernetes(
-    _config: &Config,
-    _env: &crate::config::KubernetesEnv,
-    _request: &Request,
-    _built: &Built,
+    config: &Config,
+    env: &crate::config::KubernetesEnv,
+    request: &Request,
+    built: &Built,
     recorder: &mut Recorder<'_>,
 ) -> Result<(), Halted> {
-    recorder
+    use anyhow::Context as _;
+    let env_name = recorder.summary.environment.clone();
+    if env.approval && !request.approve {
+        return recorder
+            .stage("deploy", "approval", async |_s| -> anyhow::Result<((), String)> {
+                anyhow::bail!(
+                    "environment `{env_name}` requires approval: re-run with --approve once the plan (`ferry plan --env {env_name}`) looks right"
+                )
+            })
+            .await;
+    }
+    let pushed = recorder
+        .stage("push", &format!("→ {}", env.repository), async |_s| {
+            let repository: crate::registry::Repository = env.repository.parse()?;
+            let options = crate::registry::PushOptions {
+                insecure: env.insecure_registry,
+                ..Default::default()
+            };
+            let pushed = crate::registry::push(&built.image, &repository, &options).await?;
+            let detail = format!(
+                "{} ({} uploaded, {} already there)",
+                pushed.pinned(),
+                pushed.uploaded.len(),
+                pushed.skipped.len()
+            );
+            Ok((pushed, detail))
+        })
+        .await?;
+    if let Some(image) = recorder.summary.image.as_mut() {
+        image.reference = Some(pushed.pinned());
+    }
+    let rendered = recorder
+        .stage("render", &env.manifest.display().to_string(), async |_s| {
+            let rendered = render_for(
+                config,
+                &env_name,
+                env,
+                &pushed.pinned(),
+                Some(&built.commit.hash),
+            )?;
+            let detail = format!(
+                "{} objects from {}",
+                rendered.objects.len(),
+                env.manifest.display()
+            );
+            Ok((rendered, detail))
+        })
+        .await?;
+    let target = target(config, env);
+    let options = crate::deploy::DeployOptions {
+        namespace: env.namespace.clone(),
+        rollback: !request.no_rollback,
+        ..Default::default()
+    };
+    let rollout = recorder
         .stage(
-            "push",
-            "push the image",
-            async |_stage| -> anyhow::Result<((), String)> {
-                anyhow::bail!("pushing is not wired into ship yet")
+            "deploy",
+            &format!("apply to {}", crate::deploy::describe_target(&target)),
+            async |stage| {
+                let cluster = crate::deploy::connect(&target).await?;
+                let rollout =
+                    crate::deploy::deploy(&cluster, &rendered.objects, &options, &|line| {
+                        stage.progress(line)
+                    })
+                    .await
+                    .context("deploy failed")?;
+                Ok((rollout, String::new()))
             },
         )
-        .await
+        .await?;
+    recorder.summary.rollout = serde_json::to_value(&rollout).ok();
+    match rollout {
+        crate::deploy::Rollout::Succeeded { deployments } => {
+            if let Some(last) = recorder.summary.stages.last_mut() {
+                last.detail = format!("rolled out {}", deployments.join(", "));
+            }
+        }
+        crate::deploy::Rollout::RolledBack {
+            deployment,
+            failure,
+            restored,
+        } => {
+            let error = anyhow::anyhow!(
+                "{failure}\nrolled back {deployment} to revision {} ({}), which is serving again",
+                restored.revision,
+                restored.image
+            );
+            mark_failed(recorder, "deploy", &error, Outcome::RolledBack);
+            return Err(Halted { error });
+        }
+        crate::deploy::Rollout::Failed {
+            deployment,
+            failure,
+            why_not_rolled_back,
+        } => {
+            let error = anyhow::anyhow!(
+                "{failure}\n{deployment} was not rolled back: {why_not_rolled_back}"
+            );
+            mark_failed(recorder, "deploy", &error, Outcome::Failed);
+            return Err(Halted { error });
+        }
+    }
+    match &env.url {
+        Some(url) => {
+            recorder.summary.url = Some(url.clone());
+            recorder
+                .stage("verify", url, async |_s| {
+                    let v = crate::verify::verify(
+                        url,
+                        &config.service.ready_path,
+                        Duration::from_secs(60),
+                        || Ok(()),
+                    )
+                    .await?;
+                    Ok((
+                        (),
+                        format!("{}/ says {:?}", v.url, crate::verify::EXPECTED_BODY),
+                    ))
+                })
+                .await?;
+        }
+        None => recorder.skip("verify", "no `url` for this environment"),
+    }
+    Ok(())
+}
+
+/// Turns a recorded successful stage into a failure after the fact (a rollout that
+/// completed its work but ended in rollback).
+fn mark_failed(recorder: &mut Recorder<'_>, stage: &str, error: &anyhow::Error, outcome: Outcome) {
+    if let Some(last) = recorder
+        .summary
+        .stages
+        .iter_mut()
+        .rev()
+        .find(|s| s.name == stage)
+    {
+        last.status = StageStatus::Failed;
+        last.detail = error
+            .to_string()
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string();
+    }
+    recorder.summary.outcome = outcome;
+    recorder.summary.failed_stage = Some(stage.to_string());
+    recorder.summary.error = Some(format!("{error:#}"));
 }
 
 /// The variables ferry gives the manifest. `vars` of the environment and `--set` come after

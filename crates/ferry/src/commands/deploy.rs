@@ -1,10 +1,142 @@
-//! `ferry deploy`.
+//! `ferry deploy`: apply a rendered manifest and follow the rollout.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
 
 use super::Context;
+use super::render::{RenderArgs, parse_assignment};
+use crate::config::Environment;
+use crate::deploy::{self, DeployOptions, Rollout, Target};
 
+/// Render the manifest with --image, apply it server-side (field manager `ferry`), and follow
+/// each Deployment like `kubectl rollout status` — but stop at once, with the pod's events and
+/// logs, when pods cannot pull, crash-loop, never become ready or cannot be scheduled. A failed
+/// rollout is rolled back to the previous revision unless --no-rollback.
 #[derive(Debug, clap::Args)]
-pub struct DeployArgs {}
+pub struct DeployArgs {
+    /// Environment from ferry.toml (supplies namespace, manifest, context, vars).
+    #[arg(long, env = "FERRY_ENV")]
+    pub env: Option<String>,
+    /// The image to deploy, pinned by digest: REPO@sha256:… (what `ferry push` prints).
+    #[arg(long, value_name = "REF")]
+    pub image: String,
+    /// kubeconfig file (default: the environment's, $KUBECONFIG, ~/.kube/config, in-cluster).
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<std::path::PathBuf>,
+    /// kubeconfig context (default: the environment's, else the current one).
+    #[arg(long)]
+    pub context: Option<String>,
+    /// Namespace (default: the environment's).
+    #[arg(long, short = 'n')]
+    pub namespace: Option<String>,
+    /// Manifest template (default: the environment's `manifest`).
+    #[arg(short = 'f', long, value_name = "FILE")]
+    pub manifest: Option<std::path::PathBuf>,
+    /// Set a manifest variable (repeatable).
+    #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_assignment)]
+    pub set: Vec<(String, String)>,
+    /// Leave a failed rollout as it is.
+    #[arg(long)]
+    pub no_rollback: bool,
+    /// Server-side dry run: print what would change; nothing is persisted.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Give up on a rollout after this many seconds (default: its progressDeadlineSeconds).
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<u64>,
+}
 
-pub async fn run(_args: DeployArgs, _ctx: &Context) -> anyhow::Result<()> {
-    anyhow::bail!("`ferry deploy` is not implemented yet")
+pub async fn run(args: DeployArgs, ctx: &Context) -> anyhow::Result<()> {
+    let (_, environment) = ctx.config.environment(args.env.as_deref())?;
+    let mut target = Target::default();
+    let mut namespace = "default".to_string();
+    if let Environment::Kubernetes(k) = &environment {
+        target = crate::pipeline::target(&ctx.config, k);
+        namespace = k.namespace.clone();
+    }
+    if args.kubeconfig.is_some() {
+        target.kubeconfig = args.kubeconfig.clone();
+    }
+    if args.context.is_some() {
+        target.context = args.context.clone();
+    }
+    let mut set = args.set.clone();
+    if let Some(ns) = &args.namespace {
+        namespace = ns.clone();
+        set.push(("NAMESPACE".into(), ns.clone()));
+    }
+    let render_args = RenderArgs {
+        env: args.env.clone(),
+        image: Some(args.image.clone()),
+        manifest: args.manifest.clone(),
+        set,
+    };
+    // Rendering fails before anything touches the cluster.
+    let rendered = super::render::render(&render_args, ctx)?;
+    let stage = ctx.reporter.stage(
+        "deploy",
+        format!(
+            "{} objects → {}",
+            rendered.objects.len(),
+            deploy::describe_target(&target)
+        ),
+    );
+    let cluster = match deploy::connect(&target).await {
+        Ok(c) => c,
+        Err(e) => {
+            stage.failed(e.to_string().lines().next().unwrap_or_default());
+            return Err(e.into());
+        }
+    };
+    if args.dry_run {
+        let diffs = deploy::dry_run(&cluster, &rendered.objects, &namespace).await?;
+        stage.done(format!("dry run: {} objects would change", diffs.len()));
+        for d in diffs {
+            println!("{d}");
+        }
+        return Ok(());
+    }
+    let options = DeployOptions {
+        namespace,
+        rollback: !args.no_rollback,
+        timeout: args.timeout.map(Duration::from_secs),
+        ..DeployOptions::default()
+    };
+    let rollout = deploy::deploy(&cluster, &rendered.objects, &options, &|line| {
+        stage.progress(line)
+    })
+    .await
+    .context("deploy failed")?;
+    match rollout {
+        Rollout::Succeeded { deployments } => {
+            stage.done(format!("rolled out {}", deployments.join(", ")));
+            Ok(())
+        }
+        Rollout::RolledBack {
+            deployment,
+            failure,
+            restored,
+        } => {
+            stage.failed(format!(
+                "{deployment}: rolled back to revision {}",
+                restored.revision
+            ));
+            anyhow::bail!(
+                "deploy failed: {failure}\nrolled back {deployment} to revision {} ({}), which is serving again",
+                restored.revision,
+                restored.image
+            )
+        }
+        Rollout::Failed {
+            deployment,
+            failure,
+            why_not_rolled_back,
+        } => {
+            stage.failed(format!("{deployment}: {}", failure.headline()));
+            anyhow::bail!(
+                "deploy failed: {failure}\n{deployment} was not rolled back: {why_not_rolled_back}"
+            )
+        }
+    }
 }
