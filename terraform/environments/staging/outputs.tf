@@ -1,0 +1,19 @@
+output "image_repository" {
+  description = "`repository` for this environment in ferry.toml."
+  value       = "${module.registry.image_prefix}/hello"
+}
+
+output "get_credentials" {
+  description = "Writes the kubeconfig context ferry deploys through."
+  value       = module.cluster.get_credentials
+}
+
+output "ci_service_account" {
+  description = "GCP_SERVICE_ACCOUNT for the CircleCI context."
+  value       = module.ci_access.service_account_email
+}
+
+output "ci_workload_identity_provider" {
+  description = "GCP_WIP_PROVIDER for the CircleCI context."
+  value       = module.ci_access.workload_identity_provider
+}

@@ -1,0 +1,9 @@
+output "service_account_email" {
+  description = "The CI service account (GCP_SERVICE_ACCOUNT in the CircleCI context)."
+  value       = google_service_account.ci.email
+}
+
+output "workload_identity_provider" {
+  description = "Full provider name (GCP_WIP_PROVIDER in the CircleCI context)."
+  value       = google_iam_workload_identity_pool_provider.circleci.name
+}

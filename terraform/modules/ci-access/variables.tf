@@ -1,0 +1,35 @@
+variable "project_id" {
+  description = "GCP project CI deploys to."
+  type        = string
+}
+
+variable "circleci_org_id" {
+  description = "CircleCI organization id (Organization Settings > Overview); the OIDC issuer is https://oidc.circleci.com/org/<id>."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[0-9a-f-]{36}$", var.circleci_org_id))
+    error_message = "circleci_org_id must be the organization's UUID."
+  }
+}
+
+variable "circleci_project_id" {
+  description = "CircleCI project id allowed to impersonate the CI service account."
+  type        = string
+}
+
+variable "repository_location" {
+  description = "Location of the Artifact Registry repository CI pushes to."
+  type        = string
+}
+
+variable "repository_id" {
+  description = "Artifact Registry repository CI pushes to."
+  type        = string
+}
+
+variable "pool_id" {
+  description = "Workload identity pool id."
+  type        = string
+  default     = "circleci"
+}
