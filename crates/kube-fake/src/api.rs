@@ -1,0 +1,731 @@
+//! The HTTP side: discovery, CRUD, server-side apply, patches, watches, logs, and errors as
+//! `Status` objects — what kubectl and kube-rs send and expect.
+
+#![allow(clippy::result_large_err)] // Err is an HTTP response, built once per failed request.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::Shared;
+use crate::store::{self, Resource, matches_fields, matches_labels};
+
+type Params = Query<HashMap<String, String>>;
+
+/// Every request lands here; the path is parsed by hand like the API server's router.
+pub async fn handle(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    Query(params): Params,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().trim_end_matches('/');
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    match segments.as_slice() {
+        ["version"] => json_ok(json!({
+            "major": "1", "minor": "32", "gitVersion": "v1.32.0-fake", "platform": "linux/amd64",
+            "gitCommit": "fake", "gitTreeState": "clean", "buildDate": "2025-01-01T00:00:00Z",
+            "goVersion": "go1.23", "compiler": "gc"
+        })),
+        ["api"] => json_ok(json!({"kind": "APIVersions", "versions": ["v1"],
+            "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]})),
+        ["apis"] => json_ok(
+            json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [{
+            "name": "apps", "versions": [{"groupVersion": "apps/v1", "version": "v1"}],
+            "preferredVersion": {"groupVersion": "apps/v1", "version": "v1"}}]}),
+        ),
+        ["api", "v1"] => json_ok(resource_list("v1", "")),
+        ["apis", "apps", "v1"] => json_ok(resource_list("apps/v1", "apps")),
+        ["api", "v1", rest @ ..] => {
+            resource_request(&shared, "", rest, &method, &params, &headers, &body).await
+        }
+        ["apis", "apps", "v1", rest @ ..] => {
+            resource_request(&shared, "apps", rest, &method, &params, &headers, &body).await
+        }
+        _ => status_error(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            &format!("the server could not find the requested resource ({path})"),
+            None,
+        ),
+    }
+}
+
+fn resource_list(group_version: &str, group: &str) -> Value {
+    let mut resources = Vec::new();
+    for r in store::RESOURCES.iter().filter(|r| r.group == group) {
+        resources.push(json!({
+            "name": r.plural, "singularName": r.kind.to_lowercase(), "namespaced": r.namespaced, "kind": r.kind,
+            "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"],
+            "shortNames": short_names(r.plural),
+        }));
+        if r.kind == "Pod" {
+            resources.push(json!({"name": "pods/log", "singularName": "", "namespaced": true, "kind": "Pod", "verbs": ["get"]}));
+        }
+        if r.kind == "Deployment" || r.kind == "ReplicaSet" {
+            resources.push(json!({"name": format!("{}/status", r.plural), "singularName": "", "namespaced": true, "kind": r.kind, "verbs": ["get", "patch", "update"]}));
+        }
+    }
+    json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources})
+}
+
+fn short_names(plural: &str) -> Vec<&'static str> {
+    match plural {
+        "namespaces" => vec!["ns"],
+        "services" => vec!["svc"],
+        "pods" => vec!["po"],
+        "events" => vec!["ev"],
+        "configmaps" => vec!["cm"],
+        "deployments" => vec!["deploy"],
+        "replicasets" => vec!["rs"],
+        _ => vec![],
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn resource_request(
+    shared: &Arc<Shared>,
+    group: &str,
+    rest: &[&str],
+    method: &Method,
+    params: &HashMap<String, String>,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Response {
+    // namespaces/{ns}/{plural}[/{name}[/{sub}]]  or  {plural}[/{name}[/{sub}]]
+    let (namespace, rest): (Option<&str>, &[&str]) = match rest {
+        ["namespaces", ns, plural, tail @ ..] if store::resource(group, plural).is_some() => {
+            (Some(*ns), &rest[2..3 + tail.len()])
+        }
+        _ => (None, rest),
+    };
+    let Some((plural, tail)) = rest.split_first() else {
+        return status_error(StatusCode::NOT_FOUND, "NotFound", "no resource", None);
+    };
+    let Some(resource) = store::resource(group, plural) else {
+        return status_error(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            &format!("the server could not find the requested resource ({plural})"),
+            None,
+        );
+    };
+    let ns = namespace.unwrap_or("");
+    match (method.clone(), tail) {
+        (Method::GET, []) if params.get("watch").is_some_and(|w| w == "true" || w == "1") => {
+            watch(shared, resource, namespace, params)
+        }
+        (Method::GET, []) => list(shared, resource, namespace, params, headers),
+        (Method::GET, [name]) => get(shared, resource, ns, name, headers),
+        (Method::GET, [name, "log"]) if resource.kind == "Pod" => logs(shared, ns, name, params),
+        (Method::POST, []) => create(shared, resource, ns, body, params),
+        (Method::PATCH, [name]) | (Method::PATCH, [name, "status"]) => {
+            patch(shared, resource, ns, name, headers, body, params)
+        }
+        (Method::PUT, [name]) | (Method::PUT, [name, "status"]) => {
+            replace(shared, resource, ns, name, body)
+        }
+        (Method::DELETE, [name]) => delete(shared, resource, ns, name),
+        _ => status_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            &format!("{method} is not supported here"),
+            None,
+        ),
+    }
+}
+
+fn not_found(resource: Resource, name: &str) -> Response {
+    let what = if resource.group.is_empty() {
+        resource.plural.to_string()
+    } else {
+        format!("{}.{}", resource.plural, resource.group)
+    };
+    status_error(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        &format!("{what} \"{name}\" not found"),
+        Some(json!({"name": name, "group": resource.group, "kind": resource.plural})),
+    )
+}
+
+fn get(
+    shared: &Arc<Shared>,
+    resource: Resource,
+    ns: &str,
+    name: &str,
+    headers: &HeaderMap,
+) -> Response {
+    let store = shared.lock();
+    match store.get(resource, ns, name) {
+        Some(object) => {
+            if wants_table(headers) {
+                json_ok(crate::table::table(
+                    resource,
+                    std::slice::from_ref(object),
+                    store.revision(),
+                    shared.now_time(),
+                ))
+            } else {
+                json_ok(object.clone())
+            }
+        }
+        None => not_found(resource, name),
+    }
+}
+
+fn wants_table(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("as=Table"))
+}
+
+fn filtered(
+    shared: &Arc<Shared>,
+    resource: Resource,
+    namespace: Option<&str>,
+    params: &HashMap<String, String>,
+) -> (Vec<Value>, u64) {
+    let store = shared.lock();
+    let items = store
+        .list(resource, namespace)
+        .into_iter()
+        .filter(|o| {
+            params
+                .get("labelSelector")
+                .is_none_or(|s| matches_labels(o, s))
+        })
+        .filter(|o| {
+            params
+                .get("fieldSelector")
+                .is_none_or(|s| matches_fields(o, s))
+        })
+        .collect();
+    (items, store.revision())
+}
+
+fn list(
+    shared: &Arc<Shared>,
+    resource: Resource,
+    namespace: Option<&str>,
+    params: &HashMap<String, String>,
+    headers: &HeaderMap,
+) -> Response {
+    let (items, revision) = filtered(shared, resource, namespace, params);
+    if wants_table(headers) {
+        return json_ok(crate::table::table(
+            resource,
+            &items,
+            revision,
+            shared.now_time(),
+        ));
+    }
+    json_ok(json!({
+        "kind": format!("{}List", resource.kind), "apiVersion": resource.api_version(),
+        "metadata": {"resourceVersion": revision.to_string()}, "items": items,
+    }))
+}
+
+fn watch(
+    shared: &Arc<Shared>,
+    resource: Resource,
+    namespace: Option<&str>,
+    params: &HashMap<String, String>,
+) -> Response {
+    let since: u64 = params
+        .get("resourceVersion")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let timeout = params
+        .get("timeoutSeconds")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300u64)
+        .min(300);
+    let labels = params.get("labelSelector").cloned();
+    let fields = params.get("fieldSelector").cloned();
+    let namespace = namespace.map(str::to_string);
+    let (mut changes, initial) = {
+        let store = shared.lock();
+        let changes = store.changes.subscribe();
+        let initial: Vec<Value> = if since == 0 {
+            store.list(resource, namespace.as_deref())
+        } else {
+            Vec::new()
+        };
+        (changes, initial)
+    };
+    let keep = move |o: &Value| {
+        labels.as_deref().is_none_or(|s| matches_labels(o, s))
+            && fields.as_deref().is_none_or(|s| matches_fields(o, s))
+            && (!resource.namespaced
+                || namespace
+                    .as_deref()
+                    .is_none_or(|n| o["metadata"]["namespace"] == n))
+    };
+    let stream = async_stream(move |tx| async move {
+        for object in initial.into_iter().filter(|o| keep(o)) {
+            if tx
+                .send(line(json!({"type": "ADDED", "object": object})))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+        let deadline = tokio::time::sleep(Duration::from_secs(timeout));
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                () = &mut deadline => return,
+                change = changes.recv() => match change {
+                    Ok(change) => {
+                        let rv: u64 = change.object["metadata"]["resourceVersion"].as_str().and_then(|v| v.parse().ok()).unwrap_or(0);
+                        if change.resource != resource || rv <= since || !keep(&change.object) {
+                            continue;
+                        }
+                        if tx.send(line(json!({"type": change.kind, "object": change.object}))).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(_) => return,
+                },
+            }
+        }
+    });
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(stream)
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+fn line(v: Value) -> Bytes {
+    let mut s = v.to_string();
+    s.push('\n');
+    Bytes::from(s)
+}
+
+/// A streaming body fed by a task.
+fn async_stream<F, Fut>(produce: F) -> Body
+where
+    F: FnOnce(tokio::sync::mpsc::Sender<Bytes>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(64);
+    tokio::spawn(produce(tx));
+    let stream =
+        futures::stream::poll_fn(move |cx| rx.poll_recv(cx).map(|o| o.map(Ok::<_, Infallible>)));
+    Body::from_stream(stream)
+}
+
+fn logs(shared: &Arc<Shared>, ns: &str, name: &str, params: &HashMap<String, String>) -> Response {
+    let store = shared.lock();
+    let Some(pod) = store.get(
+        store::resource("", "pods").unwrap_or(store::RESOURCES[2]),
+        ns,
+        name,
+    ) else {
+        return not_found(store::RESOURCES[2], name);
+    };
+    let image = pod["spec"]["containers"][0]["image"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let started = pod["status"]["containerStatuses"][0]["state"]["running"].is_object()
+        || pod["status"]["containerStatuses"][0]["lastState"]["terminated"].is_object();
+    drop(store);
+    if !started {
+        return status_error(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            &format!(
+                "container \"{}\" in pod \"{name}\" is waiting to start: trying and failing to pull image",
+                pod_container(&image)
+            ),
+            None,
+        );
+    }
+    let text = shared.log_for(&image);
+    let tail: Option<usize> = params.get("tailLines").and_then(|t| t.parse().ok());
+    let lines: Vec<&str> = text.lines().collect();
+    let start = tail.map_or(0, |t| lines.len().saturating_sub(t));
+    let mut out = lines[start..].join("\n");
+    if !out.is_empty() {
+        out.push('\n');
+    }
+    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], out).into_response()
+}
+
+fn pod_container(_image: &str) -> &'static str {
+    "app"
+}
+
+fn parse_body(body: &Bytes) -> Result<Value, Response> {
+    let text = String::from_utf8_lossy(body);
+    serde_json::from_str(&text)
+        .or_else(|_| serde_saphyr::from_str::<Value>(&text))
+        .map_err(|e| {
+            status_error(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                &format!("the body is not valid JSON or YAML: {e}"),
+                None,
+            )
+        })
+}
+
+fn check_namespace(shared: &Arc<Shared>, resource: Resource, ns: &str) -> Result<(), Response> {
+    if resource.namespaced
+        && shared
+            .lock()
+            .get(store::namespace_resource(), "", ns)
+            .is_none()
+    {
+        return Err(status_error(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            &format!("namespaces \"{ns}\" not found"),
+            Some(json!({"name": ns, "kind": "namespaces"})),
+        ));
+    }
+    Ok(())
+}
+
+fn create(
+    shared: &Arc<Shared>,
+    resource: Resource,
+    ns: &str,
+    body: &Bytes,
+    params: &HashMap<String, String>,
+) -> Response {
+    let object = match parse_body(body) {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    if let Err(r) = check_namespace(shared, resource, ns) {
+        return r;
+    }
+    let name = object["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    if let Err(r) = validate(resource, &object) {
+        return r;
+    }
+    let mut store = shared.lock();
+    if store.get(resource, ns, &name).is_some() {
+        return status_error(
+            StatusCode::CONFLICT,
+            "AlreadyExists",
+            &format!("{} \"{name}\" already exists", resource.plural),
+            None,
+        );
+    }
+    if params.get("dryRun").is_some() {
+        return (StatusCode::CREATED, axum::Json(object)).into_response();
+    }
+    let created = store.create(resource, ns, object, shared.now_string());
+    (StatusCode::CREATED, axum::Json(created)).into_response()
+}
+
+fn replace(
+    shared: &Arc<Shared>,
+    resource: Resource,
+    ns: &str,
+    name: &str,
+    body: &Bytes,
+) -> Response {
+    let object = match parse_body(body) {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    let mut store = shared.lock();
+    if store.get(resource, ns, name).is_none() {
+        return not_found(resource, name);
+    }
+    json_ok(store.update(resource, ns, object))
+}
+
+fn delete(shared: &Arc<Shared>, resource: Resource, ns: &str, name: &str) -> Response {
+    let mut store = shared.lock();
+    match store.delete(resource, ns, name) {
+        Some(_) => json_ok(
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "details": {"name": name, "kind": resource.plural}}),
+        ),
+        None => not_found(resource, name),
+    }
+}
+
+fn patch(
+    shared: &Arc<Shared>,
+    resource: Resource,
+    ns: &str,
+    name: &str,
+    headers: &HeaderMap,
+    body: &Bytes,
+    params: &HashMap<String, String>,
+) -> Response {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let dry_run = params.get("dryRun").is_some();
+    let is_apply = content_type.starts_with("application/apply-patch");
+    if is_apply && params.get("fieldManager").is_none_or(|m| m.is_empty()) {
+        return status_error(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
+            None,
+        );
+    }
+    if let Err(r) = check_namespace(shared, resource, ns) {
+        return r;
+    }
+    let existing = shared.lock().get(resource, ns, name).cloned();
+    let result = if content_type.starts_with("application/json-patch") {
+        let Some(existing) = existing.clone() else {
+            return not_found(resource, name);
+        };
+        let ops = match parse_body(body) {
+            Ok(o) => o,
+            Err(r) => return r,
+        };
+        match json_patch(existing, &ops) {
+            Ok(v) => v,
+            Err(why) => {
+                return status_error(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", &why, None);
+            }
+        }
+    } else {
+        let patch = match parse_body(body) {
+            Ok(o) => o,
+            Err(r) => return r,
+        };
+        match (&existing, is_apply) {
+            (Some(existing), _) => {
+                let mut merged = existing.clone();
+                merge(&mut merged, &patch);
+                merged
+            }
+            (None, true) => {
+                let mut object = patch;
+                object["metadata"]["name"] = json!(name);
+                object
+            }
+            (None, false) => return not_found(resource, name),
+        }
+    };
+    if let Err(r) = validate(resource, &result) {
+        return r;
+    }
+    if dry_run {
+        return json_ok(result);
+    }
+    let mut store = shared.lock();
+    let stored = if existing.is_some() {
+        store.update(resource, ns, result)
+    } else {
+        store.create(resource, ns, result, shared.now_string())
+    };
+    let code = if existing.is_some() {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    (code, axum::Json(stored)).into_response()
+}
+
+/// RFC 7386 merge patch (also used for server-side apply and strategic merge: see the docs).
+pub fn merge(target: &mut Value, patch: &Value) {
+    match patch {
+        Value::Object(map) => {
+            if !target.is_object() {
+                *target = json!({});
+            }
+            for (k, v) in map {
+                if v.is_null() {
+                    if let Some(t) = target.as_object_mut() {
+                        t.remove(k);
+                    }
+                } else {
+                    merge(&mut target[k.as_str()], v);
+                }
+            }
+        }
+        other => *target = other.clone(),
+    }
+}
+
+fn json_patch(mut doc: Value, ops: &Value) -> Result<Value, String> {
+    for op in ops.as_array().ok_or("a JSON patch must be an array")? {
+        let path = op["path"].as_str().ok_or("op without path")?;
+        let pointer_parent = path.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
+        let last = path
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .replace("~1", "/")
+            .replace("~0", "~");
+        match op["op"].as_str() {
+            Some("add") | Some("replace") => {
+                let parent = doc
+                    .pointer_mut(pointer_parent)
+                    .ok_or(format!("path {path} does not exist"))?;
+                match parent {
+                    Value::Object(m) => {
+                        m.insert(last, op["value"].clone());
+                    }
+                    Value::Array(a) if last == "-" => a.push(op["value"].clone()),
+                    Value::Array(a) => {
+                        let i: usize = last.parse().map_err(|_| format!("bad index in {path}"))?;
+                        if op["op"] == "add" {
+                            a.insert(i.min(a.len()), op["value"].clone())
+                        } else if i < a.len() {
+                            a[i] = op["value"].clone()
+                        }
+                    }
+                    _ => return Err(format!("path {path} is not a container")),
+                }
+            }
+            Some("remove") => {
+                let parent = doc
+                    .pointer_mut(pointer_parent)
+                    .ok_or(format!("path {path} does not exist"))?;
+                match parent {
+                    Value::Object(m) => {
+                        m.remove(&last);
+                    }
+                    Value::Array(a) => {
+                        let i: usize = last.parse().map_err(|_| format!("bad index in {path}"))?;
+                        if i < a.len() {
+                            a.remove(i);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Some("test") => {
+                if doc.pointer(path) != Some(&op["value"]) {
+                    return Err(format!("test failed at {path}"));
+                }
+            }
+            other => return Err(format!("unsupported JSON patch op {other:?}")),
+        }
+    }
+    Ok(doc)
+}
+
+/// The checks the real API server makes that ferry's error handling depends on.
+fn validate(resource: Resource, object: &Value) -> Result<(), Response> {
+    let mut causes = Vec::new();
+    let name = object["metadata"]["name"].as_str().unwrap_or_default();
+    let dns1123 = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && !name.starts_with('-');
+    if !dns1123 {
+        causes.push(("metadata.name", format!("Invalid value: \"{name}\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.'")));
+    }
+    if resource.kind == "Deployment" {
+        let selector = &object["spec"]["selector"]["matchLabels"];
+        let labels = &object["spec"]["template"]["metadata"]["labels"];
+        if !selector.is_object() {
+            causes.push(("spec.selector", "Required value".to_string()));
+        } else if selector
+            .as_object()
+            .is_some_and(|m| m.iter().any(|(k, v)| &labels[k] != v))
+        {
+            causes.push((
+                "spec.template.metadata.labels",
+                "Invalid value: `selector` does not match template `labels`".to_string(),
+            ));
+        }
+        if object["spec"]["template"]["spec"]["containers"]
+            .as_array()
+            .is_none_or(|c| c.is_empty())
+        {
+            causes.push((
+                "spec.template.spec.containers",
+                "Required value".to_string(),
+            ));
+        }
+        for (i, c) in object["spec"]["template"]["spec"]["containers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            if c["image"].as_str().is_none_or(|s| s.is_empty()) {
+                causes.push(if i == 0 {
+                    (
+                        "spec.template.spec.containers[0].image",
+                        "Required value".to_string(),
+                    )
+                } else {
+                    (
+                        "spec.template.spec.containers[*].image",
+                        "Required value".to_string(),
+                    )
+                });
+            }
+        }
+    }
+    if causes.is_empty() {
+        return Ok(());
+    }
+    let message = format!(
+        "{}.{} \"{name}\" is invalid: {}",
+        resource.kind,
+        if resource.group.is_empty() {
+            "core"
+        } else {
+            resource.group
+        },
+        causes
+            .iter()
+            .map(|(f, m)| format!("{f}: {m}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let details = json!({"name": name, "kind": resource.kind, "causes": causes.iter().map(|(f, m)| json!({"reason": "FieldValueInvalid", "message": m, "field": f})).collect::<Vec<_>>()});
+    Err(status_error(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "Invalid",
+        &message,
+        Some(details),
+    ))
+}
+
+fn json_ok(v: Value) -> Response {
+    (StatusCode::OK, axum::Json(v)).into_response()
+}
+
+/// A `Status` object, as the API server returns for every error.
+pub fn status_error(
+    code: StatusCode,
+    reason: &str,
+    message: &str,
+    details: Option<Value>,
+) -> Response {
+    let mut status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": message, "reason": reason, "code": code.as_u16()});
+    if let Some(d) = details {
+        status["details"] = d;
+    }
+    (code, axum::Json(status)).into_response()
+}

@@ -1,0 +1,307 @@
+//! The object store: JSON objects keyed by resource, namespace and name, with a global
+//! resourceVersion counter and a broadcast of every change for watches.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+
+/// A resource the fake serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Resource {
+    /// `""` for the core group.
+    pub group: &'static str,
+    pub version: &'static str,
+    pub plural: &'static str,
+    pub kind: &'static str,
+    pub namespaced: bool,
+}
+
+impl Resource {
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_string()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+}
+
+pub const RESOURCES: &[Resource] = &[
+    Resource {
+        group: "",
+        version: "v1",
+        plural: "namespaces",
+        kind: "Namespace",
+        namespaced: false,
+    },
+    Resource {
+        group: "",
+        version: "v1",
+        plural: "services",
+        kind: "Service",
+        namespaced: true,
+    },
+    Resource {
+        group: "",
+        version: "v1",
+        plural: "pods",
+        kind: "Pod",
+        namespaced: true,
+    },
+    Resource {
+        group: "",
+        version: "v1",
+        plural: "events",
+        kind: "Event",
+        namespaced: true,
+    },
+    Resource {
+        group: "",
+        version: "v1",
+        plural: "configmaps",
+        kind: "ConfigMap",
+        namespaced: true,
+    },
+    Resource {
+        group: "apps",
+        version: "v1",
+        plural: "deployments",
+        kind: "Deployment",
+        namespaced: true,
+    },
+    Resource {
+        group: "apps",
+        version: "v1",
+        plural: "replicasets",
+        kind: "ReplicaSet",
+        namespaced: true,
+    },
+];
+
+pub fn resource(group: &str, plural: &str) -> Option<Resource> {
+    RESOURCES
+        .iter()
+        .copied()
+        .find(|r| r.group == group && r.plural == plural)
+}
+
+pub fn resource_of_kind(kind: &str) -> Option<Resource> {
+    RESOURCES.iter().copied().find(|r| r.kind == kind)
+}
+
+/// A change, as a watch sends it.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub resource: Resource,
+    pub kind: &'static str,
+    pub object: Value,
+}
+
+type Key = (Resource, String, String);
+
+/// All objects. Guarded by one mutex in [`crate::Shared`].
+pub struct Store {
+    objects: BTreeMap<Key, Value>,
+    revision: u64,
+    uid: u64,
+    pub changes: broadcast::Sender<Change>,
+}
+
+impl Store {
+    pub fn new() -> Self {
+        let (changes, _) = broadcast::channel(4096);
+        let mut store = Self {
+            objects: BTreeMap::new(),
+            revision: 0,
+            uid: 0,
+            changes,
+        };
+        for ns in ["default", "kube-system"] {
+            store.create(
+                namespace_resource(),
+                "",
+                json!({"metadata": {"name": ns}}),
+                "now".into(),
+            );
+        }
+        store
+    }
+
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    pub fn get(&self, resource: Resource, namespace: &str, name: &str) -> Option<&Value> {
+        self.objects
+            .get(&(resource, ns_key(resource, namespace), name.to_string()))
+    }
+
+    /// Objects of a resource, in one namespace or all (`None`).
+    pub fn list(&self, resource: Resource, namespace: Option<&str>) -> Vec<Value> {
+        self.objects
+            .iter()
+            .filter(|((r, ns, _), _)| {
+                *r == resource && namespace.is_none_or(|n| !resource.namespaced || ns == n)
+            })
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    /// Stores a new object, filling server-side metadata.
+    pub fn create(
+        &mut self,
+        resource: Resource,
+        namespace: &str,
+        mut object: Value,
+        now: String,
+    ) -> Value {
+        self.revision += 1;
+        self.uid += 1;
+        object["apiVersion"] = json!(resource.api_version());
+        object["kind"] = json!(resource.kind);
+        let name = object["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let meta = &mut object["metadata"];
+        if resource.namespaced {
+            meta["namespace"] = json!(namespace);
+        } else if let Some(m) = meta.as_object_mut() {
+            m.remove("namespace");
+        }
+        meta["uid"] = json!(format!("00000000-0000-4000-8000-{:012x}", self.uid));
+        meta["resourceVersion"] = json!(self.revision.to_string());
+        meta["creationTimestamp"] = json!(now);
+        if has_generation(resource) {
+            meta["generation"] = json!(1);
+        }
+        self.objects.insert(
+            (resource, ns_key(resource, namespace), name),
+            object.clone(),
+        );
+        let _ = self.changes.send(Change {
+            resource,
+            kind: "ADDED",
+            object: object.clone(),
+        });
+        object
+    }
+
+    /// Replaces an object; bumps generation when the spec changed. Returns the stored object.
+    pub fn update(&mut self, resource: Resource, namespace: &str, mut object: Value) -> Value {
+        let name = object["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let key = (resource, ns_key(resource, namespace), name);
+        let Some(old) = self.objects.get(&key) else {
+            return object;
+        };
+        if old == &object {
+            return object;
+        }
+        self.revision += 1;
+        let generation = old["metadata"]["generation"].as_i64().unwrap_or(1);
+        if has_generation(resource) {
+            let bumped = if old.get("spec") != object.get("spec") {
+                generation + 1
+            } else {
+                generation
+            };
+            object["metadata"]["generation"] = json!(bumped);
+        }
+        for immutable in ["uid", "creationTimestamp"] {
+            object["metadata"][immutable] = old["metadata"][immutable].clone();
+        }
+        object["metadata"]["resourceVersion"] = json!(self.revision.to_string());
+        self.objects.insert(key, object.clone());
+        let _ = self.changes.send(Change {
+            resource,
+            kind: "MODIFIED",
+            object: object.clone(),
+        });
+        object
+    }
+
+    pub fn delete(&mut self, resource: Resource, namespace: &str, name: &str) -> Option<Value> {
+        let removed =
+            self.objects
+                .remove(&(resource, ns_key(resource, namespace), name.to_string()))?;
+        self.revision += 1;
+        let _ = self.changes.send(Change {
+            resource,
+            kind: "DELETED",
+            object: removed.clone(),
+        });
+        Some(removed)
+    }
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn ns_key(resource: Resource, namespace: &str) -> String {
+    if resource.namespaced {
+        namespace.to_string()
+    } else {
+        String::new()
+    }
+}
+
+fn has_generation(resource: Resource) -> bool {
+    matches!(resource.kind, "Deployment" | "ReplicaSet")
+}
+
+pub fn namespace_resource() -> Resource {
+    RESOURCES[0]
+}
+
+/// Does `object` match a label selector like `a=b,c!=d,e`?
+pub fn matches_labels(object: &Value, selector: &str) -> bool {
+    let labels = &object["metadata"]["labels"];
+    selector
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .all(|term| {
+            let term = term.trim();
+            if let Some((k, v)) = term.split_once("!=") {
+                labels[k.trim()].as_str() != Some(v.trim())
+            } else if let Some((k, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
+                labels[k.trim()].as_str() == Some(v.trim())
+            } else if let Some(k) = term.strip_prefix('!') {
+                labels[k.trim()].is_null()
+            } else {
+                !labels[term].is_null()
+            }
+        })
+}
+
+/// Does `object` match a field selector like `metadata.name=x,involvedObject.name=y`?
+pub fn matches_fields(object: &Value, selector: &str) -> bool {
+    selector
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .all(|term| {
+            let (path, want, negate) = match term.split_once("!=") {
+                Some((p, v)) => (p, v, true),
+                None => match term.split_once("==").or_else(|| term.split_once('=')) {
+                    Some((p, v)) => (p, v, false),
+                    None => return true,
+                },
+            };
+            let mut value = object;
+            for part in path.trim().split('.') {
+                value = &value[part];
+            }
+            let actual = match value {
+                Value::String(s) => s.clone(),
+                Value::Null => String::new(),
+                other => other.to_string(),
+            };
+            (actual == want.trim()) != negate
+        })
+}
