@@ -1,0 +1,239 @@
+//! The real kubectl against the fake: if kubectl cannot tell the difference for these
+//! operations, neither can ferry's deploy stage.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use kube_fake::{FakeCluster, Fault, Options};
+
+fn kubectl(cluster: &FakeCluster, args: &[&str]) -> Output {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("kubectl").is_file()));
+    assert!(
+        found,
+        "kubectl not found: apt-get install kubernetes-client (or put kubectl 1.32 on PATH)"
+    );
+    Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(cluster.kubeconfig_path())
+        .args(args)
+        .output()
+        .expect("run kubectl")
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "kubectl failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn fixture(image: &str, deadline: u32) -> tempfile::NamedTempFile {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/web.yml"),
+    )
+    .unwrap();
+    let text = text.replace("example.com/web:1", image).replace(
+        "progressDeadlineSeconds: 120",
+        &format!("progressDeadlineSeconds: {deadline}"),
+    );
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), text).unwrap();
+    file
+}
+
+fn apply(cluster: &FakeCluster, image: &str, deadline: u32) -> String {
+    let file = fixture(image, deadline);
+    // The fake serves no OpenAPI document, so kubectl's client-side schema check is off.
+    ok(&kubectl(
+        cluster,
+        &[
+            "apply",
+            "--server-side",
+            "--validate=false",
+            "-f",
+            file.path().to_str().unwrap(),
+        ],
+    ))
+}
+
+async fn fast() -> FakeCluster {
+    FakeCluster::start(Options {
+        clock_scale: 20.0,
+        ..Options::default()
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_apply_get_and_rollout_status_on_a_healthy_rollout() {
+    let cluster = fast().await;
+    let applied = apply(&cluster, "example.com/web:1", 120);
+    assert!(
+        applied.contains("deployment.apps/web serverside-applied"),
+        "{applied}"
+    );
+    assert!(
+        applied.contains("service/web serverside-applied"),
+        "{applied}"
+    );
+    let status = ok(&kubectl(
+        &cluster,
+        &["rollout", "status", "deployment/web", "--timeout=60s"],
+    ));
+    assert!(
+        status.contains("Waiting for deployment \"web\" rollout to finish"),
+        "progress lines: {status}"
+    );
+    assert!(
+        status
+            .trim_end()
+            .ends_with("deployment \"web\" successfully rolled out"),
+        "{status}"
+    );
+    let table = ok(&kubectl(&cluster, &["get", "deploy,rs,pods", "-o", "wide"]));
+    assert!(table.contains("deployment.apps/web   2/2"), "{table}");
+    assert!(table.contains("example.com/web:1"), "{table}");
+    assert_eq!(table.matches("Running").count(), 2, "{table}");
+    // The managed state is what the real controller would write.
+    let d = cluster
+        .get_json("/apis/apps/v1/namespaces/default/deployments/web")
+        .unwrap();
+    assert_eq!(
+        d["status"]["observedGeneration"],
+        d["metadata"]["generation"]
+    );
+    assert_eq!(
+        d["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "1"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_rollout_status_fails_on_the_progress_deadline() {
+    let cluster = fast().await;
+    cluster.inject("example.com/web:never", Fault::NeverReady);
+    apply(&cluster, "example.com/web:never", 20);
+    let out = kubectl(
+        &cluster,
+        &["rollout", "status", "deployment/web", "--timeout=60s"],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("deployment \"web\" exceeded its progress deadline"),
+        "{err}"
+    );
+    let events = ok(&kubectl(&cluster, &["get", "events"]));
+    assert!(events.contains("Readiness probe failed"), "{events}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_rollout_undo_returns_to_the_previous_replica_set() {
+    let cluster = fast().await;
+    apply(&cluster, "example.com/web:1", 120);
+    ok(&kubectl(
+        &cluster,
+        &["rollout", "status", "deployment/web", "--timeout=60s"],
+    ));
+    cluster.inject("example.com/web:2", Fault::ImagePull);
+    apply(&cluster, "example.com/web:2", 120);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let pods = ok(&kubectl(&cluster, &["get", "pods"]));
+    assert!(
+        pods.contains("ImagePullBackOff") || pods.contains("ErrImagePull"),
+        "{pods}"
+    );
+    let history = ok(&kubectl(
+        &cluster,
+        &["rollout", "history", "deployment/web"],
+    ));
+    assert!(
+        history.contains("1 ") && history.contains("2 "),
+        "{history}"
+    );
+    ok(&kubectl(&cluster, &["rollout", "undo", "deployment/web"]));
+    ok(&kubectl(
+        &cluster,
+        &["rollout", "status", "deployment/web", "--timeout=60s"],
+    ));
+    let d = cluster
+        .get_json("/apis/apps/v1/namespaces/default/deployments/web")
+        .unwrap();
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["image"],
+        "example.com/web:1"
+    );
+    assert_eq!(
+        d["metadata"]["annotations"]["deployment.kubernetes.io/revision"], "3",
+        "undo makes the old revision the newest"
+    );
+    let rs = ok(&kubectl(&cluster, &["get", "rs", "-o", "wide"]));
+    assert_eq!(
+        rs.lines().count(),
+        3,
+        "undo reuses the old ReplicaSet instead of making a new one:\n{rs}"
+    );
+    let events = ok(&kubectl(&cluster, &["get", "events"]));
+    assert!(
+        events.contains("Failed to pull image \"example.com/web:2\""),
+        "{events}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_logs_show_the_crash_loop_and_events_the_back_off() {
+    let cluster = fast().await;
+    cluster.inject(
+        "example.com/web:crash",
+        Fault::CrashLoop {
+            log: "starting\npanic: no DATABASE_URL\n".into(),
+            exit_code: 2,
+        },
+    );
+    apply(&cluster, "example.com/web:crash", 120);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let pods = ok(&kubectl(&cluster, &["get", "pods", "-o", "name"]));
+    let pod = pods.lines().next().expect("a pod");
+    let logs = ok(&kubectl(&cluster, &["logs", pod, "--tail=1"]));
+    assert_eq!(logs.trim(), "panic: no DATABASE_URL");
+    let table = ok(&kubectl(&cluster, &["get", "pods"]));
+    assert!(table.contains("CrashLoopBackOff"), "{table}");
+    let events = ok(&kubectl(&cluster, &["get", "events"]));
+    assert!(
+        events.contains("Back-off restarting failed container"),
+        "{events}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_sees_errors_as_the_real_server_returns_them() {
+    let cluster = fast().await;
+    let missing = kubectl(&cluster, &["get", "deployment", "nope"]);
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("deployments.apps \"nope\" not found")
+    );
+    let file = fixture("example.com/web:1", 120);
+    let out = kubectl(
+        &cluster,
+        &[
+            "apply",
+            "--server-side",
+            "--validate=false",
+            "-n",
+            "absent",
+            "-f",
+            file.path().to_str().unwrap(),
+        ],
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("namespaces \"absent\" not found"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
