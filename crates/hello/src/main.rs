@@ -14,7 +14,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    telemetry::init(settings.log_format, &settings.log_level);
+    let _log_writer = telemetry::init(settings.log_format, &settings.log_level);
     let app = match Application::build(settings).await {
         Ok(app) => app,
         Err(e) => {
