@@ -314,7 +314,7 @@ fn layer(binary: &[u8], name: &str, mtime: u64) -> std::io::Result<(Vec<u8>, Vec
     let mut gz = GzBuilder::new()
         .mtime(0)
         .operating_system(255)
-        .write(Vec::new(), Compression::best());
+        .write(Vec::new(), Compression::default());
     gz.write_all(&tar_bytes)?;
     Ok((tar_bytes, gz.finish()?))
 }

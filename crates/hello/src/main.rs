@@ -15,6 +15,8 @@ async fn main() -> ExitCode {
         }
     };
     let _log_writer = telemetry::init(settings.log_format, &settings.log_level);
+    // Handlers first: a signal that arrives once the port answers must drain, not kill.
+    let stop = hello::shutdown::signal();
     let app = match Application::build(settings).await {
         Ok(app) => app,
         Err(e) => {
@@ -22,7 +24,7 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match app.run_until_stopped(hello::shutdown::signal()).await {
+    match app.run_until_stopped(stop).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "server failed");
