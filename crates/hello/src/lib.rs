@@ -4,10 +4,12 @@
 //! - [`routes`]: `/`, `/healthz`, `/readyz` and the middleware (timeouts, limits, access log).
 //! - [`startup`]: binds the listener and serves until a shutdown signal, then drains.
 //! - [`shutdown`]: SIGTERM/SIGINT handling.
-//! - [`telemetry`]: structured logs (JSON or human).
+//! - [`telemetry`]: structured logs (JSON or human), batched on their way to stdout.
+//! - [`access_log`]: the per-request line, on a fast path into the same batch.
 //!
 //! Not here: anything about delivery; that is ferry's job.
 
+pub mod access_log;
 pub mod config;
 pub mod routes;
 pub mod shutdown;

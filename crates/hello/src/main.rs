@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use hello::{config::Settings, startup::Application, telemetry};
+use hello::{access_log::AccessLog, config::Settings, startup::Application, telemetry};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -14,10 +14,13 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let _log_writer = telemetry::init(settings.log_format, &settings.log_level);
+    let log_writer = telemetry::init(settings.log_format, &settings.log_level);
+    let access_log = (settings.access_log
+        && tracing::enabled!(target: "access", tracing::Level::INFO))
+    .then(|| AccessLog::new(log_writer.make(), settings.log_format));
     // Handlers first: a signal that arrives once the port answers must drain, not kill.
     let stop = hello::shutdown::signal();
-    let app = match Application::build(settings).await {
+    let app = match Application::build(settings, access_log).await {
         Ok(app) => app,
         Err(e) => {
             tracing::error!(error = %e, "cannot start");

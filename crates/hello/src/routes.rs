@@ -14,6 +14,8 @@ use axum::routing::get;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
+use crate::access_log::AccessLog;
+
 /// The page, as the original tutorial's view returns it.
 pub const HELLO: &str = "Hello, World!";
 
@@ -51,8 +53,8 @@ pub struct AppState {
     pub test_delay: Duration,
 }
 
-/// Builds the router with its middleware.
-pub fn router(state: AppState, request_timeout: Duration, access_log: bool) -> Router {
+/// Builds the router with its middleware; `access_log` records one line per request.
+pub fn router(state: AppState, request_timeout: Duration, access_log: Option<AccessLog>) -> Router {
     let router = Router::new()
         .route("/", get(hello))
         .route("/healthz", get(healthz))
@@ -64,10 +66,9 @@ pub fn router(state: AppState, request_timeout: Duration, access_log: bool) -> R
             StatusCode::REQUEST_TIMEOUT,
             request_timeout,
         ));
-    if access_log {
-        router.layer(middleware::from_fn(log_request))
-    } else {
-        router
+    match access_log {
+        Some(log) => router.layer(middleware::from_fn_with_state(log, log_request)),
+        None => router,
     }
 }
 
@@ -102,17 +103,16 @@ async fn not_found() -> (StatusCode, &'static str) {
 }
 
 /// One structured line per request: method, path, status, latency.
-async fn log_request(request: Request, next: Next) -> Response {
+async fn log_request(State(log): State<AccessLog>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
-    let path = request.uri().path().to_owned();
+    let uri = request.uri().clone();
     let response = next.run(request).await;
-    tracing::info!(
-        target: "access",
-        method = %method,
-        path = %path,
-        status = response.status().as_u16(),
-        latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+    log.record(
+        method.as_str(),
+        uri.path(),
+        response.status().as_u16(),
+        u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
     );
     response
 }
@@ -129,7 +129,7 @@ mod tests {
             readiness,
             test_delay: Duration::ZERO,
         };
-        router(state, Duration::from_secs(1), false)
+        router(state, Duration::from_secs(1), None)
     }
 
     async fn call(router: Router, method: &str, uri: &str) -> (StatusCode, String, Option<String>) {
@@ -209,7 +209,7 @@ mod tests {
             readiness: Readiness::new(),
             test_delay: Duration::from_millis(300),
         };
-        let router = router(state, Duration::from_millis(50), false);
+        let router = router(state, Duration::from_millis(50), None);
         assert_eq!(
             call(router, "GET", "/").await.0,
             StatusCode::REQUEST_TIMEOUT

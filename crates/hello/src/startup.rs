@@ -16,6 +16,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
+use crate::access_log::AccessLog;
 use crate::config::Settings;
 use crate::routes::{self, AppState, Readiness};
 
@@ -35,8 +36,9 @@ pub struct Application {
 }
 
 impl Application {
-    /// Binds `BIND_ADDRESS:PORT` and logs the address actually bound.
-    pub async fn build(settings: Settings) -> std::io::Result<Self> {
+    /// Binds `BIND_ADDRESS:PORT` and logs the address actually bound. Requests are logged to
+    /// `access_log` when given (see [`crate::telemetry::init`] for where it comes from).
+    pub async fn build(settings: Settings, access_log: Option<AccessLog>) -> std::io::Result<Self> {
         let listener =
             TcpListener::bind(SocketAddr::new(settings.bind_address, settings.port)).await?;
         let readiness = Readiness::new();
@@ -44,7 +46,7 @@ impl Application {
             readiness: readiness.clone(),
             test_delay: settings.test_delay,
         };
-        let router = routes::router(state, settings.request_timeout, settings.access_log);
+        let router = routes::router(state, settings.request_timeout, access_log);
         let app = Self {
             listener,
             router,

@@ -120,14 +120,25 @@ pub struct MakeBatch {
     shared: Arc<Shared>,
 }
 
+impl MakeBatch {
+    /// Appends whole lines to the batch (the access log's fast path).
+    pub fn append(&self, lines: &[u8]) {
+        Line {
+            shared: &self.shared,
+            urgent: false,
+        }
+        .append(lines);
+    }
+}
+
 /// One event's bytes on their way into the batch.
 pub struct Line<'a> {
     shared: &'a Shared,
     urgent: bool,
 }
 
-impl Write for Line<'_> {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+impl Line<'_> {
+    fn append(&self, bytes: &[u8]) {
         let full = {
             let mut pending = self.shared.pending();
             pending.extend_from_slice(bytes);
@@ -136,6 +147,12 @@ impl Write for Line<'_> {
         if full {
             self.shared.flush();
         }
+    }
+}
+
+impl Write for Line<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.append(bytes);
         Ok(bytes.len())
     }
 
@@ -231,7 +248,10 @@ mod tests {
         });
         // The warning flushed the batch, the earlier info line first.
         let text = sink.text();
-        assert!(text.contains("buffered") && text.contains("urgent"), "{text}");
+        assert!(
+            text.contains("buffered") && text.contains("urgent"),
+            "{text}"
+        );
         assert!(text.find("buffered") < text.find("urgent"));
 
         tracing::subscriber::with_default(subscriber(&writer), || tracing::info!("later"));

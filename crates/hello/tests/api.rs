@@ -48,6 +48,34 @@ fn access_log_lines_are_structured_json() {
 }
 
 #[test]
+fn access_lines_follow_log_level_and_access_log_settings() {
+    use std::io::Read;
+    for env in [
+        [("ACCESS_LOG", "false")],
+        [("LOG_LEVEL", "info,access=warn")],
+    ] {
+        let mut service = Service::start(&env);
+        request(service.port, "GET", "/").unwrap();
+        service.signal("TERM");
+        assert!(service.wait_exit(Duration::from_secs(10)).success());
+        let mut rest = String::new();
+        service.stdout.read_to_string(&mut rest).unwrap();
+        assert!(
+            !rest.contains("\"target\":\"access\""),
+            "{env:?} must silence the access log: {rest}"
+        );
+    }
+    // And on: the line is written by exit at the latest, even within the flush interval.
+    let mut service = Service::start(&[]);
+    request(service.port, "GET", "/").unwrap();
+    service.signal("TERM");
+    assert!(service.wait_exit(Duration::from_secs(10)).success());
+    let mut rest = String::new();
+    service.stdout.read_to_string(&mut rest).unwrap();
+    assert!(rest.contains("\"target\":\"access\""), "{rest}");
+}
+
+#[test]
 fn oversized_request_heads_are_refused() {
     use std::io::{Read, Write};
     let service = Service::start(&[]);
