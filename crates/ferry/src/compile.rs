@@ -59,11 +59,14 @@ pub async fn build_static(
         .unwrap_or_else(|_| {
             PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cargo")
         });
-    let rustflags = format!(
-        "-C target-feature=+crt-static --remap-path-prefix={}=/build --remap-path-prefix={}=/cargo",
-        root_abs.display(),
-        cargo_home.display()
-    );
+    // Encoded (0x1f-separated) so a checkout path with spaces stays one flag.
+    let rustflags = [
+        "-C".to_string(),
+        "target-feature=+crt-static".to_string(),
+        format!("--remap-path-prefix={}=/build", root_abs.display()),
+        format!("--remap-path-prefix={}=/cargo", cargo_home.display()),
+    ]
+    .join("\x1f");
     let args = [
         "build",
         "--release",
@@ -80,7 +83,7 @@ pub async fn build_static(
         root,
         &args,
         &[
-            ("RUSTFLAGS", rustflags.as_str()),
+            ("CARGO_ENCODED_RUSTFLAGS", rustflags.as_str()),
             ("SOURCE_DATE_EPOCH", "0"),
         ],
         &progress,

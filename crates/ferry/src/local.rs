@@ -297,52 +297,94 @@ async fn start_container(
         "--ulimit=nofile=20000:20000".into(),
         "--ulimit=nproc=4096:4096".into(),
     ];
-    let image = match runtime {
-        Runtime::Podman => {
-            // runc works on every kernel podman supports; crun does not on hybrid cgroups.
-            if which("runc") {
-                args.push("--runtime=runc".into());
-            }
-            format!("oci:{}:{}", spec.layout.display(), spec.tag)
-        }
-        _ => docker_load(spec).await?,
-    };
+    // runc works on every kernel podman supports; crun does not on hybrid cgroups.
+    if runtime == Runtime::Podman && which("runc") {
+        args.push("--runtime=runc".into());
+    }
+    let image = load_image(runtime, spec).await?;
     args.push(image);
     let program = runtime.to_string();
     run_ok(&program, &args).await?;
     Ok(name)
 }
 
-/// Loads the OCI layout into the Docker daemon (as an OCI archive) and returns the reference.
-async fn docker_load(spec: &RunSpec) -> Result<String, LocalError> {
-    let archive = spec.state_dir.join("image.tar");
+/// The name the image gets in the local container store: fully qualified, so neither podman
+/// nor Docker rewrites it, and independent of where the layout lives (podman's `oci:PATH`
+/// transport derives a name from the path and rejects one with capitals in it).
+fn local_reference(spec: &RunSpec) -> String {
+    format!("localhost/ferry-{}:{}", spec.name, spec.tag)
+}
+
+/// Loads the image into podman's store or the Docker daemon and returns its reference.
+///
+/// The image goes in as a `docker save` archive (`manifest.json`, config and layer blobs, with
+/// the reference in `RepoTags`): the one format every podman and every Docker since 1.10 loads
+/// with the name it carries. The layout's bytes are reused as they are, so the digests match.
+async fn load_image(runtime: Runtime, spec: &RunSpec) -> Result<String, LocalError> {
+    let image =
+        crate::image::open(&spec.layout, Some(&spec.tag)).map_err(|e| LocalError::Layout {
+            path: spec.layout.clone(),
+            why: e.to_string(),
+        })?;
     std::fs::create_dir_all(&spec.state_dir).map_err(|source| LocalError::State {
         path: spec.state_dir.clone(),
         source,
     })?;
-    let layout = spec.layout.clone();
-    let archive_path = archive.clone();
-    tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-        let file = std::fs::File::create(&archive_path)?;
-        let mut builder = tar::Builder::new(file);
-        builder.append_dir_all(".", &layout)?;
-        builder.finish()
-    })
-    .await
-    .map_err(|e| LocalError::State {
-        path: archive.clone(),
-        source: std::io::Error::other(e),
-    })?
-    .map_err(|source| LocalError::State {
+    let reference = local_reference(spec);
+    let archive = spec.state_dir.join("image.tar");
+    let written = {
+        let archive = archive.clone();
+        let reference = reference.clone();
+        tokio::task::spawn_blocking(move || write_docker_archive(&image, &reference, &archive))
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+    };
+    written.map_err(|source| LocalError::State {
         path: archive.clone(),
         source,
     })?;
-    run_ok(
-        "docker",
+    let loaded = run_ok(
+        &runtime.to_string(),
         &["load".into(), "-i".into(), archive.display().to_string()],
     )
-    .await?;
-    Ok(format!("{}:{}", spec.name, spec.tag))
+    .await;
+    let _ = std::fs::remove_file(&archive);
+    loaded?;
+    Ok(reference)
+}
+
+/// Writes `image` as a `docker save` archive named `reference`.
+pub fn write_docker_archive(
+    image: &crate::image::Image,
+    reference: &str,
+    archive: &Path,
+) -> std::io::Result<()> {
+    let entry = |digest: &str| format!("blobs/sha256/{}", digest.trim_start_matches("sha256:"));
+    let manifest = serde_json::json!([{
+        "Config": entry(&image.config.digest),
+        "RepoTags": [reference],
+        "Layers": image.layers.iter().map(|l| entry(&l.digest)).collect::<Vec<_>>(),
+    }]);
+    let file = std::fs::File::create(archive)?;
+    let mut tar = tar::Builder::new(std::io::BufWriter::new(file));
+    let mut append = |name: &str, bytes: &[u8]| -> std::io::Result<()> {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        tar.append_data(&mut header, name, bytes)
+    };
+    for blob in std::iter::once(&image.config).chain(&image.layers) {
+        append(
+            &entry(&blob.digest),
+            &std::fs::read(image.blob_path(&blob.digest))?,
+        )?;
+    }
+    append("manifest.json", &serde_json::to_vec(&manifest)?)?;
+    tar.into_inner()?
+        .into_inner()
+        .map_err(|e| e.into_error())?
+        .sync_all()
 }
 
 async fn start_binary(spec: &RunSpec, host_port: u16) -> Result<(u32, PathBuf), LocalError> {

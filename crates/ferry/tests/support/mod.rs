@@ -34,7 +34,8 @@ pub fn require_tool(tool: &str, install: &str) {
 pub fn checkout() -> PathBuf {
     require_tool("git", "apt-get install git");
     let ws = workspace();
-    let dir = ws.join("target").join("e2e").join("checkout");
+    // Capitals and a space, as in many home directories: every e2e test proves ferry copes.
+    let dir = ws.join("target").join("e2e").join("Checkout Dir");
     let head = git_out(&ws, &["rev-parse", "HEAD"]);
     if !dir.join(".git").exists() {
         let _ = std::fs::remove_dir_all(&dir);
