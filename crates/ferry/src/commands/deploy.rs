@@ -108,35 +108,29 @@ pub async fn run(args: DeployArgs, ctx: &Context) -> anyhow::Result<()> {
     })
     .await
     .context("deploy failed")?;
-    match rollout {
-        Rollout::Succeeded { deployments } => {
-            stage.done(format!("rolled out {}", deployments.join(", ")));
+    match &rollout {
+        Rollout::Succeeded { .. } => {
+            stage.done(rollout.to_string());
             Ok(())
         }
         Rollout::RolledBack {
             deployment,
-            failure,
             restored,
+            ..
         } => {
             stage.failed(format!(
                 "{deployment}: rolled back to revision {}",
                 restored.revision
             ));
-            anyhow::bail!(
-                "deploy failed: {failure}\nrolled back {deployment} to revision {} ({}), which is serving again",
-                restored.revision,
-                restored.image
-            )
+            anyhow::bail!("deploy failed: {rollout}")
         }
         Rollout::Failed {
             deployment,
             failure,
-            why_not_rolled_back,
+            ..
         } => {
             stage.failed(format!("{deployment}: {}", failure.headline()));
-            anyhow::bail!(
-                "deploy failed: {failure}\n{deployment} was not rolled back: {why_not_rolled_back}"
-            )
+            anyhow::bail!("deploy failed: {rollout}")
         }
     }
 }

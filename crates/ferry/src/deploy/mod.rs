@@ -72,6 +72,35 @@ pub enum Rollout {
     },
 }
 
+/// The summary a user reads at the end of a deploy: what failed, then whether the old version
+/// is serving again.
+impl std::fmt::Display for Rollout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Rollout::Succeeded { deployments } => {
+                write!(f, "rolled out {}", deployments.join(", "))
+            }
+            Rollout::RolledBack {
+                deployment,
+                failure,
+                restored,
+            } => write!(
+                f,
+                "{failure}\nrolled back {deployment} to revision {} ({}), which is serving again",
+                restored.revision, restored.image
+            ),
+            Rollout::Failed {
+                deployment,
+                failure,
+                why_not_rolled_back,
+            } => write!(
+                f,
+                "{failure}\n{deployment} was not rolled back: {why_not_rolled_back}"
+            ),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum DeployError {
     #[error(
@@ -404,5 +433,56 @@ pub fn describe_target(target: &Target) -> String {
         (Some(p), None) => p.display().to_string(),
         (None, Some(c)) => format!("context {c}"),
         (None, None) => "the current kubeconfig context".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rollout::Evidence;
+
+    const BAD: &str = "europe-west1-docker.pkg.dev/ferry-staging/ferry/hello@sha256:0b1d2f3e4c5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
+    const GOOD: &str = "europe-west1-docker.pkg.dev/ferry-staging/ferry/hello@sha256:9f2c4e0d5b7a61c3e8f4a2b6d0c9e7f1a3b5c7d9e1f3a5b7c9d1e3f5a7b9c1d3";
+
+    fn pull_failure() -> RolloutFailure {
+        RolloutFailure::ImagePull {
+            pod: "hello-6f8b9c7d5-k2x9p".into(),
+            container: "hello".into(),
+            image: BAD.into(),
+            kubelet_reason: "ImagePullBackOff".into(),
+            message: format!("Back-off pulling image \"{BAD}\""),
+            evidence: Evidence {
+                events: vec![
+                    format!(
+                        "Warning Failed: Failed to pull image \"{BAD}\": rpc error: code = NotFound desc = failed to pull and unpack image \"{BAD}\": not found (x2)"
+                    ),
+                    format!("Normal BackOff: Back-off pulling image \"{BAD}\" (x2)"),
+                ],
+                logs: vec![],
+            },
+        }
+    }
+
+    #[test]
+    fn rolled_back_summary() {
+        let rollout = Rollout::RolledBack {
+            deployment: "hello".into(),
+            failure: pull_failure(),
+            restored: rollback::Restored {
+                revision: 4,
+                image: GOOD.into(),
+            },
+        };
+        insta::assert_snapshot!("rolled_back_summary", rollout.to_string());
+    }
+
+    #[test]
+    fn not_rolled_back_summary() {
+        let rollout = Rollout::Failed {
+            deployment: "hello".into(),
+            failure: pull_failure(),
+            why_not_rolled_back: "--no-rollback was given".into(),
+        };
+        insta::assert_snapshot!("not_rolled_back_summary", rollout.to_string());
     }
 }

@@ -32,13 +32,9 @@ pub enum Status {
 /// kubectl's DeploymentStatusViewer, for one observation of the Deployment.
 pub fn status(deployment: &Deployment) -> Status {
     let name = deployment.metadata.name.as_deref().unwrap_or_default();
-    let generation = deployment.metadata.generation.unwrap_or(0);
-    let Some(st) = deployment.status.as_ref() else {
+    let Some(st) = deployment.status.as_ref().filter(|_| observed(deployment)) else {
         return Status::Waiting("Waiting for deployment spec update to be observed...".into());
     };
-    if generation > st.observed_generation.unwrap_or(0) {
-        return Status::Waiting("Waiting for deployment spec update to be observed...".into());
-    }
     let progressing = st
         .conditions
         .iter()
@@ -73,15 +69,29 @@ pub fn status(deployment: &Deployment) -> Status {
     Status::Done(format!("deployment {name:?} successfully rolled out"))
 }
 
+/// Whether the deployment controller has seen the current spec
+/// (`status.observedGeneration >= metadata.generation`). Until then its status, its revision
+/// annotation and so its "new" ReplicaSet may all still describe the previous spec.
+pub fn observed(deployment: &Deployment) -> bool {
+    let generation = deployment.metadata.generation.unwrap_or(0);
+    deployment
+        .status
+        .as_ref()
+        .is_some_and(|s| s.observed_generation.unwrap_or(0) >= generation)
+}
+
 /// Why a rollout was stopped early, with the evidence.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "reason", rename_all = "snake_case")]
 pub enum RolloutFailure {
-    /// The image cannot be pulled (`ErrImagePull`, `ImagePullBackOff`, `InvalidImageName`).
+    /// The image cannot be pulled (`ErrImagePull`, `ImagePullBackOff`, `InvalidImageName`,
+    /// `ErrImageNeverPull`).
     ImagePull {
         pod: String,
         container: String,
         image: String,
+        /// The container's waiting reason, as the kubelet reported it.
+        kubelet_reason: String,
         message: String,
         evidence: Evidence,
     },
@@ -97,6 +107,8 @@ pub enum RolloutFailure {
     ContainerConfig {
         pod: String,
         container: String,
+        /// The container's waiting reason, as the kubelet reported it.
+        kubelet_reason: String,
         message: String,
         evidence: Evidence,
     },
@@ -131,17 +143,31 @@ pub struct Evidence {
 }
 
 impl RolloutFailure {
-    /// One line: what failed and where.
+    /// One line: what failed and where — the pod, the container (scheduling concerns the whole
+    /// pod, so `Unschedulable` has none) and the reason Kubernetes gave, verbatim, so it can be
+    /// searched for in `kubectl describe` and the docs.
     pub fn headline(&self) -> String {
         match self {
             Self::ImagePull {
                 pod,
+                container,
                 image,
+                kubelet_reason,
                 message,
                 ..
-            } => {
-                format!("pod {pod} cannot pull image {image}: {message}")
-            }
+            } if kubelet_reason == "InvalidImageName" => format!(
+                "container {container} of pod {pod} has an invalid image reference {image} ({kubelet_reason}): {message}"
+            ),
+            Self::ImagePull {
+                pod,
+                container,
+                image,
+                kubelet_reason,
+                message,
+                ..
+            } => format!(
+                "container {container} of pod {pod} cannot pull image {image} ({kubelet_reason}): {message}"
+            ),
             Self::CrashLoop {
                 pod,
                 container,
@@ -149,7 +175,7 @@ impl RolloutFailure {
                 exit_code,
                 ..
             } => format!(
-                "container {container} of pod {pod} is crash-looping ({restarts} restarts{})",
+                "container {container} of pod {pod} is crash-looping (CrashLoopBackOff: {restarts} restarts{})",
                 exit_code
                     .map(|c| format!(", last exit code {c}"))
                     .unwrap_or_default()
@@ -157,25 +183,26 @@ impl RolloutFailure {
             Self::ContainerConfig {
                 pod,
                 container,
+                kubelet_reason,
                 message,
                 ..
-            } => {
-                format!("container {container} of pod {pod} cannot be created: {message}")
-            }
+            } => format!(
+                "container {container} of pod {pod} cannot be created ({kubelet_reason}): {message}"
+            ),
             Self::NeverReady {
                 pod,
                 container,
                 failures,
                 ..
             } => format!(
-                "container {container} of pod {pod} runs but never becomes ready ({failures} readiness probe failures)"
+                "container {container} of pod {pod} runs but never becomes ready (Unhealthy: {failures} readiness probe failures)"
             ),
             Self::Unschedulable { pod, message, .. } => {
-                format!("pod {pod} cannot be scheduled: {message}")
+                format!("pod {pod} cannot be scheduled (Unschedulable): {message}")
             }
-            Self::DeadlineExceeded { deployment } => {
-                format!("deployment {deployment:?} exceeded its progress deadline")
-            }
+            Self::DeadlineExceeded { deployment } => format!(
+                "deployment {deployment:?} exceeded its progress deadline (ProgressDeadlineExceeded)"
+            ),
             Self::Timeout {
                 deployment,
                 waited_s,
@@ -189,14 +216,22 @@ impl RolloutFailure {
     /// What to do about it.
     pub fn hint(&self) -> &'static str {
         match self {
+            Self::ImagePull { kubelet_reason, .. } if kubelet_reason == "InvalidImageName" => {
+                "the image reference does not parse (repository names are lower case; a digest is @sha256: and 64 hex digits); check --image and ${IMAGE} in the manifest"
+            }
             Self::ImagePull { .. } => {
                 "check that the image exists and that the cluster's nodes may pull from the registry (Artifact Registry: roles/artifactregistry.reader for the node service account)"
             }
             Self::CrashLoop { .. } => {
                 "the log lines below show why the service exits; run the same image locally with `ferry ship` to reproduce"
             }
+            Self::ContainerConfig { kubelet_reason, .. }
+                if kubelet_reason == "CreateContainerConfigError" =>
+            {
+                "a Secret or ConfigMap the pod refers to (env, envFrom, volumes) is missing or lacks the key; create it, or fix the reference in the manifest"
+            }
             Self::ContainerConfig { .. } => {
-                "a referenced Secret or ConfigMap is probably missing; see the events below"
+                "the container runtime refused the container; see the events below"
             }
             Self::NeverReady { .. } => {
                 "the readiness probe path or port may be wrong, or the service cannot reach a dependency"
@@ -268,17 +303,39 @@ impl std::fmt::Display for RolloutFailure {
 
 /// How many readiness failures make a pod "never ready".
 pub const READINESS_FAILURES: i32 = 5;
-/// How long `ErrImagePull` may last before it counts (the first pull error can be transient).
+
+/// How long a pod may stay in `ErrImagePull` before ferry counts it; `ImagePullBackOff` counts
+/// at once.
+///
+/// Why the two differ: a kubelet reports `ErrImagePull` for every failed pull, transient ones
+/// (a registry 503, a dropped connection, an expiring token) included, and on its next sync
+/// `ImagePullBackOff` while it waits before trying again (10 s, doubling up to 5 min). So
+/// `ErrImagePull` is one failed attempt; `ImagePullBackOff` is the kubelet's own verdict that
+/// the pull failed and that nothing will happen for a while, and it normally follows
+/// `ErrImagePull` within seconds. Waiting longer than that gains little: ferry deploys a
+/// digest it pushed moments before, so a failed pull is nearly always permanent (wrong
+/// repository, nodes without read access), and a false alarm costs a rollback to the version
+/// that is serving, not an outage. The grace is a backstop for a pod whose status still says
+/// `ErrImagePull` after the back-off should have been reported; 10 s is the kubelet's first
+/// back-off step, so by then a transient error would have had its retry.
 pub const PULL_GRACE: Duration = Duration::from_secs(10);
 
 /// Looks at the new ReplicaSet's pods for a cause that will not fix itself. `readiness_failures`
 /// maps pod name to the count of `Unhealthy` readiness events; `pull_errors_since` remembers
 /// when each pod first showed `ErrImagePull`.
+///
+/// Says nothing until the controller has observed the Deployment's current generation: before
+/// that, `pods` may be those of the previous revision (its revision annotation still points at
+/// the old ReplicaSet), and blaming them would roll back a rollout that never started.
 pub fn diagnose(
+    deployment: &Deployment,
     pods: &[Pod],
     readiness_failures: &BTreeMap<String, i32>,
     pull_errors_since: &mut BTreeMap<String, Instant>,
 ) -> Option<RolloutFailure> {
+    if !observed(deployment) {
+        return None;
+    }
     for pod in pods {
         let name = pod.metadata.name.clone().unwrap_or_default();
         let Some(status) = &pod.status else { continue };
@@ -303,11 +360,13 @@ pub fn diagnose(
                 .and_then(|w| w.message.clone())
                 .unwrap_or_else(|| reason.to_string());
             match reason {
+                // InvalidImageName and ErrImageNeverPull cannot succeed on a retry.
                 "ImagePullBackOff" | "InvalidImageName" | "ErrImageNeverPull" => {
                     return Some(RolloutFailure::ImagePull {
                         pod: name,
                         container: cs.name.clone(),
                         image: cs.image.clone(),
+                        kubelet_reason: reason.to_string(),
                         message,
                         evidence: Evidence::default(),
                     });
@@ -321,6 +380,7 @@ pub fn diagnose(
                             pod: name,
                             container: cs.name.clone(),
                             image: cs.image.clone(),
+                            kubelet_reason: reason.to_string(),
                             message,
                             evidence: Evidence::default(),
                         });
@@ -344,6 +404,7 @@ pub fn diagnose(
                     return Some(RolloutFailure::ContainerConfig {
                         pod: name,
                         container: cs.name.clone(),
+                        kubelet_reason: reason.to_string(),
                         message,
                         evidence: Evidence::default(),
                     });
@@ -512,6 +573,9 @@ async fn check_pods(
     deployment: &Deployment,
     pull_errors: &mut BTreeMap<String, Instant>,
 ) -> Result<Option<RolloutFailure>, kube::Error> {
+    if !observed(deployment) {
+        return Ok(None);
+    }
     let Some(rs) = new_replica_set(client, namespace, deployment).await? else {
         return Ok(None);
     };
@@ -553,7 +617,7 @@ async fn check_pods(
             }
         }
     }
-    Ok(diagnose(&pods, &readiness, pull_errors))
+    Ok(diagnose(deployment, &pods, &readiness, pull_errors))
 }
 
 /// Adds the pod's recent events and the failing container's last log lines. Best effort:
@@ -683,26 +747,46 @@ mod tests {
         serde_json::from_value(json).unwrap()
     }
 
+    fn observed_deployment() -> Deployment {
+        deployment(2, 2, 2, 2, 1, 1)
+    }
+
+    fn waiting_pod(name: &str, reason: &str, message: &str) -> Pod {
+        pod_with(serde_json::json!({
+            "metadata": {"name": name},
+            "status": {"containerStatuses": [{"name": "hello", "image": "r/h:bad", "imageID": "", "ready": false, "restartCount": 4,
+                "state": {"waiting": {"reason": reason, "message": message}},
+                "lastState": {"terminated": {"exitCode": 3}}}]}
+        }))
+    }
+
     #[test]
     fn diagnosis_names_the_pod_container_and_cause() {
-        let pull = pod_with(serde_json::json!({
-            "metadata": {"name": "hello-abc-1"},
-            "status": {"containerStatuses": [{"name": "hello", "image": "r/h:bad", "imageID": "", "ready": false, "restartCount": 0,
-                "state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image \"r/h:bad\""}}}]}
-        }));
-        let failure = diagnose(&[pull], &BTreeMap::new(), &mut BTreeMap::new()).unwrap();
+        let pull = waiting_pod(
+            "hello-abc-1",
+            "ImagePullBackOff",
+            "Back-off pulling image \"r/h:bad\"",
+        );
+        let failure = diagnose(
+            &observed_deployment(),
+            &[pull],
+            &BTreeMap::new(),
+            &mut BTreeMap::new(),
+        )
+        .unwrap();
         assert_eq!(
             failure.headline(),
-            "pod hello-abc-1 cannot pull image r/h:bad: Back-off pulling image \"r/h:bad\""
+            "container hello of pod hello-abc-1 cannot pull image r/h:bad (ImagePullBackOff): Back-off pulling image \"r/h:bad\""
         );
 
-        let crash = pod_with(serde_json::json!({
-            "metadata": {"name": "hello-abc-2"},
-            "status": {"containerStatuses": [{"name": "hello", "image": "r/h:1", "imageID": "", "ready": false, "restartCount": 4,
-                "state": {"waiting": {"reason": "CrashLoopBackOff"}},
-                "lastState": {"terminated": {"exitCode": 3}}}]}
-        }));
-        let failure = diagnose(&[crash], &BTreeMap::new(), &mut BTreeMap::new()).unwrap();
+        let crash = waiting_pod("hello-abc-2", "CrashLoopBackOff", "back-off 10s");
+        let failure = diagnose(
+            &observed_deployment(),
+            &[crash],
+            &BTreeMap::new(),
+            &mut BTreeMap::new(),
+        )
+        .unwrap();
         assert!(matches!(
             failure,
             RolloutFailure::CrashLoop {
@@ -716,8 +800,95 @@ mod tests {
             "metadata": {"name": "hello-abc-3"},
             "status": {"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/3 nodes are available: 3 Insufficient cpu."}]}
         }));
-        let failure = diagnose(&[pending], &BTreeMap::new(), &mut BTreeMap::new()).unwrap();
-        assert!(failure.headline().contains("3 Insufficient cpu"));
+        let failure = diagnose(
+            &observed_deployment(),
+            &[pending],
+            &BTreeMap::new(),
+            &mut BTreeMap::new(),
+        )
+        .unwrap();
+        assert_eq!(
+            failure.headline(),
+            "pod hello-abc-3 cannot be scheduled (Unschedulable): 0/3 nodes are available: 3 Insufficient cpu."
+        );
+    }
+
+    #[test]
+    fn every_headline_names_the_pod_the_container_and_the_kubelet_reason() {
+        let expired = BTreeMap::from([("p".to_string(), Instant::now() - PULL_GRACE)]);
+        for reason in [
+            "ErrImagePull",
+            "ImagePullBackOff",
+            "InvalidImageName",
+            "ErrImageNeverPull",
+            "CrashLoopBackOff",
+            "CreateContainerConfigError",
+            "CreateContainerError",
+        ] {
+            let failure = diagnose(
+                &observed_deployment(),
+                &[waiting_pod("p", reason, "why")],
+                &BTreeMap::new(),
+                &mut expired.clone(),
+            )
+            .unwrap_or_else(|| panic!("{reason} is diagnosed"));
+            let headline = failure.headline();
+            assert!(
+                headline.contains("container hello of pod p ") && headline.contains(reason),
+                "{reason}: {headline}"
+            );
+        }
+        let running = pod_with(serde_json::json!({
+            "metadata": {"name": "p"},
+            "status": {"containerStatuses": [{"name": "hello", "image": "r/h:1", "imageID": "", "ready": false, "restartCount": 0,
+                "state": {"running": {}}}]}
+        }));
+        let many = BTreeMap::from([("p".to_string(), READINESS_FAILURES)]);
+        let headline = diagnose(
+            &observed_deployment(),
+            &[running],
+            &many,
+            &mut BTreeMap::new(),
+        )
+        .unwrap()
+        .headline();
+        assert!(
+            headline.contains("container hello of pod p ") && headline.contains("Unhealthy"),
+            "{headline}"
+        );
+    }
+
+    #[test]
+    fn pods_are_not_diagnosed_before_the_controller_observes_the_new_generation() {
+        // Right after an apply the revision annotation may still name the old ReplicaSet, so
+        // these pods could be the previous revision's: blaming them would be wrong.
+        let crash = waiting_pod("hello-old-1", "CrashLoopBackOff", "back-off 10s");
+        let unobserved = deployment(3, 2, 2, 2, 2, 2);
+        assert_eq!(
+            diagnose(
+                &unobserved,
+                std::slice::from_ref(&crash),
+                &BTreeMap::new(),
+                &mut BTreeMap::new()
+            ),
+            None
+        );
+        let mut no_status = deployment(1, 0, 2, 0, 0, 0);
+        no_status.status = None;
+        assert_eq!(
+            diagnose(
+                &no_status,
+                std::slice::from_ref(&crash),
+                &BTreeMap::new(),
+                &mut BTreeMap::new()
+            ),
+            None
+        );
+        let observed = deployment(3, 3, 2, 2, 2, 2);
+        assert!(matches!(
+            diagnose(&observed, &[crash], &BTreeMap::new(), &mut BTreeMap::new()),
+            Some(RolloutFailure::CrashLoop { .. })
+        ));
     }
 
     #[test]
@@ -727,8 +898,10 @@ mod tests {
             "status": {"containerStatuses": [{"name": "hello", "image": "r/h:1", "imageID": "", "ready": false, "restartCount": 0,
                 "state": {"waiting": {"reason": "ErrImagePull"}}}]}
         }));
+        let d = observed_deployment();
         assert_eq!(
             diagnose(
+                &d,
                 std::slice::from_ref(&pull),
                 &BTreeMap::new(),
                 &mut BTreeMap::new()
@@ -736,7 +909,7 @@ mod tests {
             None
         );
         let mut since = BTreeMap::from([("p".to_string(), Instant::now() - PULL_GRACE)]);
-        assert!(diagnose(&[pull], &BTreeMap::new(), &mut since).is_some());
+        assert!(diagnose(&d, &[pull], &BTreeMap::new(), &mut since).is_some());
 
         let running = pod_with(serde_json::json!({
             "metadata": {"name": "r"},
@@ -745,14 +918,31 @@ mod tests {
         }));
         let few = BTreeMap::from([("r".to_string(), READINESS_FAILURES - 1)]);
         assert_eq!(
-            diagnose(std::slice::from_ref(&running), &few, &mut BTreeMap::new()),
+            diagnose(
+                &d,
+                std::slice::from_ref(&running),
+                &few,
+                &mut BTreeMap::new()
+            ),
             None
         );
         let many = BTreeMap::from([("r".to_string(), READINESS_FAILURES)]);
         assert!(matches!(
-            diagnose(&[running], &many, &mut BTreeMap::new()),
+            diagnose(&d, &[running], &many, &mut BTreeMap::new()),
             Some(RolloutFailure::NeverReady { .. })
         ));
+    }
+
+    // The failure reports, one per kind, built by hand so the snapshots are deterministic; the
+    // evidence is what a real kubelet and scheduler write (and what kube-fake imitates).
+
+    const IMAGE: &str = "europe-west1-docker.pkg.dev/ferry-staging/ferry/hello@sha256:9f2c4e0d5b7a61c3e8f4a2b6d0c9e7f1a3b5c7d9e1f3a5b7c9d1e3f5a7b9c1d3";
+
+    fn evidence(events: &[&str], logs: &[&str]) -> Evidence {
+        Evidence {
+            events: events.iter().map(|e| e.to_string()).collect(),
+            logs: logs.iter().map(|l| l.to_string()).collect(),
+        }
     }
 
     #[test]
@@ -768,5 +958,127 @@ mod tests {
             },
         };
         insta::assert_snapshot!("crash_loop_report", failure.to_string());
+    }
+
+    #[test]
+    fn image_pull_report() {
+        let failure = RolloutFailure::ImagePull {
+            pod: "hello-6f8b9c7d5-k2x9p".into(),
+            container: "hello".into(),
+            image: IMAGE.into(),
+            kubelet_reason: "ImagePullBackOff".into(),
+            message: format!("Back-off pulling image \"{IMAGE}\""),
+            evidence: evidence(
+                &[
+                    "Normal Scheduled: Successfully assigned hello/hello-6f8b9c7d5-k2x9p to gke-ferry-staging-default-3c1e-x7k2",
+                    &format!("Normal Pulling: Pulling image \"{IMAGE}\" (x2)"),
+                    &format!(
+                        "Warning Failed: Failed to pull image \"{IMAGE}\": rpc error: code = NotFound desc = failed to pull and unpack image \"{IMAGE}\": not found (x2)"
+                    ),
+                    "Warning Failed: Error: ErrImagePull (x2)",
+                    &format!("Normal BackOff: Back-off pulling image \"{IMAGE}\" (x2)"),
+                    "Warning Failed: Error: ImagePullBackOff (x2)",
+                ],
+                &[],
+            ),
+        };
+        insta::assert_snapshot!("image_pull_report", failure.to_string());
+    }
+
+    #[test]
+    fn invalid_image_name_report() {
+        let image = "europe-west1-docker.pkg.dev/ferry-staging/Ferry/hello:Latest";
+        let failure = RolloutFailure::ImagePull {
+            pod: "hello-5c4d8f9b6-q7w2e".into(),
+            container: "hello".into(),
+            image: image.into(),
+            kubelet_reason: "InvalidImageName".into(),
+            message: format!(
+                "Failed to apply default image tag \"{image}\": couldn't parse image name \"{image}\": invalid reference format: repository name (ferry-staging/Ferry/hello) must be lowercase"
+            ),
+            evidence: evidence(
+                &[
+                    "Normal Scheduled: Successfully assigned hello/hello-5c4d8f9b6-q7w2e to gke-ferry-staging-default-3c1e-x7k2",
+                    &format!(
+                        "Warning InspectFailed: Failed to apply default image tag \"{image}\": couldn't parse image name \"{image}\": invalid reference format: repository name (ferry-staging/Ferry/hello) must be lowercase (x3)"
+                    ),
+                    "Warning Failed: Error: InvalidImageName (x3)",
+                ],
+                &[],
+            ),
+        };
+        insta::assert_snapshot!("invalid_image_name_report", failure.to_string());
+    }
+
+    #[test]
+    fn create_container_config_error_report() {
+        let failure = RolloutFailure::ContainerConfig {
+            pod: "hello-7b6f5d4c9-m3n8r".into(),
+            container: "hello".into(),
+            kubelet_reason: "CreateContainerConfigError".into(),
+            message: "secret \"hello-db\" not found".into(),
+            evidence: evidence(
+                &[
+                    "Normal Scheduled: Successfully assigned hello/hello-7b6f5d4c9-m3n8r to gke-ferry-staging-default-3c1e-x7k2",
+                    &format!(
+                        "Normal Pulled: Container image \"{IMAGE}\" already present on machine (x3)"
+                    ),
+                    "Warning Failed: Error: secret \"hello-db\" not found (x3)",
+                ],
+                &[],
+            ),
+        };
+        insta::assert_snapshot!("create_container_config_error_report", failure.to_string());
+    }
+
+    #[test]
+    fn never_ready_report() {
+        let failure = RolloutFailure::NeverReady {
+            pod: "hello-8d7c6b5a4-z9y8x".into(),
+            container: "hello".into(),
+            failures: 6,
+            evidence: evidence(
+                &[
+                    &format!("Normal Pulled: Successfully pulled image \"{IMAGE}\""),
+                    "Normal Created: Created container hello",
+                    "Normal Started: Started container hello",
+                    "Warning Unhealthy: Readiness probe failed: HTTP probe failed with statuscode: 503 (x6)",
+                ],
+                &[
+                    r#"{"level":"INFO","message":"listening","address":"0.0.0.0:8000"}"#,
+                    r#"{"level":"WARN","message":"not ready","reason":"database unreachable"}"#,
+                ],
+            ),
+        };
+        insta::assert_snapshot!("never_ready_report", failure.to_string());
+    }
+
+    #[test]
+    fn unschedulable_report() {
+        let message = "0/3 nodes are available: 3 Insufficient cpu. preemption: 0/3 nodes are available: 3 No preemption victims found for incoming pod.";
+        let failure = RolloutFailure::Unschedulable {
+            pod: "hello-9e8d7c6b5-a1b2c".into(),
+            message: message.into(),
+            evidence: evidence(&[&format!("Warning FailedScheduling: {message}")], &[]),
+        };
+        insta::assert_snapshot!("unschedulable_report", failure.to_string());
+    }
+
+    #[test]
+    fn progress_deadline_report() {
+        let failure = RolloutFailure::DeadlineExceeded {
+            deployment: "hello".into(),
+        };
+        insta::assert_snapshot!("progress_deadline_report", failure.to_string());
+    }
+
+    #[test]
+    fn timeout_report() {
+        let failure = RolloutFailure::Timeout {
+            deployment: "hello".into(),
+            waited_s: 120,
+            last: "Waiting for deployment \"hello\" rollout to finish: 1 of 2 updated replicas are available...".into(),
+        };
+        insta::assert_snapshot!("timeout_report", failure.to_string());
     }
 }
