@@ -342,17 +342,26 @@ fn logs(shared: &Arc<Shared>, ns: &str, name: &str, params: &HashMap<String, Str
         .as_str()
         .unwrap_or_default()
         .to_string();
-    let started = pod["status"]["containerStatuses"][0]["state"]["running"].is_object()
-        || pod["status"]["containerStatuses"][0]["lastState"]["terminated"].is_object();
+    let container = pod["spec"]["containers"][0]["name"]
+        .as_str()
+        .unwrap_or("app")
+        .to_string();
+    let status = &pod["status"]["containerStatuses"][0];
+    let started =
+        status["state"]["running"].is_object() || status["lastState"]["terminated"].is_object();
+    // The kubelet's wording (validateContainerLogStatus) for a container that never ran.
+    let waiting = match status["state"]["waiting"]["reason"].as_str() {
+        Some("ErrImagePull" | "ImagePullBackOff") | None => {
+            "trying and failing to pull image".to_string()
+        }
+        Some(reason) => reason.to_string(),
+    };
     drop(store);
     if !started {
         return status_error(
             StatusCode::BAD_REQUEST,
             "BadRequest",
-            &format!(
-                "container \"{}\" in pod \"{name}\" is waiting to start: trying and failing to pull image",
-                pod_container(&image)
-            ),
+            &format!("container \"{container}\" in pod \"{name}\" is waiting to start: {waiting}"),
             None,
         );
     }
@@ -365,10 +374,6 @@ fn logs(shared: &Arc<Shared>, ns: &str, name: &str, params: &HashMap<String, Str
         out.push('\n');
     }
     (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], out).into_response()
-}
-
-fn pod_container(_image: &str) -> &'static str {
-    "app"
 }
 
 fn parse_body(body: &Bytes) -> Result<Value, Response> {

@@ -57,6 +57,13 @@ pub enum Fault {
     Unschedulable,
     /// Becomes ready only after this much extra simulated time.
     SlowStart(Duration),
+    /// The image reference does not parse (e.g. `Web:Latest`): waiting reason
+    /// `InvalidImageName`, an `InspectFailed` warning, and no pull is ever tried.
+    InvalidImageName,
+    /// The kubelet cannot build the container's config, e.g. a missing Secret or ConfigMap:
+    /// waiting reason `CreateContainerConfigError` and a `Failed` warning, both with `message`
+    /// (e.g. `secret "db" not found`).
+    CreateContainerConfigError { message: String },
 }
 
 /// State shared by the HTTP handlers and the controllers.

@@ -628,8 +628,23 @@ fn kubelet(
             json!({"name": container, "image": image, "imageID": "", "ready": false, "restartCount": restarts, "started": false,
             "state": {"waiting": {"reason": reason, "message": message}}, "lastState": last})
         };
+        // The kubelet retries a failing container start on each sync; events count the tries.
+        let tries = (1.0 + (age - start).max(0.0) / RESTART_EVERY).floor() as i64;
         if age < start {
             json!({"phase": "Pending", "qosClass": "Burstable", "conditions": base_conditions(false, 0.0), "containerStatuses": [waiting("ContainerCreating", "", 0, json!({}))]})
+        } else if fault == Some(Fault::InvalidImageName) {
+            // The reference is rejected before any pull, as the kubelet's image manager does.
+            let message = format!(
+                "Failed to apply default image tag \"{image}\": couldn't parse image name \"{image}\": invalid reference format"
+            );
+            emits.push((
+                "InspectFailed".into(),
+                message.clone(),
+                "Warning",
+                "kubelet",
+                tries,
+            ));
+            json!({"phase": "Pending", "qosClass": "Burstable", "conditions": base_conditions(false, 0.0), "containerStatuses": [waiting("InvalidImageName", &message, 0, json!({}))]})
         } else {
             emits.push((
                 "Pulling".into(),
@@ -669,6 +684,25 @@ fn kubelet(
                         ));
                     }
                     json!({"phase": "Pending", "qosClass": "Burstable", "conditions": base_conditions(false, 0.0), "containerStatuses": [waiting(reason, &message, 0, json!({}))]})
+                }
+                Some(Fault::CreateContainerConfigError { message }) => {
+                    // The image is pulled; building the container's config (env from a
+                    // missing Secret, say) fails, so the container is never created.
+                    emits.push((
+                        "Pulled".into(),
+                        format!("Successfully pulled image \"{image}\""),
+                        "Normal",
+                        "kubelet",
+                        1,
+                    ));
+                    emits.push((
+                        "Failed".into(),
+                        format!("Error: {message}"),
+                        "Warning",
+                        "kubelet",
+                        tries,
+                    ));
+                    json!({"phase": "Pending", "qosClass": "Burstable", "conditions": base_conditions(false, 0.0), "containerStatuses": [waiting("CreateContainerConfigError", message, 0, json!({}))]})
                 }
                 Some(Fault::CrashLoop { exit_code, .. }) => {
                     let restarts = ((age - start) / RESTART_EVERY).floor() as i64 + 1;
