@@ -125,6 +125,10 @@ pub struct KubernetesEnv {
     /// Talk plain HTTP to the registry (only for registries on loopback).
     #[serde(default)]
     pub insecure_registry: bool,
+    /// Where push credentials come from: `auto` (docker config, then Google credentials for
+    /// gcr.io and *-docker.pkg.dev), `docker`, `google` or `anonymous`.
+    #[serde(default)]
+    pub registry_auth: crate::registry::RegistryAuth,
     /// kubeconfig context to use (default: the current context).
     pub context: Option<String>,
     /// kubeconfig file (default: `$KUBECONFIG` or `~/.kube/config`).

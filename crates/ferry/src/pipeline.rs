@@ -405,6 +405,7 @@ pub async fn ship_kubernetes(
             let repository: crate::registry::Repository = env.repository.parse()?;
             let options = crate::registry::PushOptions {
                 insecure: env.insecure_registry,
+                auth: env.registry_auth,
                 ..Default::default()
             };
             let pushed = crate::registry::push(&built.image, &repository, &options).await?;

@@ -122,6 +122,34 @@ impl Pushed {
     }
 }
 
+/// Where push credentials come from.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum RegistryAuth {
+    /// `~/.docker/config.json` (auths, credHelpers, credsStore), then Google credentials for
+    /// gcr.io and *-docker.pkg.dev, else anonymous.
+    #[default]
+    Auto,
+    /// Only `~/.docker/config.json` and its credential helpers.
+    Docker,
+    /// Google credentials (service-account key in GOOGLE_APPLICATION_CREDENTIALS, application
+    /// default credentials, the metadata server, or gcloud), whatever the registry's name:
+    /// for Google registries behind a custom host name.
+    Google,
+    /// No credentials.
+    Anonymous,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct PushOptions {
     /// Plain HTTP. Loopback registries (127.0.0.0/8, localhost) always use it.
@@ -130,6 +158,8 @@ pub struct PushOptions {
     pub credentials: Option<Credentials>,
     /// Docker config directory (default: `$DOCKER_CONFIG` or `~/.docker`).
     pub docker_config: Option<PathBuf>,
+    /// Where credentials are looked up when none are given.
+    pub auth: RegistryAuth,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -247,7 +277,18 @@ impl Client {
         };
         let credentials = match &options.credentials {
             Some(c) => Some(c.clone()),
-            None => lookup_credentials(&repository.host, options.docker_config.as_deref()).await?,
+            None => match options.auth {
+                RegistryAuth::Anonymous => None,
+                RegistryAuth::Google => Some(google_credentials(&repository.host).await?),
+                RegistryAuth::Docker | RegistryAuth::Auto => {
+                    lookup_credentials(
+                        &repository.host,
+                        options.docker_config.as_deref(),
+                        options.auth == RegistryAuth::Auto,
+                    )
+                    .await?
+                }
+            },
         };
         Ok(Self {
             http,
@@ -271,6 +312,17 @@ impl Client {
     async fn upload_blob(&mut self, digest: &str, bytes: Vec<u8>) -> Result<(), RegistryError> {
         let url = format!("{}/v2/{}/blobs/uploads/", self.base, self.repository.path);
         let resp = self.send(Method::POST, &url, None, None).await?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            // Starting an upload can only 404 when the repository itself is missing.
+            let status = resp.status().as_u16();
+            let body = short_body(resp).await;
+            return Err(RegistryError::NoRepository {
+                host: self.repository.host.clone(),
+                path: self.repository.path.clone(),
+                status,
+                body,
+            });
+        }
         if resp.status() != StatusCode::ACCEPTED {
             return Err(self.failure("POST", &url, resp).await);
         }
@@ -461,13 +513,7 @@ impl Client {
 
     async fn failure(&self, method: &str, url: &str, resp: reqwest::Response) -> RegistryError {
         let status = resp.status().as_u16();
-        let body: String = resp
-            .text()
-            .await
-            .unwrap_or_default()
-            .chars()
-            .take(300)
-            .collect();
+        let body = short_body(resp).await;
         if status == 404 && (body.contains("NAME_UNKNOWN") || body.contains("name unknown")) {
             return RegistryError::NoRepository {
                 host: self.repository.host.clone(),
@@ -483,6 +529,16 @@ impl Client {
             body,
         }
     }
+}
+
+/// The start of an error body, for messages (registries answer JSON `errors`).
+async fn short_body(resp: reqwest::Response) -> String {
+    resp.text()
+        .await
+        .unwrap_or_default()
+        .chars()
+        .take(300)
+        .collect()
 }
 
 async fn backoff(attempt: u32) {
@@ -538,10 +594,12 @@ fn challenge_params(challenge: &str) -> Vec<(String, String)> {
     out
 }
 
-/// Docker config first (auths, credHelpers, credsStore), then Google for Google's registries.
+/// Docker config first (auths, credHelpers, credsStore), then (with `google`) Google
+/// credentials for Google's registries.
 async fn lookup_credentials(
     host: &str,
     docker_config: Option<&std::path::Path>,
+    google: bool,
 ) -> Result<Option<Credentials>, RegistryError> {
     let dir = docker_config.map(PathBuf::from).or_else(|| {
         std::env::var_os("DOCKER_CONFIG")
@@ -582,7 +640,7 @@ async fn lookup_credentials(
             }
         }
     }
-    if is_google(host) {
+    if google && is_google(host) {
         return google_credentials(host).await.map(Some);
     }
     Ok(None)
@@ -603,10 +661,11 @@ async fn run_helper(helper: &str, host: &str) -> Result<Credentials, RegistryErr
         .spawn()
         .map_err(|e| err(e.to_string()))?;
     if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(host.as_bytes())
-            .await
-            .map_err(|e| err(e.to_string()))?;
+        // A helper may answer without reading its input; its exit status and output decide.
+        match stdin.write_all(host.as_bytes()).await {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(err(e.to_string())),
+            _ => {}
+        }
     }
     let out = child
         .wait_with_output()

@@ -5,7 +5,7 @@ use anyhow::Context as _;
 use super::Context;
 use crate::config::Environment;
 use crate::pipeline;
-use crate::registry::{self, PushOptions, Repository};
+use crate::registry::{self, PushOptions, RegistryAuth, Repository};
 
 /// Push the image `ferry build` wrote to an OCI registry, tagged by commit, and print
 /// the pinned reference `REPO@sha256:…` on stdout.
@@ -26,14 +26,22 @@ pub struct PushArgs {
     /// Push the image in the layout even if it is not of the current commit.
     #[arg(long)]
     pub any_commit: bool,
+    /// Where credentials come from. Default: the environment's `registry_auth`, else auto.
+    #[arg(long, value_enum, env = "FERRY_REGISTRY_AUTH")]
+    pub auth: Option<RegistryAuth>,
 }
 
 pub async fn run(args: PushArgs, ctx: &Context) -> anyhow::Result<()> {
-    let (repository, insecure) = match (&args.to, ctx.config.environment(args.env.as_deref())?) {
-        (Some(to), _) => (to.clone(), args.insecure),
-        (None, (_, Environment::Kubernetes(k))) => {
-            (k.repository.clone(), args.insecure || k.insecure_registry)
-        }
+    let (repository, insecure, auth) = match (
+        &args.to,
+        ctx.config.environment(args.env.as_deref())?,
+    ) {
+        (Some(to), _) => (to.clone(), args.insecure, RegistryAuth::Auto),
+        (None, (_, Environment::Kubernetes(k))) => (
+            k.repository.clone(),
+            args.insecure || k.insecure_registry,
+            k.registry_auth,
+        ),
         (None, (name, Environment::Local(_))) => anyhow::bail!(
             "nowhere to push: environment `{name}` is local\n  hint: pass --to HOST/PATH, or --env with a kubernetes environment"
         ),
@@ -54,6 +62,7 @@ pub async fn run(args: PushArgs, ctx: &Context) -> anyhow::Result<()> {
     );
     let options = PushOptions {
         insecure,
+        auth: args.auth.unwrap_or(auth),
         ..PushOptions::default()
     };
     match registry::push(&image, &repository, &options).await {

@@ -1,0 +1,623 @@
+//! `ferry push` through the parts of real registries that a bare `docker-registry` lacks:
+//! a bearer-token challenge answered with credentials from a docker credential helper,
+//! transient 5xx answers, and a repository that does not exist.
+//!
+//! The registry is Debian's real `docker-registry`; in front of it runs a small auth front
+//! (as Artifact Registry, GHCR or Harbor put a token service before their storage): it
+//! demands a bearer token, issues one at its `/token` realm for the right basic credentials,
+//! and can be told to fail. Everything it lets through is forwarded to the real registry.
+//!
+//! The image pushed is assembled by ferry's own library from a small file, so these tests
+//! need no cargo build of the service.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::Response;
+use base64::Engine as _;
+use support::*;
+
+const USER: &str = "ci";
+const PASSWORD: &str = "helper-s3cret-pw";
+const TOKEN: &str = "tok-0123456789abcdef";
+/// The access token the fake Google token endpoint issues for a service-account key.
+const GOOGLE_TOKEN: &str = "ya29.fake-google-access-token";
+
+/// What the front should do with the next requests to `/v2/…`.
+#[derive(Debug, Default)]
+struct Faults {
+    /// Answer this many `/v2/` requests with 503 before serving normally.
+    unavailable: u32,
+    /// Answer upload starts (`POST …/blobs/uploads/`) with 404 and this body.
+    missing_repository: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct Seen {
+    /// Query strings of token requests that presented the right credentials.
+    token_queries: Vec<String>,
+    /// 503s served.
+    unavailable_served: u32,
+    /// Requests forwarded to the registry with the right token.
+    forwarded: u32,
+    /// Signed JWT assertions exchanged at the Google token endpoint.
+    google_exchanges: u32,
+}
+
+#[derive(Clone)]
+struct Front {
+    registry: String,
+    me: String,
+    faults: Arc<Mutex<Faults>>,
+    seen: Arc<Mutex<Seen>>,
+    http: reqwest::Client,
+}
+
+/// The auth front, on its own runtime and port; stops when the test ends.
+struct Running {
+    front: Front,
+    port: u16,
+    _registry: Registry,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl Running {
+    fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+    fn faults(&self) -> std::sync::MutexGuard<'_, Faults> {
+        self.front.faults.lock().unwrap()
+    }
+    fn seen(&self) -> std::sync::MutexGuard<'_, Seen> {
+        self.front.seen.lock().unwrap()
+    }
+}
+
+fn start_front() -> Running {
+    ferry::install_crypto_provider();
+    let registry = Registry::start();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let front = Front {
+        registry: registry.host(),
+        me: format!("127.0.0.1:{port}"),
+        faults: Arc::default(),
+        seen: Arc::default(),
+        http: reqwest::Client::new(),
+    };
+    let app = axum::Router::new()
+        .route("/token", axum::routing::get(token))
+        .route("/oauth2/token", axum::routing::post(google_token))
+        .fallback(registry_api)
+        .with_state(front.clone());
+    runtime.spawn(async move { axum::serve(listener, app).await });
+    Running {
+        front,
+        port,
+        _registry: registry,
+        _runtime: runtime,
+    }
+}
+
+fn basic(user: &str, password: &str) -> String {
+    let raw = format!("{user}:{password}");
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(raw)
+    )
+}
+
+async fn token(State(front): State<Front>, request: Request) -> Response {
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let accepted = [
+        basic(USER, PASSWORD),
+        basic("oauth2accesstoken", GOOGLE_TOKEN),
+    ];
+    if !given.is_some_and(|g| accepted.iter().any(|a| a == g)) {
+        return reply(StatusCode::UNAUTHORIZED, r#"{"details":"bad credentials"}"#);
+    }
+    let query = request.uri().query().unwrap_or_default().to_string();
+    front.seen.lock().unwrap().token_queries.push(query);
+    reply(StatusCode::OK, &format!(r#"{{"token":"{TOKEN}"}}"#))
+}
+
+/// Google's OAuth token endpoint: a service-account key's signed JWT for an access token.
+async fn google_token(State(front): State<Front>, body: String) -> Response {
+    let form: Vec<(String, String)> = body
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.replace("%3A", ":")))
+        .collect();
+    let grant = form
+        .iter()
+        .find(|(k, _)| k == "grant_type")
+        .map(|(_, v)| v.as_str());
+    let assertion = form
+        .iter()
+        .find(|(k, _)| k == "assertion")
+        .map(|(_, v)| v.as_str());
+    if grant != Some("urn:ietf:params:oauth:grant-type:jwt-bearer")
+        || assertion.is_none_or(|jwt| jwt.split('.').count() != 3)
+    {
+        return reply(StatusCode::BAD_REQUEST, r#"{"error":"invalid_grant"}"#);
+    }
+    front.seen.lock().unwrap().google_exchanges += 1;
+    reply(
+        StatusCode::OK,
+        &format!(r#"{{"access_token":"{GOOGLE_TOKEN}","expires_in":3600,"token_type":"Bearer"}}"#),
+    )
+}
+
+fn reply(status: StatusCode, body: &str) -> Response {
+    let mut resp = Response::new(Body::from(body.to_string()));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+async fn registry_api(State(front): State<Front>, request: Request) -> Response {
+    {
+        let mut faults = front.faults.lock().unwrap();
+        if faults.unavailable > 0 {
+            faults.unavailable -= 1;
+            front.seen.lock().unwrap().unavailable_served += 1;
+            return reply(StatusCode::SERVICE_UNAVAILABLE, "{}");
+        }
+    }
+    let authorized = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        == Some(&format!("Bearer {TOKEN}"));
+    if !authorized {
+        let mut resp = reply(
+            StatusCode::UNAUTHORIZED,
+            r#"{"errors":[{"code":"UNAUTHORIZED"}]}"#,
+        );
+        let challenge = format!(
+            r#"Bearer realm="http://{}/token",service="ferry-test",scope="repository:hello:pull,push""#,
+            front.me
+        );
+        resp.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_str(&challenge).unwrap(),
+        );
+        return resp;
+    }
+    let path = request.uri().path().to_string();
+    if request.method() == axum::http::Method::POST && path.ends_with("/blobs/uploads/") {
+        let missing = front.faults.lock().unwrap().missing_repository.clone();
+        if let Some(body) = missing {
+            return reply(StatusCode::NOT_FOUND, &body);
+        }
+    }
+    front.seen.lock().unwrap().forwarded += 1;
+    forward(&front, request).await
+}
+
+/// Sends the request on to the real registry; `Location` headers point back at the front.
+async fn forward(front: &Front, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let url = format!("http://{}{path_and_query}", front.registry);
+    let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+    let mut outgoing = front.http.request(parts.method, url).body(body);
+    for name in [header::CONTENT_TYPE, header::ACCEPT] {
+        if let Some(v) = parts.headers.get(&name) {
+            outgoing = outgoing.header(name, v);
+        }
+    }
+    let answer = outgoing.send().await.unwrap();
+    let status = answer.status();
+    let mut headers = HeaderMap::new();
+    for (name, value) in answer.headers() {
+        if name == header::LOCATION {
+            let rewritten = value.to_str().unwrap().replace(&front.registry, &front.me);
+            headers.insert(name, HeaderValue::from_str(&rewritten).unwrap());
+        } else if name != header::TRANSFER_ENCODING && name != header::CONNECTION {
+            headers.insert(name, value.clone());
+        }
+    }
+    let bytes = answer.bytes().await.unwrap();
+    let mut resp = Response::new(Body::from(bytes));
+    *resp.status_mut() = status;
+    *resp.headers_mut() = headers;
+    resp
+}
+
+/// A directory with a `ferry.toml` and an image in ferry's layout, built by the library.
+struct Project {
+    dir: tempfile::TempDir,
+    digest: String,
+}
+
+fn project() -> Project {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ferry.toml"), "").unwrap();
+    let binary = dir.path().join("hello-bin");
+    std::fs::write(&binary, b"\x7fELF not really, but bytes to ship").unwrap();
+    let spec = ferry::image::ImageSpec {
+        binary,
+        binary_name: "hello".into(),
+        port: 8000,
+        tag: "0123456789abcdef0123456789abcdef01234567".into(),
+        revision: "0123456789abcdef0123456789abcdef01234567".into(),
+        created: "2026-01-01T00:00:00Z".into(),
+        created_unix: 1_767_225_600,
+        source: None,
+        title: "hello".into(),
+    };
+    let layout = dir.path().join("target/ferry/oci/hello");
+    let image = ferry::image::assemble(&spec, &layout).unwrap();
+    Project {
+        digest: image.manifest.digest,
+        dir,
+    }
+}
+
+/// A bin directory with `docker-credential-NAME` printing `answer`, or failing with `fail`.
+fn helper(name: &str, script_body: &str) -> tempfile::TempDir {
+    let bin = tempfile::tempdir().unwrap();
+    let path = bin.path().join(format!("docker-credential-{name}"));
+    std::fs::write(&path, format!("#!/bin/sh\n{script_body}\n")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    bin
+}
+
+fn docker_config(host: &str, helper: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("config.json"),
+        format!(r#"{{"credHelpers":{{"{host}":"{helper}"}}}}"#),
+    )
+    .unwrap();
+    dir
+}
+
+/// `ferry -vv push --any-commit --to REPO` with every log turned up to trace.
+fn push(project: &Path, to: &str, docker: &Path, bin: &Path) -> Output {
+    let path = std::env::join_paths(std::iter::once(PathBuf::from(bin)).chain(
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+    ))
+    .unwrap();
+    Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["-vv", "push", "--any-commit", "--to", to])
+        .current_dir(project)
+        .env("DOCKER_CONFIG", docker)
+        .env("PATH", path)
+        .env("FERRY_LOG", "trace")
+        .env("FERRY_OUTPUT", "plain")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ferry")
+}
+
+fn assert_no_secret(out: &Output) {
+    let all = format!("{}{}", stdout(out), stderr(out));
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
+    for secret in [PASSWORD, TOKEN, encoded.as_str()] {
+        assert!(!all.contains(secret), "a secret reached the output:\n{all}");
+    }
+}
+
+/// The registry's own view: the manifest under `tag` has `digest`.
+fn registry_has(front: &Running, tag: &str, digest: &str) {
+    let url = format!("http://{}/v2/hello/manifests/{tag}", front.front.registry);
+    let out = run_ok(Command::new("curl").args([
+        "-sS",
+        "-o",
+        "/dev/null",
+        "-D",
+        "-",
+        "-H",
+        "Accept: application/vnd.oci.image.manifest.v1+json",
+        &url,
+    ]));
+    let head = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+    assert!(
+        head.contains(&format!("docker-content-digest: {digest}")),
+        "{head}"
+    );
+}
+
+#[test]
+fn a_bearer_challenge_is_answered_with_credential_helper_credentials_and_no_secret_is_printed() {
+    require_tool("curl", "apt-get install curl");
+    let front = start_front();
+    let project = project();
+    let bin = helper(
+        "ferrytest",
+        &format!(
+            r#"read host; [ "$host" = "{}" ] || exit 3; printf '{{"ServerURL":"%s","Username":"{USER}","Secret":"{PASSWORD}"}}' "$host""#,
+            front.host()
+        ),
+    );
+    let docker = docker_config(&front.host(), "ferrytest");
+    let to = format!("{}/hello", front.host());
+
+    let out = push(project.dir.path(), &to, docker.path(), bin.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), format!("{to}@{}", project.digest));
+    assert_no_secret(&out);
+
+    let seen = front.seen();
+    assert!(
+        !seen.token_queries.is_empty(),
+        "the token realm was asked with the helper's credentials"
+    );
+    for query in &seen.token_queries {
+        assert!(query.contains("service=ferry-test"), "{query}");
+        assert!(
+            query.contains("scope=repository%3Ahello%3Apull%2Cpush"),
+            "{query}"
+        );
+    }
+    assert!(seen.forwarded >= 4, "HEADs, uploads and the manifest");
+    drop(seen);
+    registry_has(
+        &front,
+        "0123456789abcdef0123456789abcdef01234567",
+        &project.digest,
+    );
+}
+
+#[test]
+fn a_failing_credential_helper_is_named_with_its_message() {
+    let front = start_front();
+    let project = project();
+    let bin = helper(
+        "ferrybad",
+        "echo 'credentials not found in native keychain' >&2; exit 1",
+    );
+    let docker = docker_config(&front.host(), "ferrybad");
+    let out = push(
+        project.dir.path(),
+        &format!("{}/hello", front.host()),
+        docker.path(),
+        bin.path(),
+    );
+    assert!(!out.status.success());
+    assert!(stdout(&out).is_empty(), "no reference claimed");
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "credential helper docker-credential-ferrybad failed for {}",
+            front.host()
+        )) && err.contains("credentials not found in native keychain"),
+        "{err}"
+    );
+    assert_eq!(
+        front.seen().forwarded,
+        0,
+        "nothing was sent without credentials"
+    );
+}
+
+#[test]
+fn wrong_helper_credentials_at_the_token_realm_name_the_registry_and_the_helper() {
+    let front = start_front();
+    let project = project();
+    let bin = helper(
+        "ferrywrong",
+        &format!(r#"printf '{{"Username":"{USER}","Secret":"not-the-password"}}'"#),
+    );
+    let docker = docker_config(&front.host(), "ferrywrong");
+    let out = push(
+        project.dir.path(),
+        &format!("{}/hello", front.host()),
+        docker.path(),
+        bin.path(),
+    );
+    assert!(!out.status.success());
+    assert!(stdout(&out).is_empty());
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "the registry {} refused the credentials",
+            front.host()
+        )) && err.contains("docker-credential-ferrywrong"),
+        "{err}"
+    );
+    assert!(!err.contains("not-the-password"), "{err}");
+}
+
+fn helper_for(front: &Running) -> (tempfile::TempDir, tempfile::TempDir) {
+    let bin = helper(
+        "ferrytest",
+        &format!(r#"printf '{{"Username":"{USER}","Secret":"{PASSWORD}"}}'"#),
+    );
+    (bin, docker_config(&front.host(), "ferrytest"))
+}
+
+#[test]
+fn transient_unavailability_is_retried_and_the_push_succeeds() {
+    let front = start_front();
+    let project = project();
+    let (bin, docker) = helper_for(&front);
+    front.faults().unavailable = 2;
+    let to = format!("{}/hello", front.host());
+    let out = push(project.dir.path(), &to, docker.path(), bin.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), format!("{to}@{}", project.digest));
+    assert_eq!(front.seen().unavailable_served, 2);
+    assert!(
+        stderr(&out).contains("2 blobs uploaded"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_registry_that_stays_unavailable_is_given_up_on_after_four_attempts() {
+    let front = start_front();
+    let project = project();
+    let (bin, docker) = helper_for(&front);
+    front.faults().unavailable = 1000;
+    let started = Instant::now();
+    let out = push(
+        project.dir.path(),
+        &format!("{}/hello", front.host()),
+        docker.path(),
+        bin.path(),
+    );
+    assert!(!out.status.success());
+    assert!(stdout(&out).is_empty());
+    assert!(stderr(&out).contains("HTTP 503"), "{}", stderr(&out));
+    assert_eq!(
+        front.seen().unavailable_served,
+        4,
+        "four attempts, then stop"
+    );
+    // Backoff between attempts: 0.4 + 0.8 + 1.6 s.
+    assert!(started.elapsed() >= Duration::from_millis(2800));
+}
+
+#[test]
+fn a_missing_repository_is_named_with_the_fix() {
+    let front = start_front();
+    let project = project();
+    let (bin, docker) = helper_for(&front);
+    // Artifact Registry's answer when the repository was never created.
+    front.faults().missing_repository = Some(
+        r#"{"errors":[{"code":"NAME_UNKNOWN","message":"Repository \"hello\" not found"}]}"#.into(),
+    );
+    let out = push(
+        project.dir.path(),
+        &format!("{}/hello", front.host()),
+        docker.path(),
+        bin.path(),
+    );
+    assert!(!out.status.success());
+    assert!(stdout(&out).is_empty());
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "the registry {} has no repository hello",
+            front.host()
+        )),
+        "{err}"
+    );
+    assert!(err.contains("hint: create it first"), "{err}");
+
+    // Some registries answer the same situation with an empty 404.
+    front.faults().missing_repository = Some(String::new());
+    let out = push(
+        project.dir.path(),
+        &format!("{}/hello", front.host()),
+        docker.path(),
+        bin.path(),
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("has no repository hello"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// A service-account key (as `gcloud iam service-accounts keys create` writes) whose token
+/// endpoint is the front: `--auth google` signs a JWT with it and exchanges it for an access
+/// token, which the registry's token realm then accepts as `oauth2accesstoken`.
+#[test]
+fn google_service_account_credentials_are_exchanged_for_an_access_token_that_never_prints() {
+    require_tool("openssl", "apt-get install openssl");
+    let front = start_front();
+    let project = project();
+    let keys = tempfile::tempdir().unwrap();
+    let pem = run_ok(Command::new("openssl").args([
+        "genpkey",
+        "-algorithm",
+        "RSA",
+        "-pkeyopt",
+        "rsa_keygen_bits:2048",
+    ]));
+    let key = serde_json::json!({
+        "type": "service_account",
+        "project_id": "ferry-test",
+        "private_key_id": "0",
+        "private_key": String::from_utf8(pem.stdout).unwrap(),
+        "client_email": "ci@ferry-test.iam.gserviceaccount.com",
+        "client_id": "1",
+        "token_uri": format!("http://{}/oauth2/token", front.host()),
+    });
+    let key_path = keys.path().join("key.json");
+    std::fs::write(&key_path, key.to_string()).unwrap();
+    let empty_docker = tempfile::tempdir().unwrap();
+    let to = format!("{}/hello", front.host());
+
+    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args([
+            "-vv",
+            "push",
+            "--any-commit",
+            "--auth",
+            "google",
+            "--to",
+            &to,
+        ])
+        .current_dir(project.dir.path())
+        .env("DOCKER_CONFIG", empty_docker.path())
+        .env("HOME", keys.path())
+        .env("GOOGLE_APPLICATION_CREDENTIALS", &key_path)
+        .env("FERRY_LOG", "trace")
+        .env("FERRY_OUTPUT", "plain")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), format!("{to}@{}", project.digest));
+    assert!(front.seen().google_exchanges >= 1);
+    let all = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(
+        !all.contains(GOOGLE_TOKEN),
+        "the access token leaked:\n{all}"
+    );
+    assert!(!all.contains("PRIVATE KEY"), "the key leaked:\n{all}");
+
+    // A key file that is not a key: the error names Google credentials and how to fix them.
+    std::fs::write(&key_path, "{}").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["push", "--any-commit", "--auth", "google", "--to", &to])
+        .current_dir(project.dir.path())
+        .env("HOME", keys.path())
+        .env("GOOGLE_APPLICATION_CREDENTIALS", &key_path)
+        .env("FERRY_OUTPUT", "plain")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(stdout(&out).is_empty());
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "cannot get Google credentials for {}",
+            front.host()
+        )) && err.contains("GOOGLE_APPLICATION_CREDENTIALS"),
+        "{err}"
+    );
+}
