@@ -137,6 +137,13 @@ async fn an_image_that_cannot_be_pulled_fails_fast_and_rolls_back() {
         "{failure}"
     );
     assert!(
+        failure
+            .headline()
+            .starts_with("container hello of pod hello-")
+            && failure.headline().contains("(ImagePullBackOff)"),
+        "names the container and the kubelet's reason: {failure}"
+    );
+    assert!(
         failure.to_string().contains("Failed to pull image"),
         "events in the report: {failure}"
     );
@@ -344,4 +351,227 @@ async fn an_unreachable_cluster_and_a_missing_kubeconfig_say_what_to_do() {
         )),
         "{err}"
     );
+}
+
+// Through the real binary: `ferry deploy`'s flags, its exit code and what it prints.
+
+const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
+
+fn k8s_yml() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../k8s.yml")
+}
+
+/// `ferry deploy ARGS` in `dir` (which holds an empty ferry.toml: the default environment),
+/// with none of the manifest's variables inherited from the test's environment.
+async fn ferry_deploy(dir: &Path, args: &[&str]) -> std::process::Output {
+    std::fs::write(dir.join("ferry.toml"), "").unwrap();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"));
+    command
+        .arg("deploy")
+        .args(args)
+        .current_dir(dir)
+        .env("FERRY_OUTPUT", "plain")
+        .stdin(std::process::Stdio::null());
+    for name in [
+        "FERRY_ENV",
+        "FERRY_CONFIG",
+        "KUBECONFIG",
+        "IMAGE",
+        "COMMIT",
+        "ENVIRONMENT",
+        "NAMESPACE",
+        "REPLICAS",
+    ] {
+        command.env_remove(name);
+    }
+    // Blocking wait off the runtime, so the fake keeps serving the child.
+    tokio::task::spawn_blocking(move || command.output().expect("run ferry"))
+        .await
+        .unwrap()
+}
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_overall_timeout_stops_a_slow_rollout_rolls_back_and_exits_non_zero() {
+    let (fake, cluster) = cluster().await;
+    ship(&cluster, GOOD, &options()).await;
+    // Never ready in time, and nothing for fail-fast to see: only a timeout can end it before
+    // the progress deadline (300 s, 5 s real at 60x).
+    fake.inject(BAD, Fault::SlowStart(Duration::from_secs(3600)));
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = fake.kubeconfig_path().to_str().unwrap();
+    let manifest = k8s_yml();
+    let started = Instant::now();
+    let out = ferry_deploy(
+        dir.path(),
+        &[
+            "--kubeconfig",
+            kubeconfig,
+            "-f",
+            manifest.to_str().unwrap(),
+            "--image",
+            BAD,
+            "--set",
+            "REPLICAS=2",
+            "--set",
+            &format!("COMMIT={COMMIT}"),
+            "--timeout",
+            "1",
+        ],
+    )
+    .await;
+    let err = stderr(&out);
+    assert!(!out.status.success(), "exit non-zero: {err}");
+    assert!(
+        err.contains("deployment \"hello\" did not finish within 1s (last: Waiting for deployment \"hello\" rollout to finish"),
+        "says which deployment, how long and where it stood: {err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "rolled back hello to revision 1 ({GOOD}), which is serving again"
+        )),
+        "{err}"
+    );
+    assert!(
+        !err.contains("progress deadline"),
+        "the timeout came first: {err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "before the progress deadline: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(image_of(&fake), GOOD);
+}
+
+/// `(name, line)` of every `${NAME}` in `text` (not `$${NAME}`, which is an escape).
+fn uses(text: &str, names: &[&str]) -> Vec<(String, usize)> {
+    let mut found = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        for name in names {
+            let needle = format!("${{{name}}}");
+            let mut from = 0;
+            while let Some(at) = line[from..].find(&needle).map(|p| p + from) {
+                if !line[..at].ends_with('$') {
+                    found.push((name.to_string(), i + 1));
+                }
+                from = at + needle.len();
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undefined_variables_are_all_listed_with_file_and_line_and_nothing_is_applied() {
+    let (fake, _cluster) = cluster().await;
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("k8s.yml");
+    let template = std::fs::read_to_string(k8s_yml()).unwrap();
+    std::fs::write(&manifest, &template).unwrap();
+    // No --set: COMMIT (no git repository here) and REPLICAS are undefined.
+    let out = ferry_deploy(
+        dir.path(),
+        &[
+            "--kubeconfig",
+            fake.kubeconfig_path().to_str().unwrap(),
+            "-f",
+            manifest.to_str().unwrap(),
+            "--image",
+            GOOD,
+        ],
+    )
+    .await;
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!(
+            "undefined variables COMMIT, REPLICAS in {}",
+            manifest.display()
+        )),
+        "{err}"
+    );
+    let expected = uses(&template, &["COMMIT", "REPLICAS"]);
+    assert!(
+        expected.len() >= 3,
+        "k8s.yml uses COMMIT twice and REPLICAS: {expected:?}"
+    );
+    for (name, line) in expected {
+        let at = format!("{}:{line}:", manifest.display());
+        assert!(
+            err.lines()
+                .any(|l| l.contains(&at) && l.contains(&format!("${{{name}}} is not defined"))),
+            "{name} at line {line}: {err}"
+        );
+    }
+    for path in [
+        "/api/v1/namespaces/default/services/hello",
+        "/apis/apps/v1/namespaces/default/deployments/hello",
+    ] {
+        assert_eq!(fake.get_json(path), None, "{path} must not exist");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_named_context_is_used_instead_of_the_current_one() {
+    let (fake, cluster) = cluster().await;
+    let dir = tempfile::tempdir().unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: gone\n  cluster:\n    server: http://127.0.0.1:{closed}\n- name: fake\n  cluster:\n    server: {}\nusers:\n- name: u\n  user: {{}}\ncontexts:\n- name: gone\n  context: {{cluster: gone, user: u}}\n- name: fake\n  context: {{cluster: fake, user: u, namespace: default}}\ncurrent-context: gone\n",
+            fake.url()
+        ),
+    )
+    .unwrap();
+    let manifest = k8s_yml();
+    let commit = format!("COMMIT={COMMIT}");
+    let deploy = |context: Option<&'static str>| {
+        let mut args = vec![
+            "--kubeconfig".to_string(),
+            kubeconfig.to_str().unwrap().to_string(),
+            "-f".into(),
+            manifest.to_str().unwrap().into(),
+            "--image".into(),
+            GOOD.into(),
+            "--set".into(),
+            "REPLICAS=2".into(),
+            "--set".into(),
+            commit.clone(),
+        ];
+        if let Some(context) = context {
+            args.extend(["--context".to_string(), context.to_string()]);
+        }
+        let dir = dir.path().to_path_buf();
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            ferry_deploy(&dir, &args).await
+        }
+    };
+
+    // The current context points nowhere...
+    let out = deploy(None).await;
+    let err = stderr(&out);
+    assert!(!out.status.success());
+    assert!(
+        err.contains(&format!(
+            "cannot reach the cluster at http://127.0.0.1:{closed}"
+        )),
+        "{err}"
+    );
+    // ...and --context picks the one that works.
+    let out = deploy(Some("fake")).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(image_of(&fake), GOOD);
+    let status = deploy::status(&cluster, "default").await.unwrap();
+    assert_eq!((status[0].ready, status[0].desired), (2, 2));
 }
