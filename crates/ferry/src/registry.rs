@@ -208,7 +208,7 @@ pub enum RegistryError {
         why: String,
     },
     #[error(
-        "cannot get Google credentials for {host}: {why}\n  hint: run `gcloud auth application-default login`, or set GOOGLE_APPLICATION_CREDENTIALS"
+        "cannot get Google credentials for {host}: {why}\n  hint: run `gcloud auth application-default login`, set GOOGLE_APPLICATION_CREDENTIALS to a service-account key, or (workload identity federation) run `gcloud auth login --cred-file=CONFIG` first"
     )]
     Google { host: String, why: String },
 }
@@ -683,21 +683,56 @@ async fn run_helper(helper: &str, host: &str) -> Result<Credentials, RegistryErr
     })
 }
 
+/// Google's access token for the registry: gcp_auth first (a service-account key in
+/// GOOGLE_APPLICATION_CREDENTIALS, application default credentials, the metadata server,
+/// gcloud), then `gcloud auth print-access-token` itself. The second path covers what
+/// gcp_auth cannot read, notably the `external_account` files of workload identity
+/// federation that CI systems use instead of keys (after `gcloud auth login --cred-file`).
 async fn google_credentials(host: &str) -> Result<Credentials, RegistryError> {
-    let err = |why: String| RegistryError::Google {
-        host: host.to_string(),
-        why,
+    let library = async {
+        let provider = gcp_auth::provider().await.map_err(|e| e.to_string())?;
+        provider
+            .token(&["https://www.googleapis.com/auth/cloud-platform"])
+            .await
+            .map(|t| Secret::new(t.as_str()))
+            .map_err(|e| e.to_string())
     };
-    let provider = gcp_auth::provider().await.map_err(|e| err(e.to_string()))?;
-    let token = provider
-        .token(&["https://www.googleapis.com/auth/cloud-platform"])
-        .await
-        .map_err(|e| err(e.to_string()))?;
+    let (token, source) = match library.await {
+        Ok(token) => (token, "Google credentials (gcp_auth)"),
+        Err(library_error) => match gcloud_token().await {
+            Ok(token) => (token, "gcloud auth print-access-token"),
+            Err(gcloud_error) => {
+                return Err(RegistryError::Google {
+                    host: host.to_string(),
+                    why: format!("{library_error}; and gcloud: {gcloud_error}"),
+                });
+            }
+        },
+    };
     Ok(Credentials {
         username: "oauth2accesstoken".into(),
-        password: Secret::new(token.as_str()),
-        source: "Google credentials (gcp_auth)".into(),
+        password: token,
+        source: source.into(),
     })
+}
+
+async fn gcloud_token() -> Result<Secret, String> {
+    let out = tokio::process::Command::new("gcloud")
+        .args(["auth", "print-access-token", "--quiet"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .map_err(|e| format!("cannot run gcloud: {e}"))?;
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if !out.status.success() || token.is_empty() {
+        let why = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        return Err(if why.is_empty() {
+            format!("`gcloud auth print-access-token` failed ({})", out.status)
+        } else {
+            why
+        });
+    }
+    Ok(Secret::new(token))
 }
 
 #[cfg(test)]

@@ -279,10 +279,15 @@ fn project() -> Project {
     }
 }
 
-/// A bin directory with `docker-credential-NAME` printing `answer`, or failing with `fail`.
+/// A bin directory holding `docker-credential-NAME`, a shell script with `script_body`.
 fn helper(name: &str, script_body: &str) -> tempfile::TempDir {
+    helper_named(&format!("docker-credential-{name}"), script_body)
+}
+
+/// A bin directory holding the executable `name`, a shell script with `script_body`.
+fn helper_named(name: &str, script_body: &str) -> tempfile::TempDir {
     let bin = tempfile::tempdir().unwrap();
-    let path = bin.path().join(format!("docker-credential-{name}"));
+    let path = bin.path().join(name);
     std::fs::write(&path, format!("#!/bin/sh\n{script_body}\n")).unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -599,11 +604,17 @@ fn google_service_account_credentials_are_exchanged_for_an_access_token_that_nev
     );
     assert!(!all.contains("PRIVATE KEY"), "the key leaked:\n{all}");
 
-    // A key file that is not a key: the error names Google credentials and how to fix them.
+    // A key file that is not a key, and a gcloud that is not logged in: the error names
+    // Google credentials, both causes, and how to fix them.
     std::fs::write(&key_path, "{}").unwrap();
+    let gcloud = helper_named(
+        "gcloud",
+        "echo 'ERROR: (gcloud.auth.print-access-token) You do not currently have an active account selected.' >&2; exit 1",
+    );
     let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
         .args(["push", "--any-commit", "--auth", "google", "--to", &to])
         .current_dir(project.dir.path())
+        .env("PATH", gcloud.path())
         .env("HOME", keys.path())
         .env("GOOGLE_APPLICATION_CREDENTIALS", &key_path)
         .env("FERRY_OUTPUT", "plain")
@@ -617,7 +628,75 @@ fn google_service_account_credentials_are_exchanged_for_an_access_token_that_nev
         err.contains(&format!(
             "cannot get Google credentials for {}",
             front.host()
-        )) && err.contains("GOOGLE_APPLICATION_CREDENTIALS"),
+        )) && err.contains("You do not currently have an active account selected")
+            && err.contains("gcloud auth login --cred-file"),
         "{err}"
+    );
+}
+
+/// Workload identity federation (CircleCI OIDC): GOOGLE_APPLICATION_CREDENTIALS holds an
+/// `external_account` configuration, which gcp_auth cannot use; ferry asks gcloud (logged in
+/// with `gcloud auth login --cred-file`) for the access token instead.
+#[test]
+fn external_account_credentials_fall_back_to_gcloud_and_the_token_never_prints() {
+    let front = start_front();
+    let project = project();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("oidc.json");
+    std::fs::write(
+        &config,
+        serde_json::json!({
+            "type": "external_account",
+            "audience": "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/circleci/providers/circleci",
+            "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+            "token_url": "https://sts.googleapis.com/v1/token",
+            "credential_source": { "file": "/tmp/oidc_token" },
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let gcloud = helper_named(
+        "gcloud",
+        &format!(r#"[ "$1 $2" = "auth print-access-token" ] && echo "{GOOGLE_TOKEN}" || exit 2"#),
+    );
+    let empty_docker = tempfile::tempdir().unwrap();
+    let to = format!("{}/hello", front.host());
+    let path = format!(
+        "{}:{}",
+        gcloud.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args([
+            "-vv",
+            "push",
+            "--any-commit",
+            "--auth",
+            "google",
+            "--to",
+            &to,
+        ])
+        .current_dir(project.dir.path())
+        .env("PATH", path)
+        .env("DOCKER_CONFIG", empty_docker.path())
+        .env("HOME", dir.path())
+        .env("GOOGLE_APPLICATION_CREDENTIALS", &config)
+        .env("FERRY_LOG", "trace")
+        .env("FERRY_OUTPUT", "plain")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), format!("{to}@{}", project.digest));
+    assert_eq!(
+        front.seen().google_exchanges,
+        0,
+        "the token came from gcloud"
+    );
+    assert!(!front.seen().token_queries.is_empty());
+    let all = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(
+        !all.contains(GOOGLE_TOKEN),
+        "the access token leaked:\n{all}"
     );
 }
