@@ -85,6 +85,64 @@ fn e2e_build_is_reproducible_push_dedups_and_the_image_runs_in_podman() {
     assert_eq!(config["config"]["User"], "65532:65532");
     assert_eq!(config["config"]["Entrypoint"][0], "/hello");
 
+    // umoci reads the layout too: one file, /hello, executable, and the runtime config
+    // runs it as 65532.
+    require_tool("umoci", "apt-get install umoci");
+    let unpacked = tempfile::tempdir().unwrap();
+    let bundle = unpacked.path().join("bundle");
+    run_ok(
+        Command::new("umoci")
+            .args(["unpack", "--rootless", "--image"])
+            .arg(format!("{}:{tag}", layout.display()))
+            .arg(&bundle),
+    );
+    let entries: Vec<_> = std::fs::read_dir(bundle.join("rootfs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(
+        entries,
+        ["hello"],
+        "the image holds the binary and nothing else"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(bundle.join("rootfs/hello"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o111, 0o111, "executable");
+    let runtime: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap()).unwrap();
+    assert_eq!(runtime["process"]["user"]["uid"], 65532);
+    assert_eq!(runtime["process"]["args"][0], "/hello");
+
+    // And podman: it pulls straight from the layout (from a lowercase path: podman derives
+    // an image name from it).
+    let copy = std::env::temp_dir().join(format!("ferry-e2e-layout-{}", registry.port));
+    let _ = std::fs::remove_dir_all(&copy);
+    run_ok(Command::new("cp").arg("-r").arg(&layout).arg(&copy));
+    let pulled = run_ok(
+        Command::new("podman")
+            .args(["pull", "-q"])
+            .arg(format!("oci:{}:{tag}", copy.display())),
+    );
+    let image_id = String::from_utf8_lossy(&pulled.stdout).trim().to_string();
+    let inspect = run_ok(Command::new("podman").args([
+        "image",
+        "inspect",
+        "--format",
+        "{{.Config.User}} {{index .Config.Entrypoint 0}}",
+        &image_id,
+    ]));
+    assert_eq!(
+        String::from_utf8_lossy(&inspect.stdout).trim(),
+        "65532:65532 /hello"
+    );
+    let _ = Command::new("podman")
+        .args(["rmi", "-f", &image_id])
+        .output();
+    let _ = std::fs::remove_dir_all(&copy);
+
     // Run what the registry holds, as a real container.
     let name = format!("ferry-e2e-{}", registry.port);
     let port = free_port();
