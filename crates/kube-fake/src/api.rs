@@ -236,6 +236,10 @@ fn list(
     }))
 }
 
+/// A watch. Without `resourceVersion` (or with `0`) it starts with a synthetic `ADDED` for
+/// every object, then streams changes; with `resourceVersion=N` it replays every change after
+/// N from the history, then streams. A watch from before the history, or one that falls that
+/// far behind, gets an `ERROR` event with a 410 `Expired` Status and ends, as on a real server.
 fn watch(
     shared: &Arc<Shared>,
     resource: Resource,
@@ -254,15 +258,19 @@ fn watch(
     let labels = params.get("labelSelector").cloned();
     let fields = params.get("fieldSelector").cloned();
     let namespace = namespace.map(str::to_string);
-    let (mut changes, initial) = {
+    let (mut woken, initial, cursor) = {
         let store = shared.lock();
-        let changes = store.changes.subscribe();
-        let initial: Vec<Value> = if since == 0 {
-            store.list(resource, namespace.as_deref())
+        // Subscribed under the lock, so no change between the read and the wait is missed.
+        let woken = store.subscribe();
+        if since == 0 {
+            (
+                woken,
+                store.list(resource, namespace.as_deref()),
+                store.revision(),
+            )
         } else {
-            Vec::new()
-        };
-        (changes, initial)
+            (woken, Vec::new(), since)
+        }
     };
     let keep = move |o: &Value| {
         labels.as_deref().is_none_or(|s| matches_labels(o, s))
@@ -272,6 +280,9 @@ fn watch(
                     .as_deref()
                     .is_none_or(|n| o["metadata"]["namespace"] == n))
     };
+    // Weak, so a watch left open does not keep a dropped cluster alive: when the store goes,
+    // `woken` reports it and the stream ends.
+    let shared = Arc::downgrade(shared);
     let stream = async_stream(move |tx| async move {
         for object in initial.into_iter().filter(|o| keep(o)) {
             if tx
@@ -282,24 +293,52 @@ fn watch(
                 return;
             }
         }
+        let mut cursor = cursor;
         let deadline = tokio::time::sleep(Duration::from_secs(timeout));
         tokio::pin!(deadline);
         loop {
+            let Some(changes) = shared.upgrade().map(|s| s.lock().changes_after(cursor)) else {
+                return;
+            };
+            let changes = match changes {
+                Ok(changes) => changes,
+                Err(expired) => {
+                    let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                        "status": "Failure", "reason": "Expired", "code": 410,
+                        "message": format!("too old resource version: {cursor} ({})", expired.compacted)});
+                    let _ = tx
+                        .send(line(json!({"type": "ERROR", "object": status})))
+                        .await;
+                    return;
+                }
+            };
+            for change in changes {
+                cursor = change.revision;
+                if change.resource != resource {
+                    continue;
+                }
+                let matches_now = keep(&change.object);
+                let matched_before = change.previous.as_ref().is_some_and(&keep);
+                let kind = match (change.kind, matched_before, matches_now) {
+                    (_, _, false) if change.kind != "MODIFIED" => continue,
+                    ("MODIFIED", false, false) => continue,
+                    // The object left the selector: the watcher sees it go.
+                    ("MODIFIED", true, false) => "DELETED",
+                    // The object entered the selector: the watcher sees it arrive.
+                    ("MODIFIED", false, true) => "ADDED",
+                    (kind, _, _) => kind,
+                };
+                if tx
+                    .send(line(json!({"type": kind, "object": change.object})))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
             tokio::select! {
                 () = &mut deadline => return,
-                change = changes.recv() => match change {
-                    Ok(change) => {
-                        let rv: u64 = change.object["metadata"]["resourceVersion"].as_str().and_then(|v| v.parse().ok()).unwrap_or(0);
-                        if change.resource != resource || rv <= since || !keep(&change.object) {
-                            continue;
-                        }
-                        if tx.send(line(json!({"type": change.kind, "object": change.object}))).await.is_err() {
-                            return;
-                        }
-                    }
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(_) => return,
-                },
+                woke = woken.changed() => if woke.is_err() { return },
             }
         }
     });

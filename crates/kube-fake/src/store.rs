@@ -1,10 +1,15 @@
 //! The object store: JSON objects keyed by resource, namespace and name, with a global
-//! resourceVersion counter and a broadcast of every change for watches.
+//! resourceVersion counter and a bounded history of changes that watches replay from.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use serde_json::{Value, json};
-use tokio::sync::broadcast;
+use tokio::sync::watch;
+
+/// How many changes are kept for watches that start from a `resourceVersion`. A watch from
+/// an older version gets `410 Gone`, reason `Expired`, as from the real API server's watch
+/// cache, and the client lists again.
+pub const HISTORY: usize = 1000;
 
 /// A resource the fake serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -93,9 +98,22 @@ pub fn resource_of_kind(kind: &str) -> Option<Resource> {
 /// A change, as a watch sends it.
 #[derive(Debug, Clone)]
 pub struct Change {
+    /// The resourceVersion this change produced.
+    pub revision: u64,
     pub resource: Resource,
+    /// `ADDED`, `MODIFIED` or `DELETED`.
     pub kind: &'static str,
     pub object: Value,
+    /// The object before a `MODIFIED` change, so a watch with a selector can tell an object
+    /// that stopped matching (sent as `DELETED`) or started matching (`ADDED`).
+    pub previous: Option<Value>,
+}
+
+/// A watch asked for changes older than the history holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expired {
+    /// The newest revision no longer in the history: watches must start at or after it.
+    pub compacted: u64,
 }
 
 type Key = (Resource, String, String);
@@ -105,17 +123,22 @@ pub struct Store {
     objects: BTreeMap<Key, Value>,
     revision: u64,
     uid: u64,
-    pub changes: broadcast::Sender<Change>,
+    /// The last [`HISTORY`] changes, oldest first, one per revision.
+    history: VecDeque<Change>,
+    compacted: u64,
+    /// The current revision, for watches waiting on the next change.
+    latest: watch::Sender<u64>,
 }
 
 impl Store {
     pub fn new() -> Self {
-        let (changes, _) = broadcast::channel(4096);
         let mut store = Self {
             objects: BTreeMap::new(),
             revision: 0,
             uid: 0,
-            changes,
+            history: VecDeque::with_capacity(HISTORY),
+            compacted: 0,
+            latest: watch::Sender::new(0),
         };
         for ns in ["default", "kube-system"] {
             store.create(
@@ -130,6 +153,46 @@ impl Store {
 
     pub fn revision(&self) -> u64 {
         self.revision
+    }
+
+    /// Wakes when the revision moves; read the changes with [`Store::changes_after`].
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.latest.subscribe()
+    }
+
+    /// Every change after revision `since`, oldest first, or [`Expired`] if some of them are
+    /// no longer kept.
+    pub fn changes_after(&self, since: u64) -> Result<Vec<Change>, Expired> {
+        if since < self.compacted {
+            return Err(Expired {
+                compacted: self.compacted,
+            });
+        }
+        // One change per revision, so the position of `since + 1` is known.
+        let skip = usize::try_from(since - self.compacted).unwrap_or(usize::MAX);
+        Ok(self.history.iter().skip(skip).cloned().collect())
+    }
+
+    fn record(
+        &mut self,
+        resource: Resource,
+        kind: &'static str,
+        object: Value,
+        previous: Option<Value>,
+    ) {
+        if self.history.len() == HISTORY
+            && let Some(dropped) = self.history.pop_front()
+        {
+            self.compacted = dropped.revision;
+        }
+        self.history.push_back(Change {
+            revision: self.revision,
+            resource,
+            kind,
+            object,
+            previous,
+        });
+        self.latest.send_replace(self.revision);
     }
 
     pub fn get(&self, resource: Resource, namespace: &str, name: &str) -> Option<&Value> {
@@ -180,11 +243,7 @@ impl Store {
             (resource, ns_key(resource, namespace), name),
             object.clone(),
         );
-        let _ = self.changes.send(Change {
-            resource,
-            kind: "ADDED",
-            object: object.clone(),
-        });
+        self.record(resource, "ADDED", object.clone(), None);
         object
     }
 
@@ -215,25 +274,19 @@ impl Store {
             object["metadata"][immutable] = old["metadata"][immutable].clone();
         }
         object["metadata"]["resourceVersion"] = json!(self.revision.to_string());
-        self.objects.insert(key, object.clone());
-        let _ = self.changes.send(Change {
-            resource,
-            kind: "MODIFIED",
-            object: object.clone(),
-        });
+        let previous = self.objects.insert(key, object.clone());
+        self.record(resource, "MODIFIED", object.clone(), previous);
         object
     }
 
     pub fn delete(&mut self, resource: Resource, namespace: &str, name: &str) -> Option<Value> {
-        let removed =
+        let mut removed =
             self.objects
                 .remove(&(resource, ns_key(resource, namespace), name.to_string()))?;
         self.revision += 1;
-        let _ = self.changes.send(Change {
-            resource,
-            kind: "DELETED",
-            object: removed.clone(),
-        });
+        // As on a real server, the deleted object carries the deletion's resourceVersion.
+        removed["metadata"]["resourceVersion"] = json!(self.revision.to_string());
+        self.record(resource, "DELETED", removed.clone(), None);
         Some(removed)
     }
 }

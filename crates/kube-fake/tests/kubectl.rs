@@ -73,6 +73,12 @@ async fn fast() -> FakeCluster {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_apply_get_and_rollout_status_on_a_healthy_rollout() {
     let cluster = fast().await;
+    // Slow enough (1.5 s real) that kubectl is still waiting when it first looks, even on a
+    // loaded machine, so the progress lines are printed.
+    cluster.inject(
+        "example.com/web:1",
+        Fault::SlowStart(Duration::from_secs(30)),
+    );
     let applied = apply(&cluster, "example.com/web:1", 120);
     assert!(
         applied.contains("deployment.apps/web serverside-applied"),

@@ -93,13 +93,18 @@ impl Client {
         }
     }
 
-    /// Opens a watch (`path` carries `watch=true` and any other parameters).
+    /// Opens a watch (`path` carries `watch=true` and any other parameters) and reads it.
     pub async fn watch(&self, path: &str) -> Watch {
+        self.watch_unread(path).await.start()
+    }
+
+    /// Opens a watch but reads nothing of its body until [`Unread::start`]: a lagging watcher.
+    pub async fn watch_unread(&self, path: &str) -> Unread {
         let mut reader = self.open("GET", path, None, "").await;
         let (status, chunked, _) = read_head(&mut reader).await;
         assert_eq!(status, 200, "watch {path} was refused");
         assert!(chunked, "a watch streams a chunked body");
-        Watch::spawn(reader)
+        Unread { reader }
     }
 
     async fn open(
@@ -171,6 +176,17 @@ async fn read_chunk(reader: &mut BufReader<TcpStream>) -> Option<Vec<u8>> {
     reader.read_exact(&mut chunk).await.ok()?;
     chunk.truncate(size);
     Some(chunk)
+}
+
+/// An open watch whose body nobody reads yet.
+pub struct Unread {
+    reader: BufReader<TcpStream>,
+}
+
+impl Unread {
+    pub fn start(self) -> Watch {
+        Watch::spawn(self.reader)
+    }
 }
 
 /// A watch stream: one JSON event per line, read by a task so a timed-out wait loses nothing.
