@@ -575,3 +575,89 @@ async fn a_named_context_is_used_instead_of_the_current_one() {
     let status = deploy::status(&cluster, "default").await.unwrap();
     assert_eq!((status[0].ready, status[0].desired), (2, 2));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_image_name_fails_fast_and_rolls_back() {
+    let (fake, cluster) = cluster().await;
+    ship(&cluster, GOOD, &options()).await;
+    // Upper case in the repository: no registry would ever serve it, so no pull is tried.
+    let invalid = "registry.example/ferry/Hello:Latest";
+    fake.inject(invalid, Fault::InvalidImageName);
+    let started = Instant::now();
+    let rollout = ship(&cluster, invalid, &options()).await;
+    let Rollout::RolledBack {
+        failure, restored, ..
+    } = rollout
+    else {
+        panic!("expected a rollback, got {rollout:?}")
+    };
+    assert!(
+        matches!(&failure, RolloutFailure::ImagePull { kubelet_reason, image, .. }
+            if kubelet_reason == "InvalidImageName" && image == invalid),
+        "{failure}"
+    );
+    let headline = failure.headline();
+    assert!(
+        headline.starts_with("container hello of pod hello-")
+            && headline.contains(&format!(
+                "has an invalid image reference {invalid} (InvalidImageName)"
+            )),
+        "{headline}"
+    );
+    let report = failure.to_string();
+    assert!(
+        report.contains("Warning InspectFailed:") && report.contains("invalid reference format"),
+        "the kubelet's event in the report: {report}"
+    );
+    assert!(report.contains("does not parse"), "the hint: {report}");
+    assert_eq!((restored.revision, restored.image.as_str()), (1, GOOD));
+    assert_eq!(image_of(&fake), GOOD);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "before the progress deadline: {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_secret_fails_fast_with_create_container_config_error() {
+    let (fake, cluster) = cluster().await;
+    ship(&cluster, GOOD, &options()).await;
+    fake.inject(
+        BAD,
+        Fault::CreateContainerConfigError {
+            message: "secret \"hello-db\" not found".into(),
+        },
+    );
+    let started = Instant::now();
+    let rollout = ship(&cluster, BAD, &options()).await;
+    let Rollout::RolledBack { failure, .. } = rollout else {
+        panic!("expected a rollback, got {rollout:?}")
+    };
+    assert!(
+        matches!(&failure, RolloutFailure::ContainerConfig { kubelet_reason, message, .. }
+            if kubelet_reason == "CreateContainerConfigError" && message == "secret \"hello-db\" not found"),
+        "{failure}"
+    );
+    assert!(
+        failure
+            .headline()
+            .starts_with("container hello of pod hello-")
+            && failure.headline().ends_with(
+                "cannot be created (CreateContainerConfigError): secret \"hello-db\" not found"
+            ),
+        "{failure}"
+    );
+    assert!(
+        failure
+            .to_string()
+            .contains("Warning Failed: Error: secret \"hello-db\" not found"),
+        "the kubelet's event in the report: {failure}"
+    );
+    assert_eq!(image_of(&fake), GOOD);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "before the progress deadline: {:?}",
+        started.elapsed()
+    );
+}
