@@ -94,6 +94,77 @@ fn oversized_request_heads_are_refused() {
     );
 }
 
+/// Sends `raw` and reads until the server closes: (reply, seconds until closed).
+fn exchange(port: u16, raw: &[u8], wait: Duration) -> (String, f64) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(wait)).unwrap();
+    stream.write_all(raw).unwrap();
+    let started = std::time::Instant::now();
+    let mut reply = Vec::new();
+    let _ = stream.read_to_end(&mut reply);
+    (
+        String::from_utf8_lossy(&reply).into_owned(),
+        started.elapsed().as_secs_f64(),
+    )
+}
+
+#[test]
+fn a_body_over_the_limit_is_refused_with_413_before_it_is_read() {
+    let service = Service::start(&[]);
+    // Only the head: the refusal must not wait for 20 kB that never come.
+    let (reply, _) = exchange(
+        service.port,
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 20000\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(5),
+    );
+    assert!(reply.starts_with("HTTP/1.1 413"), "{reply:.200}");
+    // At the limit it is routed as usual (405: / only answers GET and HEAD).
+    let body = "x".repeat(hello::routes::MAX_BODY_BYTES);
+    let raw = format!(
+        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let (reply, _) = exchange(service.port, raw.as_bytes(), Duration::from_secs(5));
+    assert!(reply.starts_with("HTTP/1.1 405"), "{reply:.200}");
+}
+
+#[test]
+fn too_many_headers_are_refused_with_431() {
+    let service = Service::start(&[]);
+    let headers: String = (0..=hello::startup::MAX_HEADERS)
+        .map(|i| format!("X-H{i}: v\r\n"))
+        .collect();
+    let raw = format!("GET / HTTP/1.1\r\nHost: a\r\n{headers}Connection: close\r\n\r\n");
+    let (reply, _) = exchange(service.port, raw.as_bytes(), Duration::from_secs(5));
+    assert!(reply.starts_with("HTTP/1.1 431"), "{reply:.200}");
+    // A few headers are fine.
+    let (reply, _) = exchange(
+        service.port,
+        b"GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(5),
+    );
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply:.200}");
+}
+
+/// A client that never finishes its request head (slowloris) is cut off after
+/// HEADER_READ_TIMEOUT instead of holding a connection forever.
+#[test]
+fn an_unfinished_request_head_is_dropped_after_the_header_timeout() {
+    let service = Service::start(&[]);
+    let limit = hello::startup::HEADER_READ_TIMEOUT.as_secs_f64();
+    let (reply, closed_after) = exchange(
+        service.port,
+        b"GET / HTTP/1.1\r\nHost: a\r\n",
+        Duration::from_secs_f64(limit + 10.0),
+    );
+    assert!(reply.is_empty(), "{reply:.200}");
+    assert!(
+        closed_after >= limit - 0.5 && closed_after < limit + 5.0,
+        "closed after {closed_after:.1} s, the limit is {limit} s"
+    );
+}
+
 #[test]
 fn bad_configuration_exits_2_naming_the_variable() {
     let out = Command::new(env!("CARGO_BIN_EXE_hello"))
