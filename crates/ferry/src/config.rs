@@ -129,11 +129,13 @@ pub struct KubernetesEnv {
     /// gcr.io and *-docker.pkg.dev), `docker`, `google` or `anonymous`.
     #[serde(default)]
     pub registry_auth: crate::registry::RegistryAuth,
-    /// kubeconfig context to use (default: the current context).
+    /// kubeconfig context to use (default: the GKE cluster's context when `gke` is set, else
+    /// the current context).
     pub context: Option<String>,
     /// kubeconfig file (default: `$KUBECONFIG` or `~/.kube/config`).
     pub kubeconfig: Option<PathBuf>,
-    /// The GKE cluster, for documentation and `ferry status`; credentials come from the kubeconfig.
+    /// The GKE cluster. Without `context`, ferry uses the context `gcloud container clusters
+    /// get-credentials` writes for it; `ferry status` names it. Credentials come from the kubeconfig.
     pub gke: Option<GkeCluster>,
     /// Namespace the manifest is applied to.
     #[serde(default = "default_namespace")]
@@ -151,12 +153,50 @@ pub struct KubernetesEnv {
     pub url: Option<String>,
 }
 
+impl KubernetesEnv {
+    /// The kubeconfig context to use: `context`, else the GKE cluster's, else none (the
+    /// kubeconfig's current context).
+    pub fn effective_context(&self) -> Option<String> {
+        self.context
+            .clone()
+            .or_else(|| self.gke.as_ref().map(GkeCluster::context_name))
+    }
+}
+
+/// A GKE cluster: the Google Cloud project, the region or zone, and the cluster's name.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GkeCluster {
     pub project: String,
+    /// Region (`europe-west1`) or zone (`europe-west1-b`).
     pub location: String,
     pub cluster: String,
+}
+
+impl GkeCluster {
+    /// The context `gcloud container clusters get-credentials` adds to the kubeconfig:
+    /// `gke_PROJECT_LOCATION_CLUSTER`.
+    pub fn context_name(&self) -> String {
+        format!("gke_{}_{}_{}", self.project, self.location, self.cluster)
+    }
+
+    /// The command that writes this cluster's context and credentials into the kubeconfig.
+    pub fn get_credentials_command(&self) -> String {
+        format!(
+            "gcloud container clusters get-credentials {} --location {} --project {}",
+            self.cluster, self.location, self.project
+        )
+    }
+}
+
+impl std::fmt::Display for GkeCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "GKE cluster {} (project {}, location {})",
+            self.cluster, self.project, self.location
+        )
+    }
 }
 
 fn default_env_name() -> String {
@@ -314,6 +354,55 @@ mod tests {
                 assert_eq!(k.manifest, PathBuf::from("k8s.yml"));
             }
             other => panic!("production should be kubernetes, got {other:?}"),
+        }
+    }
+
+    fn kubernetes(text: &str) -> KubernetesEnv {
+        let config = parse(&format!(
+            "[environments.k]\nkind = \"kubernetes\"\nrepository = \"r.example/hello\"\n{text}"
+        ))
+        .unwrap();
+        match config.environment(Some("k")).unwrap().1 {
+            Environment::Kubernetes(k) => *k,
+            other => panic!("kubernetes expected, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn gke_without_a_context_uses_the_context_gcloud_writes() {
+        let env = kubernetes(
+            "gke = { project = \"ferry-staging\", location = \"europe-west1\", cluster = \"hello\" }\n",
+        );
+        assert_eq!(
+            env.effective_context().as_deref(),
+            Some("gke_ferry-staging_europe-west1_hello")
+        );
+        assert_eq!(
+            env.gke.unwrap().get_credentials_command(),
+            "gcloud container clusters get-credentials hello --location europe-west1 --project ferry-staging"
+        );
+    }
+
+    #[test]
+    fn an_explicit_context_wins_over_gke_and_none_means_the_current_one() {
+        let env = kubernetes(
+            "context = \"mine\"\ngke = { project = \"p\", location = \"l\", cluster = \"c\" }\n",
+        );
+        assert_eq!(env.effective_context().as_deref(), Some("mine"));
+        assert_eq!(kubernetes("").effective_context(), None);
+    }
+
+    #[test]
+    fn the_committed_environments_reach_their_gke_clusters() {
+        let config = parse(include_str!("../../../ferry.toml")).unwrap();
+        for name in ["staging", "production"] {
+            let Environment::Kubernetes(k) = config.environment(Some(name)).unwrap().1 else {
+                panic!("{name} is kubernetes");
+            };
+            assert_eq!(
+                k.effective_context(),
+                Some(format!("gke_ferry-{name}_europe-west1_ferry-{name}"))
+            );
         }
     }
 

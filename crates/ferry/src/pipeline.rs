@@ -354,12 +354,93 @@ pub fn bytes(n: u64) -> String {
     }
 }
 
-/// The cluster an environment points at.
+/// The cluster an environment points at: its kubeconfig, and its `context` or else the
+/// context gcloud writes for its `gke` cluster.
 pub fn target(config: &Config, env: &crate::config::KubernetesEnv) -> crate::deploy::Target {
     crate::deploy::Target {
         kubeconfig: env.kubeconfig.as_ref().map(|p| config.root.join(p)),
-        context: env.context.clone(),
+        context: env.effective_context(),
     }
+}
+
+/// Why ferry could not reach an environment's cluster.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error(
+        "the kubeconfig ({kubeconfig}) has no context `{}` for the {cluster}\n  \
+         hint: run `{}` to add it, or set `context` in ferry.toml (or --context) to one that exists{}",
+        .cluster.context_name(),
+        .cluster.get_credentials_command(),
+        known_contexts(.known)
+    )]
+    MissingGkeContext {
+        cluster: crate::config::GkeCluster,
+        /// Where the kubeconfig was looked for, and why it was unusable if it was.
+        kubeconfig: String,
+        /// The contexts it does have.
+        known: Vec<String>,
+    },
+    #[error(transparent)]
+    Deploy(#[from] crate::deploy::DeployError),
+}
+
+fn known_contexts(known: &[String]) -> String {
+    if known.is_empty() {
+        String::new()
+    } else {
+        format!("\n  contexts there: {}", known.join(", "))
+    }
+}
+
+/// Connects to an environment's cluster. For a GKE environment whose context gcloud writes,
+/// first checks that the kubeconfig has it, so the error says how to get it.
+pub async fn connect(
+    config: &Config,
+    env: &crate::config::KubernetesEnv,
+) -> Result<crate::deploy::Cluster, ClusterError> {
+    let target = target(config, env);
+    if let (Some(gke), Some(context)) = (&env.gke, &target.context)
+        && *context == gke.context_name()
+    {
+        let (kubeconfig, place) = match &target.kubeconfig {
+            Some(path) => (
+                kube::config::Kubeconfig::read_from(path),
+                path.display().to_string(),
+            ),
+            None => (
+                kube::config::Kubeconfig::read(),
+                match std::env::var_os("KUBECONFIG") {
+                    Some(v) => format!("$KUBECONFIG={}", v.to_string_lossy()),
+                    None => "~/.kube/config".to_string(),
+                },
+            ),
+        };
+        check_gke_context(kubeconfig.map_err(|e| e.to_string()), &place, gke)?;
+    }
+    Ok(crate::deploy::connect(&target).await?)
+}
+
+/// `Ok` when `kubeconfig` has the context gcloud writes for `gke`; `place` names the
+/// kubeconfig in the error.
+pub fn check_gke_context(
+    kubeconfig: Result<kube::config::Kubeconfig, String>,
+    place: &str,
+    gke: &crate::config::GkeCluster,
+) -> Result<(), ClusterError> {
+    let context = gke.context_name();
+    let (known, place) = match kubeconfig {
+        Ok(k) if k.contexts.iter().any(|c| c.name == context) => return Ok(()),
+        Ok(k) => (
+            k.contexts.into_iter().map(|c| c.name).collect(),
+            place.to_string(),
+        ),
+        Err(why) => (Vec::new(), format!("{place}: {why}")),
+    };
+    Err(ClusterError::MissingGkeContext {
+        cluster: gke.clone(),
+        kubeconfig: place,
+        known,
+    })
 }
 
 /// Renders the environment's manifest with `image` pinned.
@@ -449,7 +530,7 @@ pub async fn ship_kubernetes(
             "deploy",
             &format!("apply to {}", crate::deploy::describe_target(&target)),
             async |stage| {
-                let cluster = crate::deploy::connect(&target).await?;
+                let cluster = connect(config, env).await?;
                 let rollout =
                     crate::deploy::deploy(&cluster, &rendered.objects, &options, &|line| {
                         stage.progress(line)
@@ -561,4 +642,92 @@ pub fn manifest_vars(
     vars.extend(env_vars.iter().map(|(k, v)| (k.clone(), v.clone())));
     vars.extend(overrides.iter().cloned());
     vars
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::GkeCluster;
+
+    fn staging() -> GkeCluster {
+        GkeCluster {
+            project: "ferry-staging".into(),
+            location: "europe-west1".into(),
+            cluster: "ferry-staging".into(),
+        }
+    }
+
+    fn kubeconfig(contexts: &[&str]) -> kube::config::Kubeconfig {
+        let mut yaml = String::from("apiVersion: v1\nkind: Config\ncontexts:\n");
+        for c in contexts {
+            yaml.push_str(&format!(
+                "- name: {c}\n  context:\n    cluster: x\n    user: x\n"
+            ));
+        }
+        kube::config::Kubeconfig::from_yaml(&yaml).unwrap()
+    }
+
+    #[test]
+    fn a_kubeconfig_with_the_gke_context_is_accepted() {
+        let k = kubeconfig(&["kind-dev", "gke_ferry-staging_europe-west1_ferry-staging"]);
+        check_gke_context(Ok(k), "/home/me/.kube/config", &staging()).unwrap();
+    }
+
+    #[test]
+    fn a_missing_gke_context_says_to_run_gcloud_get_credentials() {
+        let err = check_gke_context(
+            Ok(kubeconfig(&["kind-dev"])),
+            "/home/me/.kube/config",
+            &staging(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("no context `gke_ferry-staging_europe-west1_ferry-staging`"),
+            "{err}"
+        );
+        assert!(err.contains("/home/me/.kube/config"), "{err}");
+        assert!(
+            err.contains(
+                "run `gcloud container clusters get-credentials ferry-staging --location europe-west1 --project ferry-staging`"
+            ),
+            "{err}"
+        );
+        assert!(err.contains("contexts there: kind-dev"), "{err}");
+    }
+
+    #[test]
+    fn no_kubeconfig_at_all_also_says_to_run_gcloud() {
+        let err = check_gke_context(
+            Err("No such file or directory".into()),
+            "~/.kube/config",
+            &staging(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("~/.kube/config: No such file"), "{err}");
+        assert!(
+            err.contains("gcloud container clusters get-credentials ferry-staging"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_target_of_a_gke_environment_without_a_context_is_the_gcloud_context() {
+        let config = Config::parse(
+            "[environments.s]\nkind = \"kubernetes\"\nrepository = \"r.example/h\"\nkubeconfig = \"kube.yaml\"\ngke = { project = \"ferry-staging\", location = \"europe-west1\", cluster = \"ferry-staging\" }\n",
+            std::path::Path::new("/repo/ferry.toml"),
+        )
+        .unwrap();
+        let crate::config::Environment::Kubernetes(env) = config.environment(Some("s")).unwrap().1
+        else {
+            panic!("kubernetes");
+        };
+        let target = target(&config, &env);
+        assert_eq!(
+            target.context.as_deref(),
+            Some("gke_ferry-staging_europe-west1_ferry-staging")
+        );
+        assert_eq!(target.kubeconfig, Some(PathBuf::from("/repo/kube.yaml")));
+    }
 }

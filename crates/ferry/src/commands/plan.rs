@@ -66,8 +66,7 @@ async fn plan(
             Ok((r, detail))
         })
         .await?;
-    let target = pipeline::target(&ctx.config, env);
-    match crate::deploy::connect(&target).await {
+    match pipeline::connect(&ctx.config, env).await {
         Ok(cluster) => {
             let diffs = recorder
                 .stage("dry-run", "server-side dry run", async |_s| {
@@ -91,6 +90,8 @@ async fn plan(
                     e.to_string().lines().next().unwrap_or_default()
                 ),
             );
+            ctx.reporter
+                .info(format!("no dry run, the rendered manifest follows: {e}"));
             if ctx.reporter.mode() != Mode::Json {
                 print!("{}", rendered.text);
             }

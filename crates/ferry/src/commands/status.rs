@@ -40,12 +40,22 @@ pub async fn run(args: StatusArgs, ctx: &Context) -> anyhow::Result<()> {
             }
         }
         Environment::Kubernetes(k) => {
-            let cluster = deploy::connect(&crate::pipeline::target(&ctx.config, &k)).await?;
+            let target = crate::pipeline::target(&ctx.config, &k);
+            let cluster = crate::pipeline::connect(&ctx.config, &k).await?;
             let deployments = deploy::status(&cluster, &k.namespace).await?;
             if ctx.reporter.mode() == Mode::Json {
-                println!("{}", serde_json::to_string_pretty(&deployments)?);
+                let doc = serde_json::json!({
+                    "environment": name,
+                    "gke": k.gke,
+                    "context": target.context,
+                    "server": cluster.server,
+                    "namespace": k.namespace,
+                    "deployments": deployments,
+                });
+                println!("{}", serde_json::to_string_pretty(&doc)?);
                 return Ok(());
             }
+            println!("{}", where_it_runs(&name, &k, &target, &cluster.server));
             println!(
                 "{:<16} {:<9} {:<8} {:<14} IMAGE",
                 "DEPLOYMENT", "READY", "REVISION", "COMMIT"
@@ -65,4 +75,60 @@ pub async fn run(args: StatusArgs, ctx: &Context) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `staging: GKE cluster ferry-staging (project ferry-staging, location europe-west1), context
+/// gke_…, namespace hello` — or the server when there is no GKE cluster.
+fn where_it_runs(
+    name: &str,
+    env: &crate::config::KubernetesEnv,
+    target: &deploy::Target,
+    server: &str,
+) -> String {
+    let cluster = match &env.gke {
+        Some(gke) => gke.to_string(),
+        None => server.to_string(),
+    };
+    let context = match &target.context {
+        Some(c) => format!("context {c}"),
+        None => "the current context".to_string(),
+    };
+    format!("{name}: {cluster}, {context}, namespace {}", env.namespace)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, GkeCluster};
+
+    #[test]
+    fn status_names_the_gke_cluster_its_context_and_namespace() {
+        let config = Config::parse(
+            include_str!("../../../../ferry.toml"),
+            std::path::Path::new("/repo/ferry.toml"),
+        )
+        .unwrap();
+        let Environment::Kubernetes(env) = config.environment(Some("staging")).unwrap().1 else {
+            panic!("staging is kubernetes");
+        };
+        let target = crate::pipeline::target(&config, &env);
+        assert_eq!(
+            where_it_runs("staging", &env, &target, "https://34.0.0.1"),
+            "staging: GKE cluster ferry-staging (project ferry-staging, location europe-west1), \
+             context gke_ferry-staging_europe-west1_ferry-staging, namespace hello"
+        );
+        let plain = crate::config::KubernetesEnv {
+            gke: None::<GkeCluster>,
+            ..*env
+        };
+        assert_eq!(
+            where_it_runs(
+                "e2e",
+                &plain,
+                &deploy::Target::default(),
+                "http://127.0.0.1:1"
+            ),
+            "e2e: http://127.0.0.1:1, the current context, namespace hello"
+        );
+    }
 }
