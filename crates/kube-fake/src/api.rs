@@ -144,18 +144,40 @@ async fn resource_request(
     }
 }
 
-fn not_found(resource: Resource, name: &str) -> Response {
-    let what = if resource.group.is_empty() {
+/// `deployments.apps` or `pods`: how the API server names a resource in messages.
+fn qualified(resource: Resource) -> String {
+    if resource.group.is_empty() {
         resource.plural.to_string()
     } else {
         format!("{}.{}", resource.plural, resource.group)
-    };
+    }
+}
+
+fn not_found(resource: Resource, name: &str) -> Response {
     status_error(
         StatusCode::NOT_FOUND,
         "NotFound",
-        &format!("{what} \"{name}\" not found"),
+        &format!("{} \"{name}\" not found", qualified(resource)),
         Some(json!({"name": name, "group": resource.group, "kind": resource.plural})),
     )
+}
+
+/// 409 Conflict for a write based on a stale `metadata.resourceVersion`: optimistic
+/// concurrency, as on a real server. A write without a resourceVersion is unconditional.
+fn check_fresh(resource: Resource, name: &str, live: &Value, new: &Value) -> Result<(), Response> {
+    let wanted = &new["metadata"]["resourceVersion"];
+    if wanted.is_null() || wanted == "" || wanted == &live["metadata"]["resourceVersion"] {
+        return Ok(());
+    }
+    Err(status_error(
+        StatusCode::CONFLICT,
+        "Conflict",
+        &format!(
+            "Operation cannot be fulfilled on {} \"{name}\": the object has been modified; please apply your changes to the latest version and try again",
+            qualified(resource)
+        ),
+        Some(json!({"name": name, "group": resource.group, "kind": resource.plural})),
+    ))
 }
 
 fn get(
@@ -472,8 +494,8 @@ fn create(
         return status_error(
             StatusCode::CONFLICT,
             "AlreadyExists",
-            &format!("{} \"{name}\" already exists", resource.plural),
-            None,
+            &format!("{} \"{name}\" already exists", qualified(resource)),
+            Some(json!({"name": name, "group": resource.group, "kind": resource.plural})),
         );
     }
     if params.get("dryRun").is_some() {
@@ -490,13 +512,33 @@ fn replace(
     name: &str,
     body: &Bytes,
 ) -> Response {
-    let object = match parse_body(body) {
+    let mut object = match parse_body(body) {
         Ok(o) => o,
         Err(r) => return r,
     };
+    match object["metadata"]["name"].as_str() {
+        None | Some("") => object["metadata"]["name"] = json!(name),
+        Some(in_body) if in_body != name => {
+            return status_error(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                &format!(
+                    "the name of the object ({in_body}) does not match the name on the URL ({name})"
+                ),
+                None,
+            );
+        }
+        Some(_) => {}
+    }
+    if let Err(r) = validate(resource, &object) {
+        return r;
+    }
     let mut store = shared.lock();
-    if store.get(resource, ns, name).is_none() {
+    let Some(live) = store.get(resource, ns, name) else {
         return not_found(resource, name);
+    };
+    if let Err(r) = check_fresh(resource, name, live, &object) {
+        return r;
     }
     json_ok(store.update(resource, ns, object))
 }
@@ -538,26 +580,31 @@ fn patch(
     if let Err(r) = check_namespace(shared, resource, ns) {
         return r;
     }
-    let existing = shared.lock().get(resource, ns, name).cloned();
+    let patch = match parse_body(body) {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    // Read, patch and write under one lock, so a patch never undoes a concurrent change and
+    // a resourceVersion in it is compared with the object as it is.
+    let mut store = shared.lock();
+    let existing = store.get(resource, ns, name).cloned();
     let result = if content_type.starts_with("application/json-patch") {
         let Some(existing) = existing.clone() else {
             return not_found(resource, name);
         };
-        let ops = match parse_body(body) {
-            Ok(o) => o,
-            Err(r) => return r,
-        };
-        match json_patch(existing, &ops) {
+        match json_patch(existing, &patch) {
             Ok(v) => v,
-            Err(why) => {
-                return status_error(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", &why, None);
+            // The real server gives no detail here, whichever op failed.
+            Err(_) => {
+                return status_error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "Invalid",
+                    "the server rejected our request due to an error in our request",
+                    Some(json!({})),
+                );
             }
         }
     } else {
-        let patch = match parse_body(body) {
-            Ok(o) => o,
-            Err(r) => return r,
-        };
         match (&existing, is_apply) {
             (Some(existing), _) => {
                 let mut merged = existing.clone();
@@ -572,24 +619,24 @@ fn patch(
             (None, false) => return not_found(resource, name),
         }
     };
+    if let Some(live) = &existing
+        && let Err(r) = check_fresh(resource, name, live, &result)
+    {
+        return r;
+    }
     if let Err(r) = validate(resource, &result) {
         return r;
     }
     if dry_run {
         return json_ok(result);
     }
-    let mut store = shared.lock();
-    let stored = if existing.is_some() {
-        store.update(resource, ns, result)
-    } else {
-        store.create(resource, ns, result, shared.now_string())
-    };
-    let code = if existing.is_some() {
-        StatusCode::OK
-    } else {
-        StatusCode::CREATED
-    };
-    (code, axum::Json(stored)).into_response()
+    match existing {
+        Some(_) => json_ok(store.update(resource, ns, result)),
+        None => {
+            let created = store.create(resource, ns, result, shared.now_string());
+            (StatusCode::CREATED, axum::Json(created)).into_response()
+        }
+    }
 }
 
 /// RFC 7386 merge patch (also used for server-side apply and strategic merge: see the docs).
@@ -613,57 +660,46 @@ pub fn merge(target: &mut Value, patch: &Value) {
     }
 }
 
+/// RFC 6902 JSON patch. Any op that does not apply (a failed `test`, a path that does not
+/// exist for `replace`/`remove`, an index out of range) fails the whole patch.
 fn json_patch(mut doc: Value, ops: &Value) -> Result<Value, String> {
     for op in ops.as_array().ok_or("a JSON patch must be an array")? {
         let path = op["path"].as_str().ok_or("op without path")?;
-        let pointer_parent = path.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
-        let last = path
-            .rsplit('/')
-            .next()
-            .unwrap_or_default()
-            .replace("~1", "/")
-            .replace("~0", "~");
+        let (parent_path, last) = path.rsplit_once('/').ok_or(format!("bad path {path:?}"))?;
+        let last = last.replace("~1", "/").replace("~0", "~");
+        let value = op["value"].clone();
+        let missing = || format!("path {path} does not exist");
         match op["op"].as_str() {
-            Some("add") | Some("replace") => {
-                let parent = doc
-                    .pointer_mut(pointer_parent)
-                    .ok_or(format!("path {path} does not exist"))?;
-                match parent {
-                    Value::Object(m) => {
-                        m.insert(last, op["value"].clone());
+            Some(kind @ ("add" | "replace" | "remove")) => {
+                let parent = doc.pointer_mut(parent_path).ok_or_else(missing)?;
+                match (parent, kind) {
+                    (Value::Object(m), "add") => {
+                        m.insert(last, value);
                     }
-                    Value::Array(a) if last == "-" => a.push(op["value"].clone()),
-                    Value::Array(a) => {
+                    (Value::Object(m), "replace") => {
+                        *m.get_mut(&last).ok_or_else(missing)? = value;
+                    }
+                    (Value::Object(m), _) => {
+                        m.remove(&last).ok_or_else(missing)?;
+                    }
+                    (Value::Array(a), "add") if last == "-" => a.push(value),
+                    (Value::Array(a), kind) => {
                         let i: usize = last.parse().map_err(|_| format!("bad index in {path}"))?;
-                        if op["op"] == "add" {
-                            a.insert(i.min(a.len()), op["value"].clone())
-                        } else if i < a.len() {
-                            a[i] = op["value"].clone()
+                        match kind {
+                            "add" if i <= a.len() => a.insert(i, value),
+                            "replace" if i < a.len() => a[i] = value,
+                            "remove" if i < a.len() => {
+                                a.remove(i);
+                            }
+                            _ => return Err(format!("index out of range in {path}")),
                         }
                     }
-                    _ => return Err(format!("path {path} is not a container")),
-                }
-            }
-            Some("remove") => {
-                let parent = doc
-                    .pointer_mut(pointer_parent)
-                    .ok_or(format!("path {path} does not exist"))?;
-                match parent {
-                    Value::Object(m) => {
-                        m.remove(&last);
-                    }
-                    Value::Array(a) => {
-                        let i: usize = last.parse().map_err(|_| format!("bad index in {path}"))?;
-                        if i < a.len() {
-                            a.remove(i);
-                        }
-                    }
-                    _ => {}
+                    _ => return Err(format!("path {path} is not in an object or array")),
                 }
             }
             Some("test") => {
-                if doc.pointer(path) != Some(&op["value"]) {
-                    return Err(format!("test failed at {path}"));
+                if doc.pointer(path) != Some(&value) {
+                    return Err(format!("testing value {path} failed: test failed"));
                 }
             }
             other => return Err(format!("unsupported JSON patch op {other:?}")),
@@ -732,21 +768,33 @@ fn validate(resource: Resource, object: &Value) -> Result<(), Response> {
     if causes.is_empty() {
         return Ok(());
     }
-    let message = format!(
-        "{}.{} \"{name}\" is invalid: {}",
-        resource.kind,
-        if resource.group.is_empty() {
-            "core"
-        } else {
-            resource.group
-        },
-        causes
-            .iter()
-            .map(|(f, m)| format!("{f}: {m}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    let details = json!({"name": name, "kind": resource.kind, "causes": causes.iter().map(|(f, m)| json!({"reason": "FieldValueInvalid", "message": m, "field": f})).collect::<Vec<_>>()});
+    // As apimachinery words it: `Deployment.apps "x"` (`ConfigMap "x"` for the core group),
+    // and several causes in brackets.
+    let kind = if resource.group.is_empty() {
+        resource.kind.to_string()
+    } else {
+        format!("{}.{}", resource.kind, resource.group)
+    };
+    let listed: Vec<String> = causes.iter().map(|(f, m)| format!("{f}: {m}")).collect();
+    let listed = if listed.len() == 1 {
+        listed.join("")
+    } else {
+        format!("[{}]", listed.join(", "))
+    };
+    let message = format!("{kind} \"{name}\" is invalid: {listed}");
+    let causes: Vec<Value> = causes
+        .iter()
+        .map(|(field, m)| {
+            let reason = if m.starts_with("Required value") {
+                "FieldValueRequired"
+            } else {
+                "FieldValueInvalid"
+            };
+            json!({"reason": reason, "message": m, "field": field})
+        })
+        .collect();
+    let details =
+        json!({"name": name, "group": resource.group, "kind": resource.kind, "causes": causes});
     Err(status_error(
         StatusCode::UNPROCESSABLE_ENTITY,
         "Invalid",
