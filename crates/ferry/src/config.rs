@@ -163,6 +163,115 @@ impl KubernetesEnv {
     }
 }
 
+/// Per-run overrides of a kubernetes environment's settings, for `ship` and `plan`.
+///
+/// A flag beats its `FERRY_*` variable, which beats ferry.toml. The variables are read by
+/// [`KubernetesOverrides::apply`] (not by clap) so the precedence is one tested function.
+#[derive(Debug, Clone, Default, PartialEq, clap::Args)]
+pub struct KubernetesOverrides {
+    /// Image repository to push to, instead of the environment's `repository`
+    /// [env: FERRY_REPOSITORY].
+    #[arg(long, value_name = "REPO")]
+    pub repository: Option<String>,
+    /// kubeconfig context, instead of the environment's `context` or GKE cluster
+    /// [env: FERRY_CONTEXT].
+    #[arg(long)]
+    pub context: Option<String>,
+    /// Namespace to deploy to, instead of the environment's `namespace` [env: FERRY_NAMESPACE].
+    #[arg(long, short = 'n')]
+    pub namespace: Option<String>,
+    /// A manifest variable over the environment's `vars`, e.g. --var REPLICAS=3 (repeatable).
+    #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_var)]
+    pub vars: Vec<(String, String)>,
+}
+
+/// The variables that stand in for the override flags.
+pub const FERRY_REPOSITORY: &str = "FERRY_REPOSITORY";
+pub const FERRY_CONTEXT: &str = "FERRY_CONTEXT";
+pub const FERRY_NAMESPACE: &str = "FERRY_NAMESPACE";
+
+/// Override flags given for an environment they do not apply to.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{flags} only apply to kubernetes environments, and `{environment}` is a local one\n  \
+     hint: pick a kubernetes environment with --env, or leave {flags} out"
+)]
+pub struct OverridesNotApplicable {
+    pub flags: String,
+    pub environment: String,
+}
+
+impl KubernetesOverrides {
+    /// Applies the overrides to `environment`: flags, then `FERRY_*` variables read through
+    /// `lookup` (empty counts as unset), then what ferry.toml says. A local environment takes
+    /// no flags and ignores the variables.
+    pub fn apply(
+        &self,
+        name: &str,
+        environment: &mut Environment,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<(), OverridesNotApplicable> {
+        let env = match environment {
+            Environment::Kubernetes(env) => env,
+            Environment::Local(_) => {
+                let flags = self.given_flags();
+                if flags.is_empty() {
+                    return Ok(());
+                }
+                return Err(OverridesNotApplicable {
+                    flags: flags.join(", "),
+                    environment: name.to_string(),
+                });
+            }
+        };
+        let pick = |flag: &Option<String>, var: &str| {
+            flag.clone()
+                .or_else(|| lookup(var).filter(|v| !v.is_empty()))
+        };
+        if let Some(repository) = pick(&self.repository, FERRY_REPOSITORY) {
+            env.repository = repository;
+        }
+        if let Some(context) = pick(&self.context, FERRY_CONTEXT) {
+            env.context = Some(context);
+        }
+        if let Some(namespace) = pick(&self.namespace, FERRY_NAMESPACE) {
+            env.namespace = namespace;
+        }
+        env.vars.extend(self.vars.iter().cloned());
+        Ok(())
+    }
+
+    fn given_flags(&self) -> Vec<&'static str> {
+        [
+            (self.repository.is_some(), "--repository"),
+            (self.context.is_some(), "--context"),
+            (self.namespace.is_some(), "--namespace"),
+            (!self.vars.is_empty(), "--var"),
+        ]
+        .into_iter()
+        .filter_map(|(given, flag)| given.then_some(flag))
+        .collect()
+    }
+}
+
+/// `KEY=VALUE` with a manifest variable name (letters, digits, `_`; not starting with a digit).
+pub fn parse_var(s: &str) -> Result<(String, String), String> {
+    let Some((key, value)) = s.split_once('=') else {
+        return Err(format!("expected KEY=VALUE, got {s:?}"));
+    };
+    let mut chars = key.chars();
+    let is_name = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !is_name {
+        return Err(format!(
+            "{key:?} is not a variable name: use letters, digits and _, not starting with a digit (e.g. REPLICAS=3)"
+        ));
+    }
+    Ok((key.to_string(), value.to_string()))
+}
+
 /// A GKE cluster: the Google Cloud project, the region or zone, and the cluster's name.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -404,6 +513,132 @@ mod tests {
                 Some(format!("gke_ferry-{name}_europe-west1_ferry-{name}"))
             );
         }
+    }
+
+    fn staging_with(overrides: &KubernetesOverrides, vars: &[(&str, &str)]) -> KubernetesEnv {
+        let config = parse(include_str!("../../../ferry.toml")).unwrap();
+        let (name, mut env) = config.environment(Some("staging")).unwrap();
+        let vars: BTreeMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        overrides
+            .apply(&name, &mut env, |k| vars.get(k).cloned())
+            .unwrap();
+        match env {
+            Environment::Kubernetes(k) => *k,
+            other => panic!("staging is kubernetes, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn without_overrides_ferry_toml_stands() {
+        let env = staging_with(&KubernetesOverrides::default(), &[]);
+        assert_eq!(
+            env.repository,
+            "europe-west1-docker.pkg.dev/ferry-staging/ferry/hello"
+        );
+        assert_eq!(env.context, None);
+        assert_eq!(env.namespace, "hello");
+        assert_eq!(env.vars["REPLICAS"], "2");
+    }
+
+    #[test]
+    fn ferry_variables_override_ferry_toml() {
+        let env = staging_with(
+            &KubernetesOverrides::default(),
+            &[
+                ("FERRY_REPOSITORY", "127.0.0.1:5000/hello"),
+                ("FERRY_CONTEXT", "kind-ci"),
+                ("FERRY_NAMESPACE", "ci"),
+            ],
+        );
+        assert_eq!(env.repository, "127.0.0.1:5000/hello");
+        assert_eq!(env.effective_context().as_deref(), Some("kind-ci"));
+        assert_eq!(env.namespace, "ci");
+    }
+
+    #[test]
+    fn flags_override_ferry_variables_and_ferry_toml() {
+        let flags = KubernetesOverrides {
+            repository: Some("flag.example/hello".into()),
+            context: Some("flag-context".into()),
+            namespace: Some("flag-ns".into()),
+            vars: vec![
+                ("REPLICAS".into(), "5".into()),
+                ("EXTRA".into(), "x".into()),
+            ],
+        };
+        let env = staging_with(
+            &flags,
+            &[
+                ("FERRY_REPOSITORY", "env.example/hello"),
+                ("FERRY_CONTEXT", "env-context"),
+                ("FERRY_NAMESPACE", "env-ns"),
+            ],
+        );
+        assert_eq!(env.repository, "flag.example/hello");
+        assert_eq!(env.context.as_deref(), Some("flag-context"));
+        assert_eq!(env.namespace, "flag-ns");
+        assert_eq!(env.vars["REPLICAS"], "5", "--var beats ferry.toml's vars");
+        assert_eq!(env.vars["EXTRA"], "x");
+    }
+
+    #[test]
+    fn each_override_falls_through_on_its_own_and_empty_variables_are_unset() {
+        let flags = KubernetesOverrides {
+            namespace: Some("flag-ns".into()),
+            ..Default::default()
+        };
+        let env = staging_with(
+            &flags,
+            &[("FERRY_CONTEXT", "env-context"), ("FERRY_REPOSITORY", "")],
+        );
+        assert_eq!(env.namespace, "flag-ns");
+        assert_eq!(env.context.as_deref(), Some("env-context"));
+        assert_eq!(
+            env.repository, "europe-west1-docker.pkg.dev/ferry-staging/ferry/hello",
+            "an empty FERRY_REPOSITORY does not blank the repository"
+        );
+    }
+
+    #[test]
+    fn override_flags_on_a_local_environment_are_an_error_and_variables_are_ignored() {
+        let config = parse("").unwrap();
+        let (name, mut env) = config.environment(None).unwrap();
+        let lookup = |_: &str| Some("set-in-ci".to_string());
+        KubernetesOverrides::default()
+            .apply(&name, &mut env, lookup)
+            .expect("FERRY_* variables do not concern local");
+        let flags = KubernetesOverrides {
+            repository: Some("r".into()),
+            vars: vec![("A".into(), "1".into())],
+            ..Default::default()
+        };
+        let err = flags
+            .apply(&name, &mut env, lookup)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("--repository, --var only apply to kubernetes"),
+            "{err}"
+        );
+        assert!(err.contains("`local`"), "{err}");
+    }
+
+    #[test]
+    fn var_flags_need_a_variable_name() {
+        assert_eq!(
+            parse_var("REPLICAS=3=4"),
+            Ok(("REPLICAS".into(), "3=4".into()))
+        );
+        assert!(parse_var("REPLICAS").unwrap_err().contains("KEY=VALUE"));
+        assert!(
+            parse_var("3X=1")
+                .unwrap_err()
+                .contains("not a variable name")
+        );
+        assert!(parse_var("=1").is_err());
     }
 
     #[test]

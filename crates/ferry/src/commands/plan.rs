@@ -19,10 +19,17 @@ pub struct PlanArgs {
     /// Plan with uncommitted changes.
     #[arg(long)]
     pub allow_dirty: bool,
+    #[command(
+        flatten,
+        next_help_heading = "Kubernetes overrides (flag > FERRY_* variable > ferry.toml)"
+    )]
+    pub kubernetes: crate::config::KubernetesOverrides,
 }
 
 pub async fn run(args: PlanArgs, ctx: &Context) -> anyhow::Result<()> {
-    let (name, environment) = ctx.config.environment(args.env.as_deref())?;
+    let (name, mut environment) = ctx.config.environment(args.env.as_deref())?;
+    args.kubernetes
+        .apply(&name, &mut environment, |var| std::env::var(var).ok())?;
     let request = Request {
         environment: Some(name.clone()),
         skip_tests: args.skip_tests,

@@ -33,6 +33,11 @@ pub struct ShipArgs {
     /// Local environment: how to run the image (default: ferry.toml's `runtime`, normally auto).
     #[arg(long, value_enum, env = "FERRY_LOCAL_RUNTIME")]
     pub runtime: Option<crate::config::LocalRuntime>,
+    #[command(
+        flatten,
+        next_help_heading = "Kubernetes overrides (flag > FERRY_* variable > ferry.toml)"
+    )]
+    pub kubernetes: crate::config::KubernetesOverrides,
 }
 
 pub async fn run(args: ShipArgs, ctx: &Context) -> anyhow::Result<()> {
@@ -40,6 +45,8 @@ pub async fn run(args: ShipArgs, ctx: &Context) -> anyhow::Result<()> {
     if let (Environment::Local(local), Some(runtime)) = (&mut environment, args.runtime) {
         local.runtime = runtime;
     }
+    args.kubernetes
+        .apply(&name, &mut environment, |var| std::env::var(var).ok())?;
     let request = Request {
         environment: Some(name.clone()),
         skip_tests: args.skip_tests,
