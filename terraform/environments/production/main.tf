@@ -27,4 +27,9 @@ module "ci_access" {
   circleci_project_id = var.circleci_project_id
   repository_location = module.registry.location
   repository_id       = module.registry.repository_id
+
+  terraform_identity = {
+    circleci_context_id = var.circleci_terraform_context_id
+    state_bucket        = var.state_bucket
+  }
 }

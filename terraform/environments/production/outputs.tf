@@ -14,6 +14,11 @@ output "ci_service_account" {
 }
 
 output "ci_workload_identity_provider" {
-  description = "GCP_WIP_PROVIDER for the CircleCI context."
+  description = "GCP_WIP_PROVIDER for both CircleCI contexts (gcp-production and gcp-terraform-production)."
   value       = module.ci_access.workload_identity_provider
+}
+
+output "terraform_service_account" {
+  description = "GCP_TERRAFORM_SERVICE_ACCOUNT for the CircleCI context gcp-terraform-production."
+  value       = module.ci_access.terraform_service_account_email
 }

@@ -1,7 +1,9 @@
-project_id          = "ferry-production"
-region              = "europe-west1"
-cluster_name        = "ferry-production"
-circleci_org_id     = "00000000-0000-0000-0000-000000000000"
-circleci_project_id = "00000000-0000-0000-0000-000000000001"
-max_nodes           = 3
-deletion_protection = true
+project_id                    = "ferry-production"
+region                        = "europe-west1"
+cluster_name                  = "ferry-production"
+circleci_org_id               = "00000000-0000-0000-0000-000000000000"
+circleci_project_id           = "00000000-0000-0000-0000-000000000001"
+circleci_terraform_context_id = "00000000-0000-0000-0000-000000000003"
+state_bucket                  = "ferry-production-tfstate"
+max_nodes                     = 3
+deletion_protection           = true

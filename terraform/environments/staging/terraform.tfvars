@@ -1,7 +1,9 @@
-project_id          = "ferry-staging"
-region              = "europe-west1"
-cluster_name        = "ferry-staging"
-circleci_org_id     = "00000000-0000-0000-0000-000000000000"
-circleci_project_id = "00000000-0000-0000-0000-000000000001"
-max_nodes           = 1
-deletion_protection = false
+project_id                    = "ferry-staging"
+region                        = "europe-west1"
+cluster_name                  = "ferry-staging"
+circleci_org_id               = "00000000-0000-0000-0000-000000000000"
+circleci_project_id           = "00000000-0000-0000-0000-000000000001"
+circleci_terraform_context_id = "00000000-0000-0000-0000-000000000002"
+state_bucket                  = "ferry-staging-tfstate"
+max_nodes                     = 1
+deletion_protection           = false

@@ -23,6 +23,16 @@ variable "circleci_project_id" {
   type        = string
 }
 
+variable "circleci_terraform_context_id" {
+  description = "Id of the CircleCI context gcp-terraform-staging: only its jobs may impersonate Terraform's service account."
+  type        = string
+}
+
+variable "state_bucket" {
+  description = "The state bucket; the same name as the backend's bucket in versions.tf (backends cannot read variables)."
+  type        = string
+}
+
 variable "max_nodes" {
   description = "Autoscaling ceiling per zone."
   type        = number

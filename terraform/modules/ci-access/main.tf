@@ -57,3 +57,55 @@ resource "google_service_account_iam_member" "circleci_impersonation" {
   role               = "roles/iam.workloadIdentityUser"
   member             = "principalSet://iam.googleapis.com/${google_iam_workload_identity_pool.circleci.name}/attribute.project_id/${var.circleci_project_id}"
 }
+
+# Terraform's own CI identity (optional): the account CircleCI's terraform-plan and
+# terraform-apply jobs impersonate. Only jobs running with one CircleCI context (the
+# environment's gcp-terraform-<env>) can use it, not every job of the project: deploys cannot.
+locals {
+  terraform_enabled = var.terraform_identity != null
+
+  # What managing this environment's resources takes, and no more: the cluster and node pool,
+  # the repository, service accounts (and actAs on the node account a node pool runs as),
+  # the workload identity pool, and the project IAM bindings the modules make.
+  terraform_roles = local.terraform_enabled ? toset([
+    "roles/container.admin",
+    "roles/artifactregistry.admin",
+    "roles/iam.serviceAccountAdmin",
+    "roles/iam.serviceAccountUser",
+    "roles/iam.workloadIdentityPoolAdmin",
+    "roles/resourcemanager.projectIamAdmin",
+  ]) : toset([])
+}
+
+resource "google_service_account" "terraform" {
+  count = local.terraform_enabled ? 1 : 0
+
+  project      = var.project_id
+  account_id   = "ferry-terraform"
+  display_name = "CircleCI terraform plan/apply (ferry)"
+}
+
+resource "google_project_iam_member" "terraform" {
+  for_each = local.terraform_roles
+
+  project = var.project_id
+  role    = each.value
+  member  = "serviceAccount:${google_service_account.terraform[0].email}"
+}
+
+# Read and write the state (and its lock object) in the state bucket only.
+resource "google_storage_bucket_iam_member" "terraform_state" {
+  count = local.terraform_enabled ? 1 : 0
+
+  bucket = var.terraform_identity.state_bucket
+  role   = "roles/storage.objectAdmin"
+  member = "serviceAccount:${google_service_account.terraform[0].email}"
+}
+
+resource "google_service_account_iam_member" "terraform_impersonation" {
+  count = local.terraform_enabled ? 1 : 0
+
+  service_account_id = google_service_account.terraform[0].name
+  role               = "roles/iam.workloadIdentityUser"
+  member             = "principalSet://iam.googleapis.com/${google_iam_workload_identity_pool.circleci.name}/attribute.context_id/${var.terraform_identity.circleci_context_id}"
+}

@@ -33,3 +33,17 @@ variable "pool_id" {
   type        = string
   default     = "circleci"
 }
+
+variable "terraform_identity" {
+  description = "Create the service account CircleCI's terraform jobs impersonate: the CircleCI context whose jobs may use it, and the GCS bucket holding this environment's state. null creates nothing."
+  type = object({
+    circleci_context_id = string
+    state_bucket        = string
+  })
+  default = null
+
+  validation {
+    condition     = var.terraform_identity == null || can(regex("^[0-9a-f-]{36}$", var.terraform_identity.circleci_context_id))
+    error_message = "terraform_identity.circleci_context_id must be the CircleCI context's UUID (Organization Settings > Contexts)."
+  }
+}
