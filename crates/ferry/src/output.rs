@@ -82,6 +82,14 @@ impl Reporter {
         }
     }
 
+    /// A stage that does not run, and why (`--skip-tests`, `plan: would push …`).
+    pub fn skipped(&self, name: &str, why: &str) {
+        match self.mode {
+            Mode::Terminal | Mode::Plain => eprintln!("- {name:>8} skipped: {why}"),
+            Mode::Json => tracing::info!(stage = %name, "skipped: {why}"),
+        }
+    }
+
     /// A line of information outside any stage.
     pub fn info(&self, message: impl AsRef<str>) {
         match self.mode {

@@ -52,7 +52,7 @@ pub struct Summary {
     pub image: Option<ImageInfo>,
     pub stages: Vec<StageRecord>,
     /// Kubernetes only: what the rollout did.
-    pub rollout: Option<serde_json::Value>,
+    pub rollout: Option<crate::deploy::Rollout>,
     /// Where the service answers, when known.
     pub url: Option<String>,
 }
@@ -148,6 +148,7 @@ impl<'a> Recorder<'a> {
 
     /// Records a stage that does not apply to this environment or run.
     pub fn skip(&mut self, name: &str, why: &str) {
+        self.reporter.skipped(name, why);
         self.record(name, StageStatus::Skipped, Duration::ZERO, why.to_string());
     }
 
@@ -462,7 +463,32 @@ pub fn render_for(
     crate::render::render_file(&config.root.join(&env.manifest), &vars)
 }
 
-/// The Kubernetes environment's back half: push → render → deploy → verify.
+/// The manual gate of an environment with `approval = true`: passes with `--approve`, else
+/// stops the pipeline before anything is built or pushed. Records nothing when there is no gate.
+pub async fn approval_gate(
+    env: &crate::config::KubernetesEnv,
+    request: &Request,
+    recorder: &mut Recorder<'_>,
+) -> Result<(), Halted> {
+    if !env.approval {
+        return Ok(());
+    }
+    let env_name = recorder.summary.environment.clone();
+    recorder
+        .stage("approval", "approval = true", async |_s| {
+            if request.approve {
+                return Ok(((), "approved with --approve".to_string()));
+            }
+            anyhow::bail!(
+                "environment `{env_name}` requires approval (approval = true in ferry.toml); nothing was built or pushed\n  \
+                 hint: check `ferry plan --env {env_name}`, then re-run with --approve"
+            )
+        })
+        .await
+}
+
+/// The Kubernetes environment's back half: push → render → deploy → verify. The caller has
+/// passed [`approval_gate`].
 pub async fn ship_kubernetes(
     config: &Config,
     env: &crate::config::KubernetesEnv,
@@ -472,15 +498,6 @@ pub async fn ship_kubernetes(
 ) -> Result<(), Halted> {
     use anyhow::Context as _;
     let env_name = recorder.summary.environment.clone();
-    if env.approval && !request.approve {
-        return recorder
-            .stage("deploy", "approval", async |_s| -> anyhow::Result<((), String)> {
-                anyhow::bail!(
-                    "environment `{env_name}` requires approval: re-run with --approve once the plan (`ferry plan --env {env_name}`) looks right"
-                )
-            })
-            .await;
-    }
     let pushed = recorder
         .stage("push", &format!("→ {}", env.repository), async |_s| {
             let repository: crate::registry::Repository = env.repository.parse()?;
@@ -541,7 +558,7 @@ pub async fn ship_kubernetes(
             },
         )
         .await?;
-    recorder.summary.rollout = serde_json::to_value(&rollout).ok();
+    recorder.summary.rollout = Some(rollout.clone());
     match rollout {
         crate::deploy::Rollout::Succeeded { deployments } => {
             if let Some(last) = recorder.summary.stages.last_mut() {
@@ -648,6 +665,118 @@ pub fn manifest_vars(
 mod tests {
     use super::*;
     use crate::config::GkeCluster;
+
+    /// The keys each tagged variant serializes to are the ones the schema requires and allows.
+    #[test]
+    fn every_rollout_shape_is_the_one_the_schema_documents() {
+        use crate::deploy::rollout::Evidence;
+        use crate::deploy::{Rollout, RolloutFailure, rollback::Restored};
+
+        let schema: serde_json::Value =
+            serde_json::from_str(include_str!("../../../docs/ship-output.schema.json")).unwrap();
+        let keys_of = |defs: &str, tag: &str, value: &str| -> Vec<String> {
+            let variant = schema["$defs"][defs]["oneOf"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|v| v["properties"][tag]["const"] == value)
+                .unwrap_or_else(|| panic!("the schema has no {defs} with {tag} = {value}"));
+            let mut required: Vec<String> = variant["required"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|k| k.as_str().unwrap().to_string())
+                .collect();
+            let mut allowed: Vec<String> = variant["properties"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect();
+            required.sort();
+            allowed.sort();
+            assert_eq!(
+                required, allowed,
+                "{defs} {value}: every property is required"
+            );
+            required
+        };
+        let assert_shape = |defs: &str, tag: &str, value: serde_json::Value| {
+            let mut keys: Vec<String> = value.as_object().unwrap().keys().cloned().collect();
+            keys.sort();
+            let name = value[tag].as_str().unwrap().to_string();
+            assert_eq!(keys, keys_of(defs, tag, &name), "{defs} {name}");
+        };
+
+        let evidence = Evidence::default;
+        let failures = [
+            RolloutFailure::ImagePull {
+                pod: "p".into(),
+                container: "c".into(),
+                image: "i".into(),
+                kubelet_reason: "ErrImagePull".into(),
+                message: "m".into(),
+                evidence: evidence(),
+            },
+            RolloutFailure::CrashLoop {
+                pod: "p".into(),
+                container: "c".into(),
+                restarts: 3,
+                exit_code: None,
+                evidence: evidence(),
+            },
+            RolloutFailure::ContainerConfig {
+                pod: "p".into(),
+                container: "c".into(),
+                kubelet_reason: "CreateContainerConfigError".into(),
+                message: "m".into(),
+                evidence: evidence(),
+            },
+            RolloutFailure::NeverReady {
+                pod: "p".into(),
+                container: "c".into(),
+                failures: 5,
+                evidence: evidence(),
+            },
+            RolloutFailure::Unschedulable {
+                pod: "p".into(),
+                message: "m".into(),
+                evidence: evidence(),
+            },
+            RolloutFailure::DeadlineExceeded {
+                deployment: "d".into(),
+            },
+            RolloutFailure::Timeout {
+                deployment: "d".into(),
+                waited_s: 1,
+                last: "l".into(),
+            },
+        ];
+        for failure in &failures {
+            assert_shape("failure", "reason", serde_json::to_value(failure).unwrap());
+        }
+        let rollouts = [
+            Rollout::Succeeded {
+                deployments: vec!["hello".into()],
+            },
+            Rollout::RolledBack {
+                deployment: "hello".into(),
+                failure: failures[0].clone(),
+                restored: Restored {
+                    revision: 2,
+                    image: "i".into(),
+                },
+            },
+            Rollout::Failed {
+                deployment: "hello".into(),
+                failure: failures[1].clone(),
+                why_not_rolled_back: "--no-rollback was given".into(),
+            },
+        ];
+        for rollout in &rollouts {
+            assert_shape("rollout", "outcome", serde_json::to_value(rollout).unwrap());
+        }
+    }
 
     fn staging() -> GkeCluster {
         GkeCluster {

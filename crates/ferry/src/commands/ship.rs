@@ -98,6 +98,9 @@ async fn ship(
     environment: &Environment,
     recorder: &mut Recorder<'_>,
 ) -> Result<(), pipeline::Halted> {
+    if let Environment::Kubernetes(kube) = environment {
+        pipeline::approval_gate(kube, request, recorder).await?;
+    }
     let built = pipeline::build_image(&ctx.config, request, recorder).await?;
     match environment {
         Environment::Local(local) => {
