@@ -221,14 +221,24 @@ fn pick_port(requested: Option<u16>) -> Result<u16, LocalError> {
 }
 
 async fn choose_runtime(wanted: LocalRuntime) -> Result<Runtime, LocalError> {
+    choose_runtime_on(wanted, std::env::var_os("PATH").as_deref()).await
+}
+
+/// Resolves `wanted` with the programs found on `path` (a `PATH` value): `auto` takes podman,
+/// then docker, and falls back to the bare binary when neither can run a container.
+async fn choose_runtime_on(
+    wanted: LocalRuntime,
+    path: Option<&std::ffi::OsStr>,
+) -> Result<Runtime, LocalError> {
     match wanted {
-        LocalRuntime::Podman => probe(Runtime::Podman).await.map(|()| Runtime::Podman),
-        LocalRuntime::Docker => probe(Runtime::Docker).await.map(|()| Runtime::Docker),
+        LocalRuntime::Podman => probe(Runtime::Podman, path).await.map(|()| Runtime::Podman),
+        LocalRuntime::Docker => probe(Runtime::Docker, path).await.map(|()| Runtime::Docker),
         LocalRuntime::Binary => Ok(Runtime::Binary),
         LocalRuntime::Auto => {
             for runtime in [Runtime::Podman, Runtime::Docker] {
-                if probe(runtime).await.is_ok() {
-                    return Ok(runtime);
+                match probe(runtime, path).await {
+                    Ok(()) => return Ok(runtime),
+                    Err(e) => tracing::debug!("auto runtime: {e}"),
                 }
             }
             Ok(Runtime::Binary)
@@ -236,8 +246,9 @@ async fn choose_runtime(wanted: LocalRuntime) -> Result<Runtime, LocalError> {
     }
 }
 
-/// Checks that a container runtime can actually run something, not just print its version.
-async fn probe(runtime: Runtime) -> Result<(), LocalError> {
+/// Checks that a container runtime on `path` can actually run something, not just print its
+/// version.
+async fn probe(runtime: Runtime, path: Option<&std::ffi::OsStr>) -> Result<(), LocalError> {
     let (program, args, hint): (&str, &[&str], &'static str) = match runtime {
         Runtime::Podman => (
             "podman",
@@ -251,24 +262,21 @@ async fn probe(runtime: Runtime) -> Result<(), LocalError> {
         ),
         Runtime::Binary => return Ok(()),
     };
-    let out = Command::new(program)
+    let unavailable = |why: String| LocalError::RuntimeUnavailable { runtime, why, hint };
+    let executable =
+        find_on(path, program).ok_or_else(|| unavailable(format!("`{program}` is not on PATH")))?;
+    let out = Command::new(&executable)
         .args(args)
         .stdin(Stdio::null())
         .output()
         .await
-        .map_err(|e| LocalError::RuntimeUnavailable {
-            runtime,
-            why: e.to_string(),
-            hint,
-        })?;
+        .map_err(|e| unavailable(format!("{}: {e}", executable.display())))?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(LocalError::RuntimeUnavailable {
-            runtime,
-            why: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-            hint,
-        })
+        Err(unavailable(
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ))
     }
 }
 
@@ -592,8 +600,14 @@ fn is_zombie(pid: &str) -> bool {
 }
 
 fn which(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+    find_on(std::env::var_os("PATH").as_deref(), program).is_some()
+}
+
+/// The first `program` in the directories of `path` (a `PATH` value).
+fn find_on(path: Option<&std::ffi::OsStr>, program: &str) -> Option<PathBuf> {
+    std::env::split_paths(path?)
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
 }
 
 async fn run_ok<S: AsRef<std::ffi::OsStr>>(
@@ -621,5 +635,73 @@ async fn run_ok<S: AsRef<std::ffi::OsStr>>(
             code: out.status.code(),
             stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    /// A directory to use as PATH, holding shell scripts named after runtimes.
+    fn path_with(programs: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, script) in programs {
+            let file = dir.path().join(name);
+            std::fs::write(&file, format!("#!/bin/sh\n{script}\n")).unwrap();
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        dir
+    }
+
+    #[tokio::test]
+    async fn auto_runtime_is_the_bare_binary_when_path_has_neither_runtime() {
+        let empty = path_with(&[]);
+        let runtime = choose_runtime_on(LocalRuntime::Auto, Some(empty.path().as_os_str()))
+            .await
+            .unwrap();
+        assert_eq!(runtime, Runtime::Binary);
+        let runtime = choose_runtime_on(LocalRuntime::Auto, None).await.unwrap();
+        assert_eq!(runtime, Runtime::Binary, "no PATH at all");
+    }
+
+    #[tokio::test]
+    async fn auto_runtime_takes_the_first_usable_one_in_order() {
+        let both = path_with(&[("podman", "echo runc"), ("docker", "echo 27.0")]);
+        let runtime = choose_runtime_on(LocalRuntime::Auto, Some(both.path().as_os_str()))
+            .await
+            .unwrap();
+        assert_eq!(runtime, Runtime::Podman);
+
+        // A docker client without a daemon does not count.
+        let broken_podman = path_with(&[
+            ("podman", "echo 'no runtime' >&2; exit 125"),
+            (
+                "docker",
+                "echo 'Cannot connect to the Docker daemon' >&2; exit 1",
+            ),
+        ]);
+        let runtime = choose_runtime_on(LocalRuntime::Auto, Some(broken_podman.path().as_os_str()))
+            .await
+            .unwrap();
+        assert_eq!(runtime, Runtime::Binary);
+
+        let docker_only = path_with(&[("docker", "echo 27.0")]);
+        let runtime = choose_runtime_on(LocalRuntime::Auto, Some(docker_only.path().as_os_str()))
+            .await
+            .unwrap();
+        assert_eq!(runtime, Runtime::Docker);
+    }
+
+    #[tokio::test]
+    async fn an_explicit_runtime_missing_from_path_is_an_error_with_the_fix() {
+        let empty = path_with(&[]);
+        let err = choose_runtime_on(LocalRuntime::Podman, Some(empty.path().as_os_str()))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("podman is not usable here"), "{err}");
+        assert!(err.contains("`podman` is not on PATH"), "{err}");
+        assert!(err.contains("apt-get install podman runc"), "{err}");
     }
 }
