@@ -23,19 +23,33 @@ pub enum Mode {
 }
 
 impl Mode {
-    /// Picks the mode from the flag, or from whether stderr is a terminal.
+    /// Picks the mode from the flag, whether stderr is a terminal and whether `CI` is set.
     pub fn detect(flag: Option<OutputFormat>) -> Self {
+        Self::choose(
+            flag,
+            std::io::stderr().is_terminal(),
+            is_ci(std::env::var_os("CI").as_deref()),
+        )
+    }
+
+    /// The decision [`Mode::detect`] makes: an explicit `--output` wins (though spinners still
+    /// need a terminal); otherwise spinners on a terminal, plain lines in CI or in a pipe.
+    pub fn choose(flag: Option<OutputFormat>, stderr_is_terminal: bool, in_ci: bool) -> Self {
         match flag {
             Some(OutputFormat::Json) => Mode::Json,
             Some(OutputFormat::Plain) => Mode::Plain,
-            Some(OutputFormat::Human) if std::io::stderr().is_terminal() => Mode::Terminal,
+            Some(OutputFormat::Human) if stderr_is_terminal => Mode::Terminal,
             Some(OutputFormat::Human) => Mode::Plain,
-            None if std::io::stderr().is_terminal() && std::env::var_os("CI").is_none() => {
-                Mode::Terminal
-            }
+            None if stderr_is_terminal && !in_ci => Mode::Terminal,
             None => Mode::Plain,
         }
     }
+}
+
+/// Whether the `CI` variable says this is a CI run: set to anything but empty, `false` or `0`
+/// (CircleCI, GitHub Actions and GitLab set `CI=true`).
+pub fn is_ci(value: Option<&std::ffi::OsStr>) -> bool {
+    value.is_some_and(|v| !(v.is_empty() || v == "false" || v == "0"))
 }
 
 /// Reports the progress of stages to a person or a log.
@@ -166,6 +180,50 @@ pub fn format_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_terminal_outside_ci_gets_spinners() {
+        assert_eq!(Mode::choose(None, true, false), Mode::Terminal);
+    }
+
+    #[test]
+    fn ci_or_a_pipe_gets_plain_lines() {
+        assert_eq!(Mode::choose(None, true, true), Mode::Plain, "CI with a TTY");
+        assert_eq!(Mode::choose(None, false, false), Mode::Plain, "a pipe");
+        assert_eq!(Mode::choose(None, false, true), Mode::Plain);
+    }
+
+    #[test]
+    fn an_explicit_output_flag_wins() {
+        for (tty, ci) in [(true, false), (true, true), (false, false), (false, true)] {
+            assert_eq!(Mode::choose(Some(OutputFormat::Json), tty, ci), Mode::Json);
+            assert_eq!(
+                Mode::choose(Some(OutputFormat::Plain), tty, ci),
+                Mode::Plain
+            );
+        }
+        assert_eq!(
+            Mode::choose(Some(OutputFormat::Human), true, true),
+            Mode::Terminal,
+            "--output human brings spinners back in CI"
+        );
+        assert_eq!(
+            Mode::choose(Some(OutputFormat::Human), false, false),
+            Mode::Plain,
+            "spinners need a terminal"
+        );
+    }
+
+    #[test]
+    fn ci_means_ci_set_to_something_true() {
+        use std::ffi::OsStr;
+        assert!(is_ci(Some(OsStr::new("true"))));
+        assert!(is_ci(Some(OsStr::new("1"))));
+        assert!(!is_ci(None));
+        assert!(!is_ci(Some(OsStr::new(""))));
+        assert!(!is_ci(Some(OsStr::new("false"))));
+        assert!(!is_ci(Some(OsStr::new("0"))));
+    }
 
     #[test]
     fn durations_are_short_and_stable() {
