@@ -14,8 +14,8 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use crate::Shared;
 use crate::store::{self, Resource, matches_fields, matches_labels};
+use crate::{Shared, protobuf};
 
 type Params = Query<HashMap<String, String>>;
 
@@ -120,6 +120,43 @@ async fn resource_request(
         );
     };
     let ns = namespace.unwrap_or("");
+    // kubectl's imperative `create` commands send protobuf. The fake reads it for the kinds
+    // those commands make most (see `protobuf`) and otherwise answers as a server that lacks
+    // the serializer does.
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let decoded;
+    let body = if content_type.contains("protobuf")
+        && *method == Method::POST
+        && tail.is_empty()
+        && protobuf::supports(resource)
+    {
+        match protobuf::decode(resource, body) {
+            Ok(object) => {
+                decoded = Bytes::from(object.to_string());
+                &decoded
+            }
+            Err(why) => {
+                return status_error(
+                    StatusCode::BAD_REQUEST,
+                    "BadRequest",
+                    &format!("the protobuf body could not be read: {why}"),
+                    None,
+                );
+            }
+        }
+    } else if content_type.contains("protobuf") || content_type.contains("cbor") {
+        return status_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UnsupportedMediaType",
+            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/apply-patch+yaml, application/merge-patch+json, application/json-patch+json, application/strategic-merge-patch+json",
+            None,
+        );
+    } else {
+        body
+    };
     match (method.clone(), tail) {
         (Method::GET, []) if params.get("watch").is_some_and(|w| w == "true" || w == "1") => {
             watch(shared, resource, namespace, params)

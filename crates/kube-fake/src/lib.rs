@@ -11,6 +11,7 @@
 //! Test support only: never linked into ferry's binary.
 
 mod api;
+mod protobuf;
 mod sim;
 mod store;
 mod table;
@@ -32,6 +33,9 @@ pub struct Options {
     pub pod_start_delay: Duration,
     /// Simulated time from running until the readiness probe passes.
     pub pod_ready_delay: Duration,
+    /// How many changes are kept for watches that start from a resourceVersion (1000). A
+    /// watch from an older version, or one that falls this far behind, gets 410 `Expired`.
+    pub watch_history: usize,
 }
 
 impl Default for Options {
@@ -40,6 +44,7 @@ impl Default for Options {
             clock_scale: 1.0,
             pod_start_delay: Duration::from_millis(500),
             pod_ready_delay: Duration::from_secs(1),
+            watch_history: store::DEFAULT_HISTORY,
         }
     }
 }
@@ -129,12 +134,16 @@ pub struct FakeCluster {
 impl FakeCluster {
     /// Starts the server on a free loopback port and writes a kubeconfig for it.
     pub async fn start(options: Options) -> anyhow::Result<FakeCluster> {
+        let wall_start = OffsetDateTime::now_utc();
         let shared = Arc::new(Shared {
-            store: Mutex::new(store::Store::new()),
+            store: Mutex::new(store::Store::new(
+                &format_time(wall_start),
+                options.watch_history.max(1),
+            )),
             faults: Mutex::new(HashMap::new()),
             options,
             started: Instant::now(),
-            wall_start: OffsetDateTime::now_utc(),
+            wall_start,
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("http://{}", listener.local_addr()?);

@@ -6,10 +6,10 @@ use std::collections::{BTreeMap, VecDeque};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-/// How many changes are kept for watches that start from a `resourceVersion`. A watch from
-/// an older version gets `410 Gone`, reason `Expired`, as from the real API server's watch
-/// cache, and the client lists again.
-pub const HISTORY: usize = 1000;
+/// How many changes are kept, by default, for watches that start from a `resourceVersion`.
+/// A watch from an older version gets `410 Gone`, reason `Expired`, as from the real API
+/// server's watch cache, and the client lists again.
+pub const DEFAULT_HISTORY: usize = 1000;
 
 /// A resource the fake serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -123,20 +123,24 @@ pub struct Store {
     objects: BTreeMap<Key, Value>,
     revision: u64,
     uid: u64,
-    /// The last [`HISTORY`] changes, oldest first, one per revision.
+    /// The last `history_limit` changes, oldest first, one per revision.
     history: VecDeque<Change>,
+    history_limit: usize,
     compacted: u64,
     /// The current revision, for watches waiting on the next change.
     latest: watch::Sender<u64>,
 }
 
 impl Store {
-    pub fn new() -> Self {
+    /// A store holding the `default` and `kube-system` namespaces, created at `now`, that
+    /// keeps the last `history_limit` changes for watches.
+    pub fn new(now: &str, history_limit: usize) -> Self {
         let mut store = Self {
             objects: BTreeMap::new(),
             revision: 0,
             uid: 0,
-            history: VecDeque::with_capacity(HISTORY),
+            history: VecDeque::with_capacity(history_limit),
+            history_limit,
             compacted: 0,
             latest: watch::Sender::new(0),
         };
@@ -145,7 +149,7 @@ impl Store {
                 namespace_resource(),
                 "",
                 json!({"metadata": {"name": ns}}),
-                "now".into(),
+                now.to_string(),
             );
         }
         store
@@ -180,7 +184,7 @@ impl Store {
         object: Value,
         previous: Option<Value>,
     ) {
-        if self.history.len() == HISTORY
+        if self.history.len() >= self.history_limit
             && let Some(dropped) = self.history.pop_front()
         {
             self.compacted = dropped.revision;
@@ -239,6 +243,12 @@ impl Store {
         if has_generation(resource) {
             meta["generation"] = json!(1);
         }
+        if resource.kind == "Namespace" {
+            // What the namespace admission and controller add on a real server.
+            object["metadata"]["labels"]["kubernetes.io/metadata.name"] = json!(name);
+            object["spec"]["finalizers"] = json!(["kubernetes"]);
+            object["status"]["phase"] = json!("Active");
+        }
         self.objects.insert(
             (resource, ns_key(resource, namespace), name),
             object.clone(),
@@ -288,12 +298,6 @@ impl Store {
         removed["metadata"]["resourceVersion"] = json!(self.revision.to_string());
         self.record(resource, "DELETED", removed.clone(), None);
         Some(removed)
-    }
-}
-
-impl Default for Store {
-    fn default() -> Self {
-        Self::new()
     }
 }
 

@@ -202,6 +202,37 @@ pub fn table(
                 ]
             }),
         ),
+        "Namespace" => (
+            vec![col("Name", 0), col("Status", 0), col("Age", 0)],
+            Box::new(move |o: &Value| {
+                vec![
+                    o["metadata"]["name"].clone(),
+                    json!(o["status"]["phase"].as_str().unwrap_or("Active")),
+                    json!(age(
+                        o["metadata"]["creationTimestamp"]
+                            .as_str()
+                            .unwrap_or_default(),
+                        now
+                    )),
+                ]
+            }),
+        ),
+        "ConfigMap" => (
+            vec![col("Name", 0), col("Data", 0), col("Age", 0)],
+            Box::new(move |o: &Value| {
+                let count = |f: &str| o[f].as_object().map_or(0, |m| m.len());
+                vec![
+                    o["metadata"]["name"].clone(),
+                    json!(count("data") + count("binaryData")),
+                    json!(age(
+                        o["metadata"]["creationTimestamp"]
+                            .as_str()
+                            .unwrap_or_default(),
+                        now
+                    )),
+                ]
+            }),
+        ),
         _ => (
             vec![col("Name", 0), col("Age", 0)],
             Box::new(move |o: &Value| {

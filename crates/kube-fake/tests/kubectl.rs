@@ -1,6 +1,7 @@
 //! The real kubectl against the fake: if kubectl cannot tell the difference for these
 //! operations, neither can ferry's deploy stage.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -12,7 +13,11 @@ fn kubectl(cluster: &FakeCluster, args: &[&str]) -> Output {
         .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("kubectl").is_file()));
     assert!(
         found,
-        "kubectl not found: apt-get install kubernetes-client (or put kubectl 1.32 on PATH)"
+        "kubectl not found on PATH: these tests check the fake against the real kubectl 1.32. \
+         Install it with `curl -LO https://dl.k8s.io/release/v1.32.0/bin/linux/amd64/kubectl && \
+         sudo install -m 0755 kubectl /usr/local/bin/kubectl`, or from the pkgs.k8s.io apt \
+         repository (https://pkgs.k8s.io/core:/stable:/v1.32/deb/). Debian's `kubernetes-client` \
+         package is kubectl 1.20, too old for this."
     );
     Command::new("kubectl")
         .arg("--kubeconfig")
@@ -242,4 +247,139 @@ async fn kubectl_sees_errors_as_the_real_server_returns_them() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The repository's `k8s.yml` rendered as `ferry render` would for staging: `${NAME}` from
+/// `values`, `$$` for a literal `$`. A placeholder without a value fails the test.
+fn render_repository_manifest(values: &HashMap<&str, &str>) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../k8s.yml");
+    let template =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let mut out = String::new();
+    let mut rest = template.as_str();
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        rest = &rest[at..];
+        if let Some(after) = rest.strip_prefix("$$") {
+            out.push('$');
+            rest = after;
+        } else if let Some(after) = rest.strip_prefix("${") {
+            let end = after
+                .find('}')
+                .unwrap_or_else(|| panic!("unclosed ${{ in {}", path.display()));
+            let name = &after[..end];
+            let value = values.get(name).unwrap_or_else(|| {
+                panic!(
+                    "{} uses ${{{name}}}, which this test gives no value; add it",
+                    path.display()
+                )
+            });
+            out.push_str(value);
+            rest = &after[end + 1..];
+        } else {
+            out.push('$');
+            rest = &rest[1..];
+        }
+    }
+    out.push_str(rest);
+    // `$${X}` in comments renders to a literal `${X}`; nothing else may look like one.
+    for line in out.lines().filter(|l| !l.trim_start().starts_with('#')) {
+        assert!(!line.contains("${"), "unrendered placeholder: {line}");
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_applies_the_repository_k8s_yml_and_lists_what_it_made() {
+    let cluster = fast().await;
+    let image = format!(
+        "europe-west1-docker.pkg.dev/ferry-staging/ferry/hello@sha256:{}",
+        "ab".repeat(32)
+    );
+    let commit = "0123456789abcdef0123456789abcdef01234567";
+    let values = HashMap::from([
+        ("IMAGE", image.as_str()),
+        ("COMMIT", commit),
+        ("ENVIRONMENT", "staging"),
+        ("NAMESPACE", "hello"),
+        ("REPLICAS", "2"),
+    ]);
+    let rendered = render_repository_manifest(&values);
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), &rendered).unwrap();
+
+    ok(&kubectl(&cluster, &["create", "namespace", "hello"]));
+    let applied = ok(&kubectl(
+        &cluster,
+        &[
+            "apply",
+            "--server-side",
+            "--validate=false",
+            "-f",
+            file.path().to_str().unwrap(),
+        ],
+    ));
+    assert!(
+        applied.contains("service/hello serverside-applied"),
+        "{applied}"
+    );
+    assert!(
+        applied.contains("deployment.apps/hello serverside-applied"),
+        "{applied}"
+    );
+    let status = ok(&kubectl(
+        &cluster,
+        &[
+            "rollout",
+            "status",
+            "deployment/hello",
+            "-n",
+            "hello",
+            "--timeout=60s",
+        ],
+    ));
+    assert!(
+        status.contains("deployment \"hello\" successfully rolled out"),
+        "{status}"
+    );
+
+    let table = ok(&kubectl(
+        &cluster,
+        &["get", "deploy,rs,pods", "-o", "wide", "-n", "hello"],
+    ));
+    let deployment_row = table
+        .lines()
+        .find(|l| l.starts_with("deployment.apps/hello "))
+        .unwrap_or_else(|| panic!("no deployment row:\n{table}"));
+    assert!(deployment_row.contains(" 2/2 "), "{table}");
+    assert!(deployment_row.contains(&image), "{table}");
+    assert!(
+        deployment_row.contains("app.kubernetes.io/name=hello"),
+        "{table}"
+    );
+    let rs_rows: Vec<&str> = table
+        .lines()
+        .filter(|l| l.starts_with("replicaset.apps/hello-"))
+        .collect();
+    assert_eq!(rs_rows.len(), 1, "{table}");
+    let pod_rows: Vec<&str> = table
+        .lines()
+        .filter(|l| l.starts_with("pod/hello-"))
+        .collect();
+    assert_eq!(pod_rows.len(), 2, "{table}");
+    for row in pod_rows {
+        assert!(row.contains("1/1") && row.contains("Running"), "{table}");
+    }
+
+    let services = ok(&kubectl(&cluster, &["get", "svc", "-n", "hello"]));
+    assert!(
+        services.contains("hello") && services.contains("LoadBalancer"),
+        "{services}"
+    );
+    let d = cluster
+        .get_json("/apis/apps/v1/namespaces/hello/deployments/hello")
+        .unwrap();
+    assert_eq!(d["metadata"]["annotations"]["ferry.dev/commit"], commit);
+    assert_eq!(d["metadata"]["labels"]["ferry.dev/environment"], "staging");
+    assert_eq!(d["spec"]["minReadySeconds"], 5);
 }

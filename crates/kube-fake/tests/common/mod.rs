@@ -100,7 +100,7 @@ impl Client {
 
     /// Opens a watch but reads nothing of its body until [`Unread::start`]: a lagging watcher.
     pub async fn watch_unread(&self, path: &str) -> Unread {
-        let mut reader = self.open("GET", path, None, "").await;
+        let mut reader = self.open_with("GET", path, None, "", Some(4096)).await;
         let (status, chunked, _) = read_head(&mut reader).await;
         assert_eq!(status, 200, "watch {path} was refused");
         assert!(chunked, "a watch streams a chunked body");
@@ -114,7 +114,26 @@ impl Client {
         content_type: Option<&str>,
         body: &str,
     ) -> BufReader<TcpStream> {
-        let mut stream = TcpStream::connect(&self.addr)
+        self.open_with(method, path, content_type, body, None).await
+    }
+
+    /// `recv_buffer` shrinks the socket's receive buffer (set before connecting, so the TCP
+    /// window stays small): an unread watch then blocks the server after a few kilobytes.
+    async fn open_with(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        body: &str,
+        recv_buffer: Option<u32>,
+    ) -> BufReader<TcpStream> {
+        let addr: std::net::SocketAddr = self.addr.parse().expect("a socket address");
+        let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+        if let Some(size) = recv_buffer {
+            socket.set_recv_buffer_size(size).expect("SO_RCVBUF");
+        }
+        let mut stream = socket
+            .connect(addr)
             .await
             .unwrap_or_else(|e| panic!("connect to {}: {e}", self.addr));
         let mut head = format!(
