@@ -5,8 +5,11 @@
 //! label and field selectors, watch, create, server-side apply, merge/strategic/JSON patch,
 //! replace, delete; errors as `Status` objects — and runs a deployment controller, a
 //! ReplicaSet controller, a scheduler and a kubelet on a clock that tests can speed up.
-//! Faults (pull errors, crash loops, failing readiness, unschedulable pods, slow starts) are
-//! injected per image. What it does not model is listed in `docs/kube-fake.md`.
+//! Watches replay from a resourceVersion out of a bounded history (410 `Expired` beyond it),
+//! and writes with a stale resourceVersion get 409 `Conflict`. Faults (pull errors, invalid
+//! image names, container config errors, crash loops, failing readiness, unschedulable pods,
+//! slow starts) are injected per image. What it does not model is listed in
+//! `docs/kube-fake.md`.
 //!
 //! Test support only: never linked into ferry's binary.
 
