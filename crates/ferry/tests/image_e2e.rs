@@ -227,6 +227,7 @@ fn e2e_wrong_credentials_name_the_registry_and_their_source_but_not_the_password
         .output()
         .unwrap();
     assert!(!out.status.success());
+    assert!(stdout(&out).is_empty(), "no reference claimed");
     let err = stderr(&out);
     assert!(
         err.contains(&format!(
@@ -268,6 +269,7 @@ fn an_invalid_reference_is_refused_before_any_network() {
     let dir = scratch_repo();
     let out = ferry(dir.path(), &["push", "--to", "Hello World"]);
     assert!(!out.status.success());
+    assert!(stdout(&out).is_empty());
     assert!(
         stderr(&out).contains("invalid image repository \"Hello World\""),
         "{}",
