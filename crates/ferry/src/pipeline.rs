@@ -399,8 +399,16 @@ pub async fn connect(
     config: &Config,
     env: &crate::config::KubernetesEnv,
 ) -> Result<crate::deploy::Cluster, ClusterError> {
-    let target = target(config, env);
-    if let (Some(gke), Some(context)) = (&env.gke, &target.context)
+    connect_target(&target(config, env), env.gke.as_ref()).await
+}
+
+/// Connects to `target`; when its context is the one gcloud writes for `gke`, first checks
+/// the kubeconfig has it, so the error says how to get it.
+pub async fn connect_target(
+    target: &crate::deploy::Target,
+    gke: Option<&crate::config::GkeCluster>,
+) -> Result<crate::deploy::Cluster, ClusterError> {
+    if let (Some(gke), Some(context)) = (gke, &target.context)
         && *context == gke.context_name()
     {
         let (kubeconfig, place) = match &target.kubeconfig {
@@ -418,7 +426,7 @@ pub async fn connect(
         };
         check_gke_context(kubeconfig.map_err(|e| e.to_string()), &place, gke)?;
     }
-    Ok(crate::deploy::connect(&target).await?)
+    Ok(crate::deploy::connect(target).await?)
 }
 
 /// `Ok` when `kubeconfig` has the context gcloud writes for `gke`; `place` names the
@@ -461,6 +469,31 @@ pub fn render_for(
         &[],
     );
     crate::render::render_file(&config.root.join(&env.manifest), &vars)
+}
+
+/// Renders the manifest before anything is built or pushed, with stand-ins for the image and
+/// commit, so an undefined variable stops the pipeline at once instead of after a push.
+/// Records nothing when the manifest renders; the real render comes after the push.
+pub async fn check_manifest(
+    config: &Config,
+    env: &crate::config::KubernetesEnv,
+    recorder: &mut Recorder<'_>,
+) -> Result<(), Halted> {
+    let env_name = recorder.summary.environment.clone();
+    let stand_in = "registry.invalid/stand-in@sha256:0000000000000000000000000000000000000000000000000000000000000000";
+    let Err(error) = render_for(config, &env_name, env, stand_in, Some(&"0".repeat(40))) else {
+        return Ok(());
+    };
+    recorder
+        .stage(
+            "render",
+            &env.manifest.display().to_string(),
+            async |_s| -> anyhow::Result<((), String)> {
+                Err(anyhow::Error::new(error)
+                    .context("the manifest does not render; nothing was built or pushed"))
+            },
+        )
+        .await
 }
 
 /// The manual gate of an environment with `approval = true`: passes with `--approve`, else
@@ -637,7 +670,7 @@ fn mark_failed(recorder: &mut Recorder<'_>, stage: &str, error: &anyhow::Error, 
     recorder.summary.error = Some(format!("{error:#}"));
 }
 
-/// The variables ferry gives the manifest. `vars` of the environment and `--set` come after
+/// The variables ferry gives the manifest. `vars` of the environment and `--var` come after
 /// (and so win); the process environment is consulted only for names not given here.
 pub fn manifest_vars(
     environment: &str,

@@ -128,6 +128,50 @@ fn a_failing_stage_is_named_in_the_error_and_the_json() {
     );
 }
 
+/// An undefined manifest variable stops `ship` before the build: nothing is compiled, built
+/// or pushed, and every missing name is listed with its line.
+#[test]
+fn an_undefined_manifest_variable_stops_ship_before_anything_is_built() {
+    let dir = scratch_repo();
+    std::fs::write(
+        dir.path().join("broken.yml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ${NAME_NOBODY_SET}\ndata:\n  image: ${IMAGE}\n  other: ${ALSO_UNSET}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("ferry.toml"),
+        "[environments.t]\nkind = \"kubernetes\"\nrepository = \"127.0.0.1:9/hello\"\nmanifest = \"broken.yml\"\n",
+    )
+    .unwrap();
+    let out = ferry(
+        dir.path(),
+        &["--output", "json", "ship", "--env", "t", "--allow-dirty"],
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("ferry ship failed at the render stage")
+            && err.contains("nothing was built or pushed"),
+        "{err}"
+    );
+    assert!(
+        err.contains("NAME_NOBODY_SET")
+            && err.contains("ALSO_UNSET")
+            && err.contains("broken.yml:4"),
+        "{err}"
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["failed_stage"], "render");
+    let stages: Vec<&str> = summary["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(stages, ["render"], "nothing ran before it");
+    assert!(!dir.path().join("target").exists(), "nothing was built");
+}
+
 #[test]
 fn an_unknown_environment_lists_the_choices() {
     let out = ferry(&workspace(), &["ship", "--env", "prod"]);

@@ -51,9 +51,11 @@ pub async fn run(args: DeployArgs, ctx: &Context) -> anyhow::Result<()> {
     let (_, environment) = ctx.config.environment(args.env.as_deref())?;
     let mut target = Target::default();
     let mut namespace = "default".to_string();
+    let mut gke = None;
     if let Environment::Kubernetes(k) = &environment {
         target = crate::pipeline::target(&ctx.config, k);
         namespace = k.namespace.clone();
+        gke = k.gke.clone();
     }
     if args.kubeconfig.is_some() {
         target.kubeconfig = args.kubeconfig.clone();
@@ -82,7 +84,7 @@ pub async fn run(args: DeployArgs, ctx: &Context) -> anyhow::Result<()> {
             deploy::describe_target(&target)
         ),
     );
-    let cluster = match deploy::connect(&target).await {
+    let cluster = match crate::pipeline::connect_target(&target, gke.as_ref()).await {
         Ok(c) => c,
         Err(e) => {
             stage.failed(e.to_string().lines().next().unwrap_or_default());

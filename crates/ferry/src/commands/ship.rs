@@ -100,6 +100,7 @@ async fn ship(
 ) -> Result<(), pipeline::Halted> {
     if let Environment::Kubernetes(kube) = environment {
         pipeline::approval_gate(kube, request, recorder).await?;
+        pipeline::check_manifest(&ctx.config, kube, recorder).await?;
     }
     let built = pipeline::build_image(&ctx.config, request, recorder).await?;
     match environment {
