@@ -35,7 +35,7 @@ pub struct GlobalArgs {
 
     /// How to report progress: `human` (spinners on a terminal), `plain` (one line per event,
     /// for CI logs) or `json` (a machine-readable summary on stdout). Default: human on a
-    /// terminal, plain otherwise.
+    /// terminal, plain otherwise or when `CI` is set (to anything but `false`/`0`).
     #[arg(long, global = true, env = "FERRY_OUTPUT", value_enum)]
     pub output: Option<OutputFormat>,
 
