@@ -45,6 +45,10 @@ resource "google_container_cluster" "this" {
     channel = var.release_channel
   }
 
+  # The channel upgrades the cluster; this only keeps it from starting below the Kubernetes
+  # minor ferry is built against (k8s-openapi's v1_34 feature).
+  min_master_version = var.min_kubernetes_version
+
   workload_identity_config {
     workload_pool = "${var.project_id}.svc.id.goog"
   }

@@ -41,6 +41,17 @@ variable "release_channel" {
   }
 }
 
+variable "min_kubernetes_version" {
+  description = "Lowest Kubernetes minor the control plane may run: the one ferry's k8s-openapi feature and check-infra's kubernetes-validate target. The release channel upgrades beyond it."
+  type        = string
+  default     = "1.34"
+
+  validation {
+    condition     = can(regex("^1\\.[0-9]+$", var.min_kubernetes_version))
+    error_message = "min_kubernetes_version must be a minor version such as \"1.34\"."
+  }
+}
+
 variable "machine_type" {
   description = "Machine type of the node pool."
   type        = string
