@@ -661,3 +661,91 @@ async fn a_missing_secret_fails_fast_with_create_container_config_error() {
         started.elapsed()
     );
 }
+
+/// A kubeconfig whose user runs an exec credential plugin (as GKE's gke-gcloud-auth-plugin
+/// does), against a fake that demands a bearer token.
+fn exec_kubeconfig(dir: &Path, server: &str, plugin_body: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let plugin = dir.join("fake-auth-plugin");
+    std::fs::write(&plugin, format!("#!/bin/sh\n{plugin_body}\n")).unwrap();
+    std::fs::set_permissions(&plugin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {server}\nusers:\n- name: plugin\n  user:\n    exec:\n      apiVersion: client.authentication.k8s.io/v1beta1\n      command: {}\n      interactiveMode: Never\n      provideClusterInfo: true\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n    user: plugin\ncurrent-context: fake\n",
+            plugin.display()
+        ),
+    )
+    .unwrap();
+    kubeconfig
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exec_credential_plugin_supplies_the_token_and_bad_credentials_are_named() {
+    ferry::install_crypto_provider();
+    let token = "plugin-token-5ecret";
+    let fake = FakeCluster::start(Options {
+        clock_scale: 60.0,
+        bearer_token: Some(token.into()),
+        ..Options::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let credential = |t: &str| {
+        format!(
+            r#"echo '{{"apiVersion":"client.authentication.k8s.io/v1beta1","kind":"ExecCredential","status":{{"token":"{t}"}}}}'"#
+        )
+    };
+
+    // The plugin's token opens the cluster: a full healthy rollout.
+    let kubeconfig = exec_kubeconfig(dir.path(), &fake.url(), &credential(token));
+    let cluster = deploy::connect(&Target {
+        kubeconfig: Some(kubeconfig),
+        context: None,
+    })
+    .await
+    .expect("the plugin's token is accepted");
+    let rollout = ship(&cluster, GOOD, &options()).await;
+    assert!(matches!(rollout, Rollout::Succeeded { .. }), "{rollout:?}");
+
+    // A token the cluster refuses: 401, said as such, with the fix, and no token shown.
+    let kubeconfig = exec_kubeconfig(dir.path(), &fake.url(), &credential("expired-token"));
+    let err = deploy::connect(&Target {
+        kubeconfig: Some(kubeconfig),
+        context: None,
+    })
+    .await
+    .err()
+    .expect("a refused token fails")
+    .to_string();
+    assert!(
+        err.contains(&format!("the cluster at {}", fake.url()))
+            && err.contains("did not accept the credentials")
+            && err.contains("gcloud container clusters get-credentials"),
+        "{err}"
+    );
+    assert!(!err.contains("expired-token"), "{err}");
+
+    // A plugin that fails (not logged in): its message, and where plugins come from.
+    let kubeconfig = exec_kubeconfig(
+        dir.path(),
+        &fake.url(),
+        "echo 'ERROR: gcloud is not logged in' >&2; exit 1",
+    );
+    let err = deploy::connect(&Target {
+        kubeconfig: Some(kubeconfig),
+        context: None,
+    })
+    .await
+    .err()
+    .expect("a failing plugin fails");
+    let err = format!("{err}");
+    assert!(
+        err.contains(
+            "cannot get credentials for the cluster: the credential plugin failed: ERROR: gcloud is not logged in\n"
+        ) && err.contains("gke-gcloud-auth-plugin"),
+        "{err}"
+    );
+}

@@ -39,6 +39,9 @@ pub struct Options {
     /// How many changes are kept for watches that start from a resourceVersion (1000). A
     /// watch from an older version, or one that falls this far behind, gets 410 `Expired`.
     pub watch_history: usize,
+    /// When set, every request must carry `Authorization: Bearer <token>`, else 401
+    /// `Unauthorized` as the real API server answers; the written kubeconfig carries it.
+    pub bearer_token: Option<String>,
 }
 
 impl Default for Options {
@@ -48,6 +51,7 @@ impl Default for Options {
             pod_start_delay: Duration::from_millis(500),
             pod_ready_delay: Duration::from_secs(1),
             watch_history: store::DEFAULT_HISTORY,
+            bearer_token: None,
         }
     }
 }
@@ -159,10 +163,14 @@ impl FakeCluster {
         let controllers = tokio::spawn(sim::run(shared.clone()));
         let dir = tempfile::tempdir()?;
         let kubeconfig = dir.path().join("kubeconfig");
+        let user = match &shared.options.bearer_token {
+            Some(token) => format!("{{token: {token}}}"),
+            None => "{}".to_string(),
+        };
         std::fs::write(
             &kubeconfig,
             format!(
-                "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {url}\nusers:\n- name: fake\n  user: {{}}\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\n    namespace: default\ncurrent-context: fake\n"
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {url}\nusers:\n- name: fake\n  user: {user}\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\n    namespace: default\ncurrent-context: fake\n"
             ),
         )?;
         Ok(FakeCluster {

@@ -112,6 +112,14 @@ pub enum DeployError {
     )]
     Unreachable { server: String, why: String },
     #[error(
+        "the cluster at {server} did not accept the credentials (401 {message})\n  hint: they may have expired: for GKE run `gcloud container clusters get-credentials CLUSTER --location LOCATION --project PROJECT` (with gke-gcloud-auth-plugin on PATH); otherwise check the kubeconfig's user"
+    )]
+    Unauthenticated { server: String, message: String },
+    #[error(
+        "cannot get credentials for the cluster: {why}\n  hint: the kubeconfig's user runs a credential plugin (for GKE: gke-gcloud-auth-plugin, from `gcloud components install gke-gcloud-auth-plugin` or the google-cloud-cli-gke-gcloud-auth-plugin package); check it is on PATH and logged in"
+    )]
+    Credentials { why: String },
+    #[error(
         "forbidden: {message}\n  hint: the identity in use lacks RBAC rights; CI's service account needs roles/container.developer (terraform/modules/ci-access)"
     )]
     Forbidden { message: String },
@@ -149,6 +157,10 @@ impl DeployError {
     pub fn from_kube(error: kube::Error, kind: &str, name: &str, server: &str) -> Self {
         match error {
             kube::Error::Api(status) => match status.code {
+                401 => DeployError::Unauthenticated {
+                    server: server.to_string(),
+                    message: status.message,
+                },
                 403 => DeployError::Forbidden {
                     message: status.message,
                 },
@@ -188,8 +200,30 @@ impl DeployError {
                 server: server.to_string(),
                 why: root_cause(&*e),
             },
+            kube::Error::Auth(e) => DeployError::Credentials {
+                why: plugin_message(&root_cause(&e)),
+            },
             other => DeployError::Client(other.to_string()),
         }
+    }
+}
+
+/// A failed exec plugin is reported by the client with its whole command line and a debug
+/// dump of its output; what a person needs is what the plugin said on stderr.
+fn plugin_message(error: &str) -> String {
+    let Some((_, rest)) = error.split_once("stderr: \"") else {
+        return error.to_string();
+    };
+    let said = rest
+        .rsplit_once('"')
+        .map_or(rest, |(said, _)| said)
+        .replace("\\n", " ")
+        .replace("\\\"", "\"");
+    let said = said.trim();
+    if said.is_empty() {
+        error.to_string()
+    } else {
+        format!("the credential plugin failed: {said}")
     }
 }
 
@@ -234,7 +268,8 @@ pub async fn connect(target: &Target) -> Result<Cluster, DeployError> {
             .map_err(|e| DeployError::NoKubeconfig { why: e.to_string() })?,
     };
     let server = config.cluster_url.to_string();
-    let client = Client::try_from(config).map_err(|e| DeployError::Client(e.to_string()))?;
+    let client =
+        Client::try_from(config).map_err(|e| DeployError::from_kube(e, "cluster", "", &server))?;
     // One cheap call, so "unreachable" is said here and not in the middle of an apply.
     client
         .apiserver_version()
