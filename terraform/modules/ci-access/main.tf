@@ -93,12 +93,13 @@ resource "google_project_iam_member" "terraform" {
   member  = "serviceAccount:${google_service_account.terraform[0].email}"
 }
 
-# Read and write the state (and its lock object) in the state bucket only.
+# The state bucket only: its objects (state and lock) and its IAM policy, which holds this
+# very binding (objectAdmin cannot read a bucket's policy, so a plan would fail refreshing it).
 resource "google_storage_bucket_iam_member" "terraform_state" {
   count = local.terraform_enabled ? 1 : 0
 
   bucket = var.terraform_identity.state_bucket
-  role   = "roles/storage.objectAdmin"
+  role   = "roles/storage.admin"
   member = "serviceAccount:${google_service_account.terraform[0].email}"
 }
 
