@@ -592,36 +592,21 @@ pub async fn ship_kubernetes(
         )
         .await?;
     recorder.summary.rollout = Some(rollout.clone());
-    match rollout {
-        crate::deploy::Rollout::Succeeded { deployments } => {
+    // One wording for the outcome, the one `ferry deploy` prints: `Rollout`'s Display.
+    let outcome = match &rollout {
+        crate::deploy::Rollout::Succeeded { .. } => {
             if let Some(last) = recorder.summary.stages.last_mut() {
-                last.detail = format!("rolled out {}", deployments.join(", "));
+                last.detail = rollout.to_string();
             }
+            None
         }
-        crate::deploy::Rollout::RolledBack {
-            deployment,
-            failure,
-            restored,
-        } => {
-            let error = anyhow::anyhow!(
-                "{failure}\nrolled back {deployment} to revision {} ({}), which is serving again",
-                restored.revision,
-                restored.image
-            );
-            mark_failed(recorder, "deploy", &error, Outcome::RolledBack);
-            return Err(Halted { error });
-        }
-        crate::deploy::Rollout::Failed {
-            deployment,
-            failure,
-            why_not_rolled_back,
-        } => {
-            let error = anyhow::anyhow!(
-                "{failure}\n{deployment} was not rolled back: {why_not_rolled_back}"
-            );
-            mark_failed(recorder, "deploy", &error, Outcome::Failed);
-            return Err(Halted { error });
-        }
+        crate::deploy::Rollout::RolledBack { .. } => Some(Outcome::RolledBack),
+        crate::deploy::Rollout::Failed { .. } => Some(Outcome::Failed),
+    };
+    if let Some(outcome) = outcome {
+        let error = anyhow::anyhow!("{rollout}");
+        mark_failed(recorder, "deploy", &error, outcome);
+        return Err(Halted { error });
     }
     match &env.url {
         Some(url) => {
