@@ -744,8 +744,32 @@ async fn an_exec_credential_plugin_supplies_the_token_and_bad_credentials_are_na
     let err = format!("{err}");
     assert!(
         err.contains(
-            "cannot get credentials for the cluster: the credential plugin failed: ERROR: gcloud is not logged in\n"
+            "cannot get credentials for the cluster: the credential plugin failed (exit status: 1): ERROR: gcloud is not logged in\n"
         ) && err.contains("gke-gcloud-auth-plugin"),
+        "{err}"
+    );
+
+    // A plugin that fails after printing a credential on stdout: neither that, nor the
+    // plugin's command line or environment, is repeated in the error.
+    let kubeconfig = exec_kubeconfig(
+        dir.path(),
+        &fake.url(),
+        &format!("{}; exit 1", credential("half-written-5ecret")),
+    );
+    let err = deploy::connect(&Target {
+        kubeconfig: Some(kubeconfig),
+        context: None,
+    })
+    .await
+    .err()
+    .expect("a failing plugin fails")
+    .to_string();
+    assert!(
+        err.contains("the credential plugin failed (exit status: 1) and said nothing"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("half-written-5ecret") && !err.contains("fake-auth-plugin"),
         "{err}"
     );
 }

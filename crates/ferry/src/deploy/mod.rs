@@ -196,35 +196,52 @@ impl DeployError {
                 server: server.to_string(),
                 why: e.to_string(),
             },
-            kube::Error::Service(e) => DeployError::Unreachable {
-                server: server.to_string(),
-                why: root_cause(&*e),
+            kube::Error::Service(e) => match credentials_failure(&*e) {
+                Some(why) => DeployError::Credentials { why },
+                None => DeployError::Unreachable {
+                    server: server.to_string(),
+                    why: root_cause(&*e),
+                },
             },
             kube::Error::Auth(e) => DeployError::Credentials {
-                why: plugin_message(&root_cause(&e)),
+                why: credentials_failure(&e).unwrap_or_else(|| e.to_string()),
             },
             other => DeployError::Client(other.to_string()),
         }
     }
 }
 
-/// A failed exec plugin is reported by the client with its whole command line and a debug
-/// dump of its output; what a person needs is what the plugin said on stderr.
-fn plugin_message(error: &str) -> String {
-    let Some((_, rest)) = error.split_once("stderr: \"") else {
-        return error.to_string();
-    };
-    let said = rest
-        .rsplit_once('"')
-        .map_or(rest, |(said, _)| said)
-        .replace("\\n", " ")
-        .replace("\\\"", "\"");
-    let said = said.trim();
-    if said.is_empty() {
-        error.to_string()
-    } else {
-        format!("the credential plugin failed: {said}")
+/// The credential failure in `e`'s chain, if any, said without the plugin's command line,
+/// its environment or its stdout (the client's own message has all three, and they can hold
+/// tokens): only its exit status and what it wrote on stderr.
+fn credentials_failure(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    use kube::client::AuthError;
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if let Some(auth) = c.downcast_ref::<AuthError>() {
+            return Some(match auth {
+                AuthError::AuthExecRun { out, .. } => {
+                    let said = String::from_utf8_lossy(&out.stderr);
+                    let said = said.split_whitespace().collect::<Vec<_>>().join(" ");
+                    if said.is_empty() {
+                        format!(
+                            "the credential plugin failed ({}) and said nothing",
+                            out.status
+                        )
+                    } else {
+                        format!("the credential plugin failed ({}): {said}", out.status)
+                    }
+                }
+                AuthError::AuthExecParse(_) => {
+                    "the credential plugin's output is not an ExecCredential".to_string()
+                }
+                AuthError::AuthExecStart(io) => format!("cannot run the credential plugin: {io}"),
+                other => other.to_string(),
+            });
+        }
+        cause = c.source();
     }
+    None
 }
 
 fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
