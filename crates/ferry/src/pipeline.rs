@@ -655,7 +655,8 @@ fn mark_failed(recorder: &mut Recorder<'_>, stage: &str, error: &anyhow::Error, 
     recorder.summary.error = Some(format!("{error:#}"));
 }
 
-/// The variables ferry gives the manifest. `vars` of the environment and `--var` come after
+/// The variables ferry gives the manifest. `vars` of the environment (where ship and plan put
+/// their `--var`s) and `overrides` (render and deploy's `--var`) come after
 /// (and so win); the process environment is consulted only for names not given here.
 pub fn manifest_vars(
     environment: &str,

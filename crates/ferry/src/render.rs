@@ -6,7 +6,7 @@
 //! original pipeline's `envsubst` silently turned them into empty strings.
 //!
 //! Values come from ferry first (`IMAGE`, `COMMIT`, `ENVIRONMENT`, `NAMESPACE`, the
-//! environment's `vars`, `--set`), then from the process environment.
+//! environment's `vars`, `--var`), then from the process environment.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -78,7 +78,7 @@ fn undefined_message(file: &Path, missing: &[Missing]) -> String {
             m.name
         ));
     }
-    out.push_str("\n  hint: define them under `vars` of the environment in ferry.toml, with --set NAME=VALUE, or in the environment");
+    out.push_str("\n  hint: define them under `vars` of the environment in ferry.toml, with --var NAME=VALUE, or in the environment");
     out
 }
 

@@ -543,9 +543,9 @@ async fn a_named_context_is_used_instead_of_the_current_one() {
             manifest.to_str().unwrap().into(),
             "--image".into(),
             GOOD.into(),
-            "--set".into(),
+            "--var".into(),
             "REPLICAS=2".into(),
-            "--set".into(),
+            "--set".into(), // the older spelling still works
             commit.clone(),
         ];
         if let Some(context) = context {
@@ -574,6 +574,44 @@ async fn a_named_context_is_used_instead_of_the_current_one() {
     assert_eq!(image_of(&fake), GOOD);
     let status = deploy::status(&cluster, "default").await.unwrap();
     assert_eq!((status[0].ready, status[0].desired), (2, 2));
+
+    // `ferry status` of an environment using that kubeconfig: FERRY_CONTEXT and --context
+    // override its (dead) current context, as they do for ship and plan.
+    std::fs::write(
+        dir.path().join("ferry.toml"),
+        format!(
+            "[environments.k]\nkind = \"kubernetes\"\nrepository = \"127.0.0.1:9/hello\"\nkubeconfig = {:?}\nnamespace = \"default\"\n",
+            kubeconfig.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let status = |flags: &'static [&'static str], context_var: Option<&'static str>| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"));
+        command
+            .args(["status", "--env", "k"])
+            .args(flags)
+            .current_dir(dir.path())
+            .env("FERRY_OUTPUT", "plain")
+            .env_remove("FERRY_ENV")
+            .env_remove("FERRY_NAMESPACE")
+            .env_remove("KUBECONFIG");
+        match context_var {
+            Some(c) => command.env("FERRY_CONTEXT", c),
+            None => command.env_remove("FERRY_CONTEXT"),
+        };
+        tokio::task::spawn_blocking(move || command.output().expect("run ferry"))
+    };
+    let out = status(&[], None).await.unwrap();
+    assert!(!out.status.success(), "the current context is dead");
+    for (flags, var) in [
+        (&[][..], Some("fake")),
+        (&["--context", "fake"][..], Some("gone")),
+    ] {
+        let out = status(flags, var).await.unwrap();
+        assert!(out.status.success(), "{flags:?} {var:?}: {}", stderr(&out));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("hello") && text.contains("2/2"), "{text}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,7 +5,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 
 use super::Context;
-use super::render::{RenderArgs, parse_assignment};
+use super::render::RenderArgs;
 use crate::config::Environment;
 use crate::deploy::{self, DeployOptions, Rollout, Target};
 
@@ -33,8 +33,9 @@ pub struct DeployArgs {
     /// Manifest template (default: the environment's `manifest`).
     #[arg(short = 'f', long, value_name = "FILE")]
     pub manifest: Option<std::path::PathBuf>,
-    /// Set a manifest variable (repeatable).
-    #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_assignment)]
+    /// A manifest variable over the environment's `vars`, e.g. --var REPLICAS=2 (repeatable;
+    /// `--set` is accepted too).
+    #[arg(long = "var", alias = "set", value_name = "KEY=VALUE", value_parser = crate::config::parse_var)]
     pub set: Vec<(String, String)>,
     /// Leave a failed rollout as it is.
     #[arg(long)]
@@ -48,7 +49,12 @@ pub struct DeployArgs {
 }
 
 pub async fn run(args: DeployArgs, ctx: &Context) -> anyhow::Result<()> {
-    let (_, environment) = ctx.config.environment(args.env.as_deref())?;
+    let (name, mut environment) = ctx.config.environment(args.env.as_deref())?;
+    if matches!(environment, Environment::Kubernetes(_)) {
+        // FERRY_CONTEXT / FERRY_NAMESPACE as for ship and plan; the flags below still win.
+        crate::config::KubernetesOverrides::default()
+            .apply(&name, &mut environment, |v| std::env::var(v).ok())?;
+    }
     let mut target = Target::default();
     let mut namespace = "default".to_string();
     let mut gke = None;

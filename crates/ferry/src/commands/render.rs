@@ -10,7 +10,7 @@ use crate::pipeline;
 /// lists all of them with file and line; nothing is printed then.
 ///
 /// Values: IMAGE (--image), COMMIT (HEAD), ENVIRONMENT, NAMESPACE, the environment's `vars`,
-/// --set NAME=VALUE, then the process environment.
+/// --var NAME=VALUE, then the process environment.
 #[derive(Debug, clap::Args)]
 pub struct RenderArgs {
     /// Environment from ferry.toml (default: `default_environment`).
@@ -22,16 +22,10 @@ pub struct RenderArgs {
     /// Manifest template (default: the environment's `manifest`, else k8s.yml).
     #[arg(short = 'f', long, value_name = "FILE")]
     pub manifest: Option<PathBuf>,
-    /// Set a variable, e.g. --set REPLICAS=2 (repeatable).
-    #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_assignment)]
+    /// A manifest variable over the environment's `vars`, e.g. --var REPLICAS=2 (repeatable;
+    /// `--set` is accepted too).
+    #[arg(long = "var", alias = "set", value_name = "KEY=VALUE", value_parser = crate::config::parse_var)]
     pub set: Vec<(String, String)>,
-}
-
-pub fn parse_assignment(s: &str) -> Result<(String, String), String> {
-    match s.split_once('=') {
-        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
-        _ => Err(format!("expected NAME=VALUE, got {s:?}")),
-    }
 }
 
 pub async fn run(args: RenderArgs, ctx: &Context) -> anyhow::Result<()> {

@@ -12,10 +12,24 @@ pub struct StatusArgs {
     /// Environment from ferry.toml (default: `default_environment`).
     #[arg(long, env = "FERRY_ENV")]
     pub env: Option<String>,
+    /// kubeconfig context, instead of the environment's `context` or GKE cluster
+    /// [env: FERRY_CONTEXT].
+    #[arg(long)]
+    pub context: Option<String>,
+    /// Namespace to look in, instead of the environment's `namespace` [env: FERRY_NAMESPACE].
+    #[arg(long, short = 'n')]
+    pub namespace: Option<String>,
 }
 
 pub async fn run(args: StatusArgs, ctx: &Context) -> anyhow::Result<()> {
-    let (name, environment) = ctx.config.environment(args.env.as_deref())?;
+    let (name, mut environment) = ctx.config.environment(args.env.as_deref())?;
+    // --context/--namespace and FERRY_CONTEXT/FERRY_NAMESPACE, as for ship and plan.
+    crate::config::KubernetesOverrides {
+        context: args.context.clone(),
+        namespace: args.namespace.clone(),
+        ..Default::default()
+    }
+    .apply(&name, &mut environment, |v| std::env::var(v).ok())?;
     match environment {
         Environment::Local(_) => {
             let dir = crate::pipeline::local_state_dir(&ctx.config);
