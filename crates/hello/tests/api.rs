@@ -132,19 +132,31 @@ fn a_body_over_the_limit_is_refused_with_413_before_it_is_read() {
 #[test]
 fn too_many_headers_are_refused_with_431() {
     let service = Service::start(&[]);
-    let headers: String = (0..=hello::startup::MAX_HEADERS)
-        .map(|i| format!("X-H{i}: v\r\n"))
-        .collect();
-    let raw = format!("GET / HTTP/1.1\r\nHost: a\r\n{headers}Connection: close\r\n\r\n");
-    let (reply, _) = exchange(service.port, raw.as_bytes(), Duration::from_secs(5));
-    assert!(reply.starts_with("HTTP/1.1 431"), "{reply:.200}");
-    // A few headers are fine.
+    // A request with `total` header lines in all (Host and Connection included).
+    let request = |total: usize| {
+        let extra: String = (0..total - 2).map(|i| format!("X-H{i}: v\r\n")).collect();
+        format!("GET / HTTP/1.1\r\nHost: a\r\n{extra}Connection: close\r\n\r\n")
+    };
+    let cap = hello::startup::MAX_HEADERS;
     let (reply, _) = exchange(
         service.port,
-        b"GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\r\nConnection: close\r\n\r\n",
+        request(cap).as_bytes(),
         Duration::from_secs(5),
     );
-    assert!(reply.starts_with("HTTP/1.1 200"), "{reply:.200}");
+    assert!(
+        reply.starts_with("HTTP/1.1 200"),
+        "{cap} headers: {reply:.200}"
+    );
+    let (reply, _) = exchange(
+        service.port,
+        request(cap + 1).as_bytes(),
+        Duration::from_secs(5),
+    );
+    assert!(
+        reply.starts_with("HTTP/1.1 431"),
+        "{} headers: {reply:.200}",
+        cap + 1
+    );
 }
 
 /// A client that never finishes its request head (slowloris) is cut off after
