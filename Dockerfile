@@ -1,38 +1,15 @@
-# syntax=docker/dockerfile:1
 # The hello service as a container image, for people who use Docker. ferry itself needs no
 # daemon (`ferry build` assembles the same kind of image directly), but this file builds an
 # equivalent one: a static binary in an empty image, run as a non-root user.
 #
-#   docker build -t hello .                          # full build: the last stage, `runtime`
-#   docker build --target prebuilt -t hello .        # packages target/docker/hello, built outside
+#   docker build -t hello .
 #
-# The `prebuilt` target exists for machines that cannot pull base images (ferry's CI checks
-# this Dockerfile that way: scripts/check-infra builds the binary with cargo, then this stage).
-#
-# Stage order matters to the classic builder (DOCKER_BUILDKIT=0), which builds every stage up
-# to the target, needed or not: `prebuilt` comes first so `--target prebuilt` never touches
-# the rust image, and `runtime` comes last so it is the default target. A plain build also
-# builds `prebuilt`, so that stage must not fail when target/docker/hello does not exist.
+# Works with BuildKit and with the classic builder. No `# syntax=` line: BuildKit would pull a
+# frontend image for it, and nothing here needs one. CI checks this file with the classic
+# builder and a stand-in rust image (scripts/check-infra, docs/infrastructure.md).
 
 ARG RUST_VERSION=1.95.0
 ARG TARGET=x86_64-unknown-linux-gnu
-
-# --- prebuilt: the same final image from a binary built outside (target/docker/hello) -----
-FROM scratch AS prebuilt
-ARG REVISION=unknown
-ARG CREATED=1970-01-01T00:00:00Z
-LABEL org.opencontainers.image.title="hello" \
-      org.opencontainers.image.source="https://github.com/ferry-dev/ferry" \
-      org.opencontainers.image.revision="${REVISION}" \
-      org.opencontainers.image.created="${CREATED}"
-# `hell[o]` is a pattern, so a missing binary copies nothing instead of failing the build;
-# rust-toolchain.toml always exists, so the instruction never has zero sources. Without the
-# binary this stage is an unusable image, which a plain build discards anyway.
-COPY rust-toolchain.toml target/docker/hell[o] /
-USER 65532:65532
-ENV PORT=8000
-EXPOSE 8000
-ENTRYPOINT ["/hello"]
 
 # --- builder: dependencies first, so they are cached until Cargo.lock changes -------------
 FROM rust:${RUST_VERSION}-bookworm AS builder

@@ -97,9 +97,15 @@ async fn plan(
                     e.to_string().lines().next().unwrap_or_default()
                 ),
             );
-            ctx.reporter
-                .info(format!("no dry run, the rendered manifest follows: {e}"));
+            // The skip line above said why; the full error carries the fix.
+            let hint = e.to_string();
+            let hint = hint.lines().find(|l| l.trim_start().starts_with("hint:"));
+            if let Some(hint) = hint {
+                ctx.reporter.info(hint.trim());
+            }
             if ctx.reporter.mode() != Mode::Json {
+                ctx.reporter
+                    .info("no dry run; the rendered manifest follows on stdout");
                 print!("{}", rendered.text);
             }
         }

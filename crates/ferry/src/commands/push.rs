@@ -36,6 +36,8 @@ pub async fn run(args: PushArgs, ctx: &Context) -> anyhow::Result<()> {
         &args.to,
         ctx.config.environment(args.env.as_deref())?,
     ) {
+        // --to names the place; a kubernetes environment still says how to log in there.
+        (Some(to), (_, Environment::Kubernetes(k))) => (to.clone(), args.insecure, k.registry_auth),
         (Some(to), _) => (to.clone(), args.insecure, RegistryAuth::Auto),
         (None, (_, Environment::Kubernetes(k))) => (
             k.repository.clone(),
