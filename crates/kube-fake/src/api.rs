@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use crate::store::{self, Resource, matches_fields, matches_labels};
-use crate::{Shared, protobuf};
+use crate::{Shared, protobuf, ssa};
 
 type Params = Query<HashMap<String, String>>;
 
@@ -177,12 +177,17 @@ async fn resource_request(
         (Method::GET, []) => list(shared, resource, namespace, params, headers),
         (Method::GET, [name]) => get(shared, resource, ns, name, headers),
         (Method::GET, [name, "log"]) if resource.kind == "Pod" => logs(shared, ns, name, params),
-        (Method::POST, []) => create(shared, resource, ns, body, params),
-        (Method::PATCH, [name]) | (Method::PATCH, [name, "status"]) => {
-            patch(shared, resource, ns, name, headers, body, params)
+        (Method::POST, []) => {
+            let writer = writer(shared, resource, params, headers, None);
+            create(shared, resource, ns, body, params, &writer)
         }
-        (Method::PUT, [name]) | (Method::PUT, [name, "status"]) => {
-            replace(shared, resource, ns, name, body)
+        (Method::PATCH, [name, sub @ ..]) if sub.is_empty() || sub == ["status"] => {
+            let writer = writer(shared, resource, params, headers, sub.first().copied());
+            patch(shared, resource, ns, name, headers, body, params, &writer)
+        }
+        (Method::PUT, [name, sub @ ..]) if sub.is_empty() || sub == ["status"] => {
+            let writer = writer(shared, resource, params, headers, sub.first().copied());
+            replace(shared, resource, ns, name, body, &writer)
         }
         (Method::DELETE, [name]) => delete(shared, resource, ns, name),
         _ => status_error(
@@ -191,6 +196,54 @@ async fn resource_request(
             &format!("{method} is not supported here"),
             None,
         ),
+    }
+}
+
+/// Who a write is by, for `managedFields`: the `fieldManager` parameter or, as the real server
+/// does without one, the User-Agent up to its first `/` (`kubectl`, `kube`).
+struct WriterInfo {
+    manager: String,
+    subresource: Option<String>,
+    api_version: String,
+    now: String,
+}
+
+impl WriterInfo {
+    fn writer(&self) -> ssa::Writer<'_> {
+        ssa::Writer {
+            manager: &self.manager,
+            subresource: self.subresource.as_deref(),
+            api_version: &self.api_version,
+            now: &self.now,
+        }
+    }
+}
+
+fn writer(
+    shared: &Arc<Shared>,
+    resource: Resource,
+    params: &HashMap<String, String>,
+    headers: &HeaderMap,
+    subresource: Option<&str>,
+) -> WriterInfo {
+    let manager = params
+        .get("fieldManager")
+        .filter(|m| !m.is_empty())
+        .cloned()
+        .or_else(|| {
+            headers
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|ua| ua.split('/').next())
+                .filter(|m| !m.is_empty())
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| "unknown".to_string());
+    WriterInfo {
+        manager,
+        subresource: subresource.map(str::to_string),
+        api_version: resource.api_version(),
+        now: shared.now_string(),
     }
 }
 
@@ -524,6 +577,7 @@ fn create(
     ns: &str,
     body: &Bytes,
     params: &HashMap<String, String>,
+    writer: &WriterInfo,
 ) -> Response {
     let object = match parse_body(body) {
         Ok(o) => o,
@@ -548,6 +602,7 @@ fn create(
             Some(json!({"name": name, "group": resource.group, "kind": resource.plural})),
         );
     }
+    let object = ssa::update(None, object, &writer.writer());
     if params.get("dryRun").is_some() {
         return (StatusCode::CREATED, axum::Json(object)).into_response();
     }
@@ -561,6 +616,7 @@ fn replace(
     ns: &str,
     name: &str,
     body: &Bytes,
+    writer: &WriterInfo,
 ) -> Response {
     let mut object = match parse_body(body) {
         Ok(o) => o,
@@ -590,6 +646,7 @@ fn replace(
     if let Err(r) = check_fresh(resource, name, live, &object) {
         return r;
     }
+    let object = ssa::update(Some(live), object, &writer.writer());
     json_ok(store.update(resource, ns, object))
 }
 
@@ -603,6 +660,7 @@ fn delete(shared: &Arc<Shared>, resource: Resource, ns: &str, name: &str) -> Res
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn patch(
     shared: &Arc<Shared>,
     resource: Resource,
@@ -611,6 +669,7 @@ fn patch(
     headers: &HeaderMap,
     body: &Bytes,
     params: &HashMap<String, String>,
+    writer: &WriterInfo,
 ) -> Response {
     let content_type = headers
         .get(header::CONTENT_TYPE)
@@ -638,7 +697,21 @@ fn patch(
     // a resourceVersion in it is compared with the object as it is.
     let mut store = shared.lock();
     let existing = store.get(resource, ns, name).cloned();
-    let result = if content_type.starts_with("application/json-patch") {
+    let result = if is_apply {
+        if let Some(live) = &existing
+            && let Err(r) = check_fresh(resource, name, live, &patch)
+        {
+            return r;
+        }
+        let force = params.get("force").is_some_and(|f| f == "true");
+        match ssa::apply(existing.as_ref(), &patch, &writer.writer(), force) {
+            Ok(mut object) => {
+                object["metadata"]["name"] = json!(name);
+                object
+            }
+            Err(conflicts) => return apply_conflict(&conflicts),
+        }
+    } else if content_type.starts_with("application/json-patch") {
         let Some(existing) = existing.clone() else {
             return not_found(resource, name);
         };
@@ -655,21 +728,15 @@ fn patch(
             }
         }
     } else {
-        match (&existing, is_apply) {
-            (Some(existing), _) => {
-                let mut merged = existing.clone();
-                merge(&mut merged, &patch);
-                merged
-            }
-            (None, true) => {
-                let mut object = patch;
-                object["metadata"]["name"] = json!(name);
-                object
-            }
-            (None, false) => return not_found(resource, name),
-        }
+        let Some(existing) = &existing else {
+            return not_found(resource, name);
+        };
+        let mut merged = existing.clone();
+        merge(&mut merged, &patch);
+        merged
     };
-    if let Some(live) = &existing
+    if !is_apply
+        && let Some(live) = &existing
         && let Err(r) = check_fresh(resource, name, live, &result)
     {
         return r;
@@ -677,6 +744,11 @@ fn patch(
     if let Err(r) = validate(resource, &result) {
         return r;
     }
+    let result = if is_apply {
+        result
+    } else {
+        ssa::update(existing.as_ref(), result, &writer.writer())
+    };
     if dry_run {
         return json_ok(result);
     }
@@ -689,7 +761,25 @@ fn patch(
     }
 }
 
-/// RFC 7386 merge patch (also used for server-side apply and strategic merge: see the docs).
+/// 409 for an apply that would change fields other managers own, worded as the real server
+/// words it (kubectl adds its advice about `--force-conflicts` below).
+fn apply_conflict(conflicts: &[ssa::Conflict]) -> Response {
+    let causes: Vec<Value> = conflicts
+        .iter()
+        .map(|c| {
+            json!({"reason": "FieldManagerConflict", "message": format!("conflict with {}", c.manager),
+                "field": c.field})
+        })
+        .collect();
+    status_error(
+        StatusCode::CONFLICT,
+        "Conflict",
+        &ssa::conflict_message(conflicts),
+        Some(json!({"causes": causes})),
+    )
+}
+
+/// RFC 7386 merge patch (also used for strategic merge: see the docs).
 pub fn merge(target: &mut Value, patch: &Value) {
     match patch {
         Value::Object(map) => {

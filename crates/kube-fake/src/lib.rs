@@ -16,6 +16,7 @@
 mod api;
 mod protobuf;
 mod sim;
+mod ssa;
 mod store;
 mod table;
 

@@ -383,3 +383,82 @@ async fn kubectl_applies_the_repository_k8s_yml_and_lists_what_it_made() {
     assert_eq!(d["metadata"]["labels"]["ferry.dev/environment"], "staging");
     assert_eq!(d["spec"]["minReadySeconds"], 5);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_server_side_apply_conflicts_between_managers_until_forced() {
+    let cluster = fast().await;
+    apply(&cluster, "example.com/web:1", 120);
+    let scaled = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        scaled.path(),
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 3\n",
+    )
+    .unwrap();
+    let path = scaled.path().to_str().unwrap();
+    let args = [
+        "apply",
+        "--server-side",
+        "--validate=false",
+        "--field-manager",
+        "ops",
+        "-f",
+        path,
+    ];
+    let refused = kubectl(&cluster, &args);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("Apply failed with 1 conflict: conflict with \"kubectl\": .spec.replicas"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("--force-conflicts"),
+        "kubectl's advice: {stderr}"
+    );
+    let replicas = ok(&kubectl(
+        &cluster,
+        &[
+            "get",
+            "deployment",
+            "web",
+            "-o",
+            "jsonpath={.spec.replicas}",
+        ],
+    ));
+    assert_eq!(replicas, "2", "a refused apply changes nothing");
+
+    ok(&kubectl(
+        &cluster,
+        &[&args[..], &["--force-conflicts"]].concat(),
+    ));
+    let yaml = ok(&kubectl(
+        &cluster,
+        &[
+            "get",
+            "deployment",
+            "web",
+            "-o",
+            "yaml",
+            "--show-managed-fields",
+        ],
+    ));
+    assert!(yaml.contains("replicas: 3"), "{yaml}");
+    for expected in [
+        "manager: ops",
+        "manager: kubectl",
+        "operation: Apply",
+        "fieldsType: FieldsV1",
+        "f:replicas: {}",
+        "k:{\"name\":\"web\"}:",
+    ] {
+        assert!(yaml.contains(expected), "{expected} missing from:\n{yaml}");
+    }
+    let plain = ok(&kubectl(
+        &cluster,
+        &["get", "deployment", "web", "-o", "yaml"],
+    ));
+    assert!(
+        !plain.contains("managedFields"),
+        "kubectl hides them by default:\n{plain}"
+    );
+}
