@@ -731,9 +731,13 @@ fn patch(
         let Some(existing) = &existing else {
             return not_found(resource, name);
         };
-        let mut merged = existing.clone();
-        merge(&mut merged, &patch);
-        merged
+        if content_type.starts_with("application/strategic-merge-patch") {
+            ssa::strategic_merge(existing, &patch)
+        } else {
+            let mut merged = existing.clone();
+            merge(&mut merged, &patch);
+            merged
+        }
     };
     if !is_apply
         && let Some(live) = &existing
@@ -779,7 +783,7 @@ fn apply_conflict(conflicts: &[ssa::Conflict]) -> Response {
     )
 }
 
-/// RFC 7386 merge patch (also used for strategic merge: see the docs).
+/// RFC 7386 merge patch.
 pub fn merge(target: &mut Value, patch: &Value) {
     match patch {
         Value::Object(map) => {

@@ -9,7 +9,11 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::store::{self, Resource, Store};
-use crate::{Fault, Shared, format_time};
+use crate::{Fault, Shared, format_time, ssa};
+
+/// The managers a real cluster's `managedFields` name for these writes.
+const CONTROLLER_MANAGER: &str = "kube-controller-manager";
+const KUBELET: &str = "kubelet";
 
 const TICK: Duration = Duration::from_millis(40);
 /// Simulated seconds between crash-loop restarts and between readiness probes.
@@ -58,6 +62,47 @@ fn services(store: &mut Store) {
             store.update(res("Service"), &ns, svc);
         }
     }
+}
+
+/// Stores a changed object as `manager` writes it, its ownership recorded (status through the
+/// status subresource, so appliers of the spec never conflict with it).
+fn write_as(
+    store: &mut Store,
+    resource: Resource,
+    ns: &str,
+    object: Value,
+    manager: &str,
+    now: &str,
+) -> Value {
+    let name = object["metadata"]["name"].as_str().unwrap_or_default();
+    let live = store.get(resource, ns, name);
+    let writer = ssa::Writer {
+        manager,
+        subresource: None,
+        api_version: &resource.api_version(),
+        now,
+    };
+    let object = ssa::controller_write(live, object, &writer);
+    store.update(resource, ns, object)
+}
+
+/// Creates an object as `manager` does, owning every field it set.
+fn create_as(
+    store: &mut Store,
+    resource: Resource,
+    ns: &str,
+    object: Value,
+    manager: &str,
+    now: &str,
+) -> Value {
+    let writer = ssa::Writer {
+        manager,
+        subresource: None,
+        api_version: &resource.api_version(),
+        now,
+    };
+    let object = ssa::controller_write(None, object, &writer);
+    store.create(resource, ns, object, now.to_string())
 }
 
 fn seconds_since(t: &Value, now: time::OffsetDateTime) -> f64 {
@@ -183,7 +228,7 @@ fn deployment(
                 // The template went back to an old ReplicaSet's (a rollback): it becomes the newest revision.
                 rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"] =
                     json!((max_rev + 1).to_string());
-                rs = store.update(res("ReplicaSet"), &ns, rs);
+                rs = write_as(store, res("ReplicaSet"), &ns, rs, CONTROLLER_MANAGER, now_s);
                 progressed = true;
                 reason = "FoundNewReplicaSet";
             }
@@ -206,7 +251,7 @@ fn deployment(
             });
             progressed = true;
             reason = "NewReplicaSetCreated";
-            store.create(res("ReplicaSet"), &ns, rs, now_s.to_string())
+            create_as(store, res("ReplicaSet"), &ns, rs, CONTROLLER_MANAGER, now_s)
         }
     };
     let new_name = new_rs["metadata"]["name"]
@@ -262,7 +307,14 @@ fn deployment(
         new_rs["spec"]["replicas"] = json!(target_new);
         new_rs["metadata"]["annotations"]["deployment.kubernetes.io/desired-replicas"] =
             json!(desired.to_string());
-        new_rs = store.update(res("ReplicaSet"), &ns, new_rs);
+        new_rs = write_as(
+            store,
+            res("ReplicaSet"),
+            &ns,
+            new_rs,
+            CONTROLLER_MANAGER,
+            now_s,
+        );
         emit(
             store,
             now_s,
@@ -312,7 +364,14 @@ fn deployment(
             .as_str()
             .unwrap_or_default()
             .to_string();
-        store.update(res("ReplicaSet"), &ns, old);
+        write_as(
+            store,
+            res("ReplicaSet"),
+            &ns,
+            old,
+            CONTROLLER_MANAGER,
+            now_s,
+        );
         emit(
             store,
             now_s,
@@ -432,7 +491,7 @@ fn deployment(
     if d["status"] != status || d["metadata"]["annotations"] != annotations {
         d["status"] = status;
         d["metadata"]["annotations"] = annotations;
-        store.update(res("Deployment"), &ns, d);
+        write_as(store, res("Deployment"), &ns, d, CONTROLLER_MANAGER, now_s);
     }
 }
 
@@ -492,7 +551,7 @@ fn replica_set(store: &mut Store, mut rs: Value, now: time::OffsetDateTime, now_
             "spec": rs["spec"]["template"]["spec"],
             "status": {"phase": "Pending", "qosClass": "Burstable"},
         });
-        let created = store.create(res("Pod"), &ns, pod, now_s.to_string());
+        let created = create_as(store, res("Pod"), &ns, pod, CONTROLLER_MANAGER, now_s);
         emit(
             store,
             now_s,
@@ -550,7 +609,7 @@ fn replica_set(store: &mut Store, mut rs: Value, now: time::OffsetDateTime, now_
     let status = json!({"replicas": pods.len(), "fullyLabeledReplicas": pods.len(), "readyReplicas": ready, "availableReplicas": available, "observedGeneration": rs["metadata"]["generation"]});
     if rs["status"] != status {
         rs["status"] = status;
-        store.update(res("ReplicaSet"), &ns, rs);
+        write_as(store, res("ReplicaSet"), &ns, rs, CONTROLLER_MANAGER, now_s);
     }
 }
 
@@ -789,6 +848,6 @@ fn kubelet(
                 .map_or(Value::Null, |p| p["spec"]["nodeName"].clone())
     {
         pod["status"] = status;
-        store.update(res("Pod"), &ns, pod);
+        write_as(store, res("Pod"), &ns, pod, KUBELET, now_s);
     }
 }

@@ -467,6 +467,7 @@ pub fn conflict_message(conflicts: &[Conflict]) -> String {
 }
 
 /// Who made a write.
+#[derive(Clone, Copy)]
 pub struct Writer<'a> {
     pub manager: &'a str,
     /// `Some("status")` for a write through the status subresource.
@@ -615,6 +616,94 @@ pub fn update(live: Option<&Value>, mut new: Value, writer: &Writer) -> Value {
     new
 }
 
+/// A write by a simulated controller or the kubelet: status changes are recorded under the
+/// `status` subresource, anything else as a plain Update, both for `manager`. Spec appliers
+/// never conflict with the status entry; they only would with spec fields a controller sets
+/// (a ReplicaSet's replicas, a pod's nodeName), which no deploy tool applies.
+pub fn controller_write(live: Option<&Value>, new: Value, writer: &Writer) -> Value {
+    let main = Writer {
+        subresource: None,
+        ..*writer
+    };
+    let staged = update(live, new, &main);
+    let mut base = live.cloned().unwrap_or_else(|| json!({}));
+    match staged["metadata"].get("managedFields") {
+        Some(fields) => base["metadata"]["managedFields"] = fields.clone(),
+        None => {
+            if let Some(meta) = base["metadata"].as_object_mut() {
+                meta.remove("managedFields");
+            }
+        }
+    }
+    let status = Writer {
+        subresource: Some("status"),
+        ..*writer
+    };
+    update(Some(&base), staged, &status)
+}
+
+/// A strategic merge patch, for the lists named in [`list_keys`]: items merge by key (an item
+/// with `$patch: delete` is removed), `null` deletes a field, and directives such as
+/// `$setElementOrder` and `$retainKeys` are dropped. Every other list is replaced.
+pub fn strategic_merge(live: &Value, patch: &Value) -> Value {
+    strategic(live, patch, &mut Vec::new())
+}
+
+fn strategic(live: &Value, patch: &Value, path: &mut Path) -> Value {
+    match patch {
+        Value::Object(pm) => {
+            let mut out = live.as_object().cloned().unwrap_or_default();
+            if pm.get("$patch").and_then(Value::as_str) == Some("replace") {
+                out.clear();
+            }
+            for (k, v) in pm {
+                if k.starts_with('$') {
+                    continue;
+                }
+                if v.is_null() {
+                    out.remove(k);
+                    continue;
+                }
+                path.push(Element::Field(k.clone()));
+                let merged = strategic(out.get(k).unwrap_or(&Value::Null), v, path);
+                out.insert(k.clone(), merged);
+                path.pop();
+            }
+            Value::Object(out)
+        }
+        Value::Array(items) => {
+            let live_items = live.as_array().cloned().unwrap_or_default();
+            let (Some(patch_keys), Some(mut live_keys)) =
+                (keyed_items(path, items), keyed_items(path, &live_items))
+            else {
+                return patch.clone();
+            };
+            let mut out = live_items;
+            for (item, key) in items.iter().zip(patch_keys) {
+                let position = live_keys.iter().position(|k| *k == key);
+                if item.get("$patch").and_then(Value::as_str) == Some("delete") {
+                    if let Some(i) = position {
+                        out.remove(i);
+                        live_keys.remove(i);
+                    }
+                    continue;
+                }
+                path.push(Element::Key(key.clone()));
+                match position {
+                    Some(i) => out[i] = strategic(&out[i], item, path),
+                    None => {
+                        out.push(strategic(&Value::Null, item, path));
+                        live_keys.push(key);
+                    }
+                }
+                path.pop();
+            }
+            Value::Array(out)
+        }
+        other => other.clone(),
+    }
+}
+
 /// Merges an apply configuration into the live object: maps field by field, keyed lists item
 /// by item, everything else replaced.
 fn merge(live: &Value, config: &Value, path: &mut Path) -> Value {
@@ -724,6 +813,57 @@ mod tests {
             Element::Field("image".into()),
         ];
         assert_eq!(display(&path), ".spec[name=\"web\"].image");
+    }
+
+    #[test]
+    fn a_strategic_merge_patch_merges_containers_by_name() {
+        let live = deployment(2, json!([{"name": "A", "value": "1"}]));
+        let patched = strategic_merge(
+            &live,
+            &json!({"spec": {"template": {"spec": {
+                "$setElementOrder/containers": [{"name": "web"}],
+                "containers": [{"name": "web", "image": "w:2",
+                    "env": [{"name": "A", "$patch": "delete"}, {"name": "B", "value": "2"}]}]}}}}),
+        );
+        let spec = &patched["spec"]["template"]["spec"];
+        assert!(spec.get("$setElementOrder/containers").is_none());
+        assert_eq!(spec["containers"][0]["image"], "w:2");
+        assert_eq!(spec["containers"][0]["ports"][0]["containerPort"], 8000);
+        assert_eq!(
+            spec["containers"][0]["env"],
+            json!([{"name": "B", "value": "2"}])
+        );
+    }
+
+    #[test]
+    fn controller_writes_own_status_through_the_subresource() {
+        let live = apply(None, &deployment(2, json!([])), &writer("ferry"), false).unwrap();
+        let mut next = live.clone();
+        next["status"] = json!({"replicas": 2});
+        next["metadata"]["annotations"] = json!({"deployment.kubernetes.io/revision": "1"});
+        let next = controller_write(Some(&live), next, &writer("kube-controller-manager"));
+        let entries = read_entries(&next);
+        let status = entries
+            .iter()
+            .find(|e| e.subresource.as_deref() == Some("status"))
+            .unwrap();
+        assert_eq!(status.manager, "kube-controller-manager");
+        assert_eq!(
+            to_fields_v1(&status.set),
+            json!({"f:status": {"f:replicas": {}}})
+        );
+        let main = entries
+            .iter()
+            .find(|e| e.manager == "kube-controller-manager" && e.subresource.is_none())
+            .unwrap();
+        assert_eq!(
+            to_fields_v1(&main.set),
+            json!({"f:metadata": {"f:annotations": {".": {}, "f:deployment.kubernetes.io/revision": {}}}})
+        );
+        // ferry's next apply of another image meets no conflict.
+        let mut config = deployment(2, json!([]));
+        config["spec"]["template"]["spec"]["containers"][0]["image"] = json!("w:2");
+        assert!(apply(Some(&next), &config, &writer("ferry"), false).is_ok());
     }
 
     #[test]

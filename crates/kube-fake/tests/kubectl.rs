@@ -461,4 +461,26 @@ async fn kubectl_server_side_apply_conflicts_between_managers_until_forced() {
         !plain.contains("managedFields"),
         "kubectl hides them by default:\n{plain}"
     );
+
+    // `kubectl set image` sends a strategic merge patch: containers merge by name, its
+    // directives are not stored, and the change is an Update by kubectl-set.
+    ok(&kubectl(
+        &cluster,
+        &["set", "image", "deployment/web", "web=example.com/web:2"],
+    ));
+    let yaml = ok(&kubectl(
+        &cluster,
+        &[
+            "get",
+            "deployment",
+            "web",
+            "-o",
+            "yaml",
+            "--show-managed-fields",
+        ],
+    ));
+    assert!(yaml.contains("image: example.com/web:2"), "{yaml}");
+    assert!(yaml.contains("manager: kubectl-set"), "{yaml}");
+    assert!(yaml.contains("operation: Update"), "{yaml}");
+    assert!(!yaml.contains("$setElementOrder"), "{yaml}");
 }

@@ -371,8 +371,21 @@ async fn controller_status_writes_neither_own_fields_nor_conflict_with_applies()
         next["status"]["readyReplicas"].is_number(),
         "apply keeps the status"
     );
+    // The controller's status writes are its own, through the status subresource.
     for e in next["metadata"]["managedFields"].as_array().unwrap() {
-        assert!(e["fieldsV1"].get("f:status").is_none(), "{e}");
+        let owns_status = e["fieldsV1"].get("f:status").is_some();
+        assert_eq!(owns_status, e["subresource"] == "status", "{e}");
     }
+    let status = entry(&next, "kube-controller-manager", "Update")
+        .filter(|e| e["subresource"] == "status")
+        .or_else(|| {
+            next["metadata"]["managedFields"]
+                .as_array()?
+                .iter()
+                .find(|e| e["subresource"] == "status")
+        })
+        .expect("a status entry");
+    assert_eq!(status["manager"], "kube-controller-manager", "{status}");
+    assert_eq!(status["fieldsV1"]["f:status"]["f:readyReplicas"], json!({}));
     drop(cluster);
 }
