@@ -6,7 +6,9 @@
 //! replace, delete; errors as `Status` objects — and runs a deployment controller, a
 //! ReplicaSet controller, a scheduler and a kubelet on a clock that tests can speed up.
 //! Watches replay from a resourceVersion out of a bounded history (410 `Expired` beyond it),
-//! and writes with a stale resourceVersion get 409 `Conflict`. Faults (pull errors, invalid
+//! and writes with a stale resourceVersion get 409 `Conflict`. Server-side apply tracks field
+//! ownership per manager in `managedFields`, refuses conflicting applies unless forced, and
+//! prunes fields a manager stops applying. Faults (pull errors, invalid
 //! image names, container config errors, crash loops, failing readiness, unschedulable pods,
 //! slow starts) are injected per image. What it does not model is listed in
 //! `docs/kube-fake.md`.
