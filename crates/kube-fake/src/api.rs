@@ -602,6 +602,7 @@ fn create(
             Some(json!({"name": name, "group": resource.group, "kind": resource.plural})),
         );
     }
+    let object = confine(resource, None, object, None);
     let object = ssa::update(None, object, &writer.writer());
     if params.get("dryRun").is_some() {
         return (StatusCode::CREATED, axum::Json(object)).into_response();
@@ -646,6 +647,7 @@ fn replace(
     if let Err(r) = check_fresh(resource, name, live, &object) {
         return r;
     }
+    let object = confine(resource, Some(live), object, writer.subresource.as_deref());
     let object = ssa::update(Some(live), object, &writer.writer());
     json_ok(store.update(resource, ns, object))
 }
@@ -751,6 +753,12 @@ fn patch(
     let result = if is_apply {
         result
     } else {
+        let result = confine(
+            resource,
+            existing.as_ref(),
+            result,
+            writer.subresource.as_deref(),
+        );
         ssa::update(existing.as_ref(), result, &writer.writer())
     };
     if dry_run {
@@ -763,6 +771,49 @@ fn patch(
             (StatusCode::CREATED, axum::Json(created)).into_response()
         }
     }
+}
+
+/// What a write may change, as the real registry strategies keep it for kinds with a status
+/// subresource: a create or a write to the main resource leaves the status as it was (none, on
+/// create), and a write to `/status` changes nothing but the status.
+fn confine(
+    resource: Resource,
+    live: Option<&Value>,
+    mut new: Value,
+    subresource: Option<&str>,
+) -> Value {
+    if !matches!(
+        resource.kind,
+        "Deployment" | "ReplicaSet" | "Pod" | "Service" | "Namespace"
+    ) {
+        return new;
+    }
+    let live_status = live.and_then(|l| l.get("status")).cloned();
+    if subresource == Some("status") {
+        let Some(live) = live else {
+            return new;
+        };
+        let mut out = live.clone();
+        match new.get_mut("status").map(Value::take) {
+            Some(status) if !status.is_null() => out["status"] = status,
+            _ => {
+                if let Some(m) = out.as_object_mut() {
+                    m.remove("status");
+                }
+            }
+        }
+        return out;
+    }
+    match (live_status, new.as_object_mut()) {
+        (Some(status), Some(m)) => {
+            m.insert("status".to_string(), status);
+        }
+        (None, Some(m)) => {
+            m.remove("status");
+        }
+        _ => {}
+    }
+    new
 }
 
 /// 409 for an apply that would change fields other managers own, worded as the real server

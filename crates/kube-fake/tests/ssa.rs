@@ -389,3 +389,55 @@ async fn controller_status_writes_neither_own_fields_nor_conflict_with_applies()
     assert_eq!(status["fieldsV1"]["f:status"]["f:readyReplicas"], json!({}));
     drop(cluster);
 }
+
+#[tokio::test]
+async fn the_status_subresource_changes_only_the_status_and_the_main_resource_never_does() {
+    let (cluster, client) = start().await;
+    // A ClusterIP Service: the controllers never write its status.
+    let svc = "/api/v1/namespaces/default/services/s";
+    let created = client
+        .post(
+            "/api/v1/namespaces/default/services?fieldManager=setup",
+            &json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
+                "spec": {"ports": [{"port": 80}]}, "status": {"loadBalancer": {"ingress": [{"ip": "1.2.3.4"}]}}}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert!(
+        created.json().get("status").is_none(),
+        "a create sets no status"
+    );
+    let tried = client
+        .patch(
+            &format!("{svc}?fieldManager=main"),
+            "application/merge-patch+json",
+            &json!({"spec": {"sessionAffinity": "ClientIP"}, "status": {"loadBalancer": {"ingress": [{"ip": "5.6.7.8"}]}}}),
+        )
+        .await
+        .json();
+    assert_eq!(tried["spec"]["sessionAffinity"], "ClientIP");
+    assert!(
+        tried["status"]["loadBalancer"].get("ingress").is_none(),
+        "the main resource keeps the status: {tried:#}"
+    );
+    let set = client
+        .patch(
+            &format!("{svc}/status?fieldManager=lb"),
+            "application/merge-patch+json",
+            &json!({"spec": {"sessionAffinity": "None"}, "status": {"loadBalancer": {"ingress": [{"ip": "5.6.7.8"}]}}}),
+        )
+        .await
+        .json();
+    assert_eq!(set["spec"]["sessionAffinity"], "ClientIP", "{set:#}");
+    assert_eq!(set["status"]["loadBalancer"]["ingress"][0]["ip"], "5.6.7.8");
+    let lb = set["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["manager"] == "lb")
+        .expect("an entry for the status writer");
+    assert_eq!(lb["subresource"], "status");
+    assert_eq!(lb["operation"], "Update");
+    assert!(lb["fieldsV1"].get("f:spec").is_none(), "{lb}");
+    drop(cluster);
+}
