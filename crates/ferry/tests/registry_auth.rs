@@ -12,6 +12,7 @@
 
 mod support;
 
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
@@ -304,22 +305,52 @@ fn docker_config(host: &str, helper: &str) -> tempfile::TempDir {
     dir
 }
 
-/// `ferry -vv push --any-commit --to REPO` with every log turned up to trace.
-fn push(project: &Path, to: &str, docker: &Path, bin: &Path) -> Output {
-    let path = std::env::join_paths(std::iter::once(PathBuf::from(bin)).chain(
-        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
-    ))
-    .unwrap();
+/// PATH with `bin` in front.
+fn path_with(bin: &Path) -> OsString {
+    std::env::join_paths(
+        std::iter::once(PathBuf::from(bin)).chain(std::env::split_paths(
+            &std::env::var_os("PATH").unwrap_or_default(),
+        )),
+    )
+    .unwrap()
+}
+
+/// `ferry -vv push --any-commit [extra…] --to REPO` in `project`, every log at trace, with
+/// `env` on top of the test's environment.
+fn ferry_push(project: &Path, to: &str, extra: &[&str], env: &[(&str, &OsStr)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(["-vv", "push", "--any-commit", "--to", to])
+        .args(["-vv", "push", "--any-commit"])
+        .args(extra)
+        .args(["--to", to])
         .current_dir(project)
-        .env("DOCKER_CONFIG", docker)
-        .env("PATH", path)
+        .envs(env.iter().copied())
         .env("FERRY_LOG", "trace")
         .env("FERRY_OUTPUT", "plain")
         .stdin(Stdio::null())
         .output()
         .expect("run ferry")
+}
+
+/// A push with docker-config credentials (`docker`) and credential helpers from `bin`.
+fn push(project: &Path, to: &str, docker: &Path, bin: &Path) -> Output {
+    let path = path_with(bin);
+    ferry_push(
+        project,
+        to,
+        &[],
+        &[("DOCKER_CONFIG", docker.as_os_str()), ("PATH", &path)],
+    )
+}
+
+/// Asserts the push failed and claimed no reference; returns what it said on stderr.
+fn failed(out: &Output) -> String {
+    assert!(!out.status.success(), "{}", stderr(out));
+    assert!(
+        stdout(out).is_empty(),
+        "no reference claimed: {}",
+        stdout(out)
+    );
+    stderr(out)
 }
 
 /// Neither the helper's password, the Google access token, nor the registry's bearer token,
@@ -416,9 +447,7 @@ fn a_failing_credential_helper_is_named_with_its_message() {
         docker.path(),
         bin.path(),
     );
-    assert!(!out.status.success());
-    assert!(stdout(&out).is_empty(), "no reference claimed");
-    let err = stderr(&out);
+    let err = failed(&out);
     assert!(
         err.contains(&format!(
             "credential helper docker-credential-ferrybad failed for {}",
@@ -448,9 +477,7 @@ fn wrong_helper_credentials_at_the_token_realm_name_the_registry_and_the_helper(
         docker.path(),
         bin.path(),
     );
-    assert!(!out.status.success());
-    assert!(stdout(&out).is_empty());
-    let err = stderr(&out);
+    let err = failed(&out);
     assert!(
         err.contains(&format!(
             "the registry {} refused the credentials",
@@ -500,9 +527,8 @@ fn a_registry_that_stays_unavailable_is_given_up_on_after_four_attempts() {
         docker.path(),
         bin.path(),
     );
-    assert!(!out.status.success());
-    assert!(stdout(&out).is_empty());
-    assert!(stderr(&out).contains("HTTP 503"), "{}", stderr(&out));
+    let err = failed(&out);
+    assert!(err.contains("HTTP 503"), "{err}");
     assert_eq!(
         front.seen().unavailable_served,
         4,
@@ -527,9 +553,7 @@ fn a_missing_repository_is_named_with_the_fix() {
         docker.path(),
         bin.path(),
     );
-    assert!(!out.status.success());
-    assert!(stdout(&out).is_empty());
-    let err = stderr(&out);
+    let err = failed(&out);
     assert!(
         err.contains(&format!(
             "the registry {} has no repository hello",
@@ -547,12 +571,8 @@ fn a_missing_repository_is_named_with_the_fix() {
         docker.path(),
         bin.path(),
     );
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("has no repository hello"),
-        "{}",
-        stderr(&out)
-    );
+    let err = failed(&out);
+    assert!(err.contains("has no repository hello"), "{err}");
 }
 
 /// A service-account key (as `gcloud iam service-accounts keys create` writes) whose token
@@ -585,25 +605,16 @@ fn google_service_account_credentials_are_exchanged_for_an_access_token_that_nev
     let empty_docker = tempfile::tempdir().unwrap();
     let to = format!("{}/hello", front.host());
 
-    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args([
-            "-vv",
-            "push",
-            "--any-commit",
-            "--auth",
-            "google",
-            "--to",
-            &to,
-        ])
-        .current_dir(project.dir.path())
-        .env("DOCKER_CONFIG", empty_docker.path())
-        .env("HOME", keys.path())
-        .env("GOOGLE_APPLICATION_CREDENTIALS", &key_path)
-        .env("FERRY_LOG", "trace")
-        .env("FERRY_OUTPUT", "plain")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let out = ferry_push(
+        project.dir.path(),
+        &to,
+        &["--auth", "google"],
+        &[
+            ("DOCKER_CONFIG", empty_docker.path().as_os_str()),
+            ("HOME", keys.path().as_os_str()),
+            ("GOOGLE_APPLICATION_CREDENTIALS", key_path.as_os_str()),
+        ],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), format!("{to}@{}", project.digest));
     assert!(front.seen().google_exchanges >= 1);
@@ -618,19 +629,18 @@ fn google_service_account_credentials_are_exchanged_for_an_access_token_that_nev
         "gcloud",
         "echo 'ERROR: (gcloud.auth.print-access-token) You do not currently have an active account selected.' >&2; exit 1",
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(["push", "--any-commit", "--auth", "google", "--to", &to])
-        .current_dir(project.dir.path())
-        .env("PATH", gcloud.path())
-        .env("HOME", keys.path())
-        .env("GOOGLE_APPLICATION_CREDENTIALS", &key_path)
-        .env("FERRY_OUTPUT", "plain")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(stdout(&out).is_empty());
-    let err = stderr(&out);
+    let out = ferry_push(
+        project.dir.path(),
+        &to,
+        &["--auth", "google"],
+        &[
+            ("PATH", gcloud.path().as_os_str()),
+            ("DOCKER_CONFIG", empty_docker.path().as_os_str()),
+            ("HOME", keys.path().as_os_str()),
+            ("GOOGLE_APPLICATION_CREDENTIALS", key_path.as_os_str()),
+        ],
+    );
+    let err = failed(&out);
     assert!(
         err.contains(&format!(
             "cannot get Google credentials for {}",
@@ -668,31 +678,18 @@ fn external_account_credentials_fall_back_to_gcloud_and_the_token_never_prints()
     );
     let empty_docker = tempfile::tempdir().unwrap();
     let to = format!("{}/hello", front.host());
-    let path = format!(
-        "{}:{}",
-        gcloud.path().display(),
-        std::env::var("PATH").unwrap_or_default()
+    let path = path_with(gcloud.path());
+    let out = ferry_push(
+        project.dir.path(),
+        &to,
+        &["--auth", "google"],
+        &[
+            ("PATH", &path),
+            ("DOCKER_CONFIG", empty_docker.path().as_os_str()),
+            ("HOME", dir.path().as_os_str()),
+            ("GOOGLE_APPLICATION_CREDENTIALS", config.as_os_str()),
+        ],
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args([
-            "-vv",
-            "push",
-            "--any-commit",
-            "--auth",
-            "google",
-            "--to",
-            &to,
-        ])
-        .current_dir(project.dir.path())
-        .env("PATH", path)
-        .env("DOCKER_CONFIG", empty_docker.path())
-        .env("HOME", dir.path())
-        .env("GOOGLE_APPLICATION_CREDENTIALS", &config)
-        .env("FERRY_LOG", "trace")
-        .env("FERRY_OUTPUT", "plain")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), format!("{to}@{}", project.digest));
     assert_eq!(
