@@ -671,35 +671,11 @@ fn strategic(live: &Value, patch: &Value, path: &mut Path) -> Value {
             }
             Value::Object(out)
         }
-        Value::Array(items) => {
-            let live_items = live.as_array().cloned().unwrap_or_default();
-            let (Some(patch_keys), Some(mut live_keys)) =
-                (keyed_items(path, items), keyed_items(path, &live_items))
-            else {
-                return patch.clone();
-            };
-            let mut out = live_items;
-            for (item, key) in items.iter().zip(patch_keys) {
-                let position = live_keys.iter().position(|k| *k == key);
-                if item.get("$patch").and_then(Value::as_str) == Some("delete") {
-                    if let Some(i) = position {
-                        out.remove(i);
-                        live_keys.remove(i);
-                    }
-                    continue;
-                }
-                path.push(Element::Key(key.clone()));
-                match position {
-                    Some(i) => out[i] = strategic(&out[i], item, path),
-                    None => {
-                        out.push(strategic(&Value::Null, item, path));
-                        live_keys.push(key);
-                    }
-                }
-                path.pop();
-            }
-            Value::Array(out)
-        }
+        Value::Array(items) => merge_keyed(live, items, path, |live_item, item, path| {
+            (item.get("$patch").and_then(Value::as_str) != Some("delete"))
+                .then(|| strategic(live_item, item, path))
+        })
+        .unwrap_or_else(|| patch.clone()),
         other => other.clone(),
     }
 }
@@ -721,29 +697,47 @@ fn merge(live: &Value, config: &Value, path: &mut Path) -> Value {
             }
             Value::Object(out)
         }
-        Value::Array(items) => {
-            let live_items = live.as_array().cloned().unwrap_or_default();
-            let (Some(config_keys), Some(mut live_keys)) =
-                (keyed_items(path, items), keyed_items(path, &live_items))
-            else {
-                return config.clone();
-            };
-            let mut out = live_items;
-            for (item, key) in items.iter().zip(config_keys) {
-                path.push(Element::Key(key.clone()));
-                match live_keys.iter().position(|k| *k == key) {
-                    Some(i) => out[i] = merge(&out[i], item, path),
-                    None => {
-                        out.push(merge(&Value::Null, item, path));
-                        live_keys.push(key);
-                    }
-                }
-                path.pop();
-            }
-            Value::Array(out)
-        }
+        Value::Array(items) => merge_keyed(live, items, path, |live_item, item, path| {
+            Some(merge(live_item, item, path))
+        })
+        .unwrap_or_else(|| config.clone()),
         other => other.clone(),
     }
+}
+
+/// Merges the list `items` into the live list item by item, matched by their keys: a match is
+/// merged by `item_merge`, an item without one is appended (merged onto null), and an item
+/// `item_merge` maps to `None` is removed. `None` when the list is not keyed at `path`.
+fn merge_keyed(
+    live: &Value,
+    items: &[Value],
+    path: &mut Path,
+    item_merge: impl Fn(&Value, &Value, &mut Path) -> Option<Value>,
+) -> Option<Value> {
+    let live_items = live.as_array().cloned().unwrap_or_default();
+    let keys = keyed_items(path, items)?;
+    let mut live_keys = keyed_items(path, &live_items)?;
+    let mut out = live_items;
+    for (item, key) in items.iter().zip(keys) {
+        let position = live_keys.iter().position(|k| *k == key);
+        path.push(Element::Key(key.clone()));
+        let live_item = position.map_or(&Value::Null, |i| &out[i]);
+        let merged = item_merge(live_item, item, path);
+        path.pop();
+        match (position, merged) {
+            (Some(i), Some(merged)) => out[i] = merged,
+            (Some(i), None) => {
+                out.remove(i);
+                live_keys.remove(i);
+            }
+            (None, Some(merged)) => {
+                out.push(merged);
+                live_keys.push(key);
+            }
+            (None, None) => {}
+        }
+    }
+    Some(Value::Array(out))
 }
 
 #[cfg(test)]
