@@ -2,7 +2,6 @@
 
 mod support;
 
-use std::process::Command;
 use std::time::Duration;
 
 use support::*;
@@ -52,15 +51,7 @@ fn e2e_ship_local_tests_builds_runs_verifies_then_stop_stops_it() {
             .contains("tests passed")
     );
 
-    let schema = workspace().join("docs/ship-output.schema.json");
-    let doc = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(doc.path(), &out.stdout).unwrap();
-    run_ok(
-        Command::new("check-jsonschema")
-            .arg("--schemafile")
-            .arg(&schema)
-            .arg(doc.path()),
-    );
+    assert_matches_schema(&out);
 
     let port = port_of(summary["url"].as_str().unwrap());
     let (status, body) = http_get(port, "/").unwrap();

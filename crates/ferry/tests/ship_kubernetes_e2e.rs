@@ -31,20 +31,6 @@ fn summary(out: &std::process::Output) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("JSON summary: {e}\n{}", stderr(out)))
 }
 
-/// The `--output json` document on stdout is valid against docs/ship-output.schema.json.
-fn assert_matches_schema(out: &std::process::Output) {
-    require_tool("check-jsonschema", "pip install check-jsonschema");
-    let schema = workspace().join("docs/ship-output.schema.json");
-    let doc = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(doc.path(), &out.stdout).unwrap();
-    run_ok(
-        Command::new("check-jsonschema")
-            .arg("--schemafile")
-            .arg(&schema)
-            .arg(doc.path()),
-    );
-}
-
 /// `ferry.e2e.toml` in the checkout (git ignores it, so the tree stays clean): an `e2e`
 /// environment pushing to `registry` and deploying to `fake`, plus `extra` TOML.
 fn write_e2e_config(

@@ -245,3 +245,17 @@ pub fn wait_for_200(port: u16, path: &str, limit: Duration) {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// The `--output json` document on stdout is valid against docs/ship-output.schema.json.
+pub fn assert_matches_schema(out: &Output) {
+    require_tool("check-jsonschema", "pip install check-jsonschema");
+    let schema = workspace().join("docs/ship-output.schema.json");
+    let doc = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(doc.path(), &out.stdout).unwrap();
+    run_ok(
+        Command::new("check-jsonschema")
+            .arg("--schemafile")
+            .arg(&schema)
+            .arg(doc.path()),
+    );
+}
