@@ -8,10 +8,13 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::commands;
 
-/// ferry delivers the hello service: test, build an OCI image without a Docker daemon,
-/// push it, render k8s.yml strictly, apply it server-side, follow the rollout, roll back on failure.
+/// ferry: continuous delivery for Rust web services. It tests your service, builds a
+/// reproducible OCI image without a Docker daemon, pushes it, renders k8s.yml strictly, applies
+/// it server-side, follows the rollout, rolls back on failure and verifies the service answers.
 ///
-/// With no environment configured, `ferry ship` runs the whole pipeline on this machine.
+/// Start in your cargo project with `ferry init` (it writes ferry.toml and k8s.yml), then
+/// `ferry ship` runs the whole pipeline on this machine; `ferry ship --env NAME` delivers to a
+/// Kubernetes cluster. This repository's `hello` service is the worked example.
 #[derive(Debug, Parser)]
 #[command(
     name = "ferry",
@@ -29,7 +32,7 @@ pub struct Cli {
 
 #[derive(Debug, clap::Args)]
 pub struct GlobalArgs {
-    /// Path to ferry.toml (default: ./ferry.toml, searched upwards from the current directory).
+    /// Path to ferry.toml (default: ferry.toml here or in a directory above; `ferry init` writes one).
     #[arg(long, global = true, env = "FERRY_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
@@ -53,6 +56,8 @@ pub enum OutputFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Write ferry.toml and k8s.yml (and a CircleCI config) for the cargo project here.
+    Init(commands::init::InitArgs),
     /// Run the whole pipeline: test → build → push → render → deploy → verify.
     Ship(commands::ship::ShipArgs),
     /// Everything up to the deploy, with a server-side dry run and diff; nothing is pushed or applied.
@@ -67,7 +72,7 @@ pub enum Command {
     Deploy(commands::deploy::DeployArgs),
     /// Show what is deployed: image, commit, revision, replicas ready.
     Status(commands::status::StatusArgs),
-    /// Stop the instance `ferry ship` left running in the local environment.
+    /// Stop the instance `ferry ship` left running in this project's local environment.
     Stop(commands::stop::StopArgs),
     /// Print shell completions.
     Completions(commands::completions::CompletionsArgs),

@@ -19,7 +19,13 @@ pub enum CompileError {
         "cannot run cargo: {0}\n  hint: install Rust with rustup and make sure `cargo` is on PATH"
     )]
     Cargo(#[source] std::io::Error),
-    #[error("`{command}` failed; its last lines:\n{tail}")]
+    #[error("cannot run `{program}`: {source}\n  hint: check [test] command in ferry.toml")]
+    Spawn {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`{command}` failed:\n{tail}")]
     Failed { command: String, tail: String },
     #[error(
         "cargo built no binary named `{binary}` in package `{package}`\n  hint: check [service] binary in ferry.toml"
@@ -29,21 +35,32 @@ pub enum CompileError {
     NotStatic { path: PathBuf },
 }
 
-/// Runs the package's tests (`cargo test --locked -p PACKAGE`).
+/// Runs the test stage's command (by default `cargo test --locked -p PACKAGE`) in `root`.
+/// On failure the error holds the failing tests' names and panic output, however much the
+/// build printed before them.
 pub async fn test(
     root: &Path,
-    package: &str,
+    command: &[String],
     progress: impl Fn(&str),
 ) -> Result<String, CompileError> {
-    let args = ["test", "--locked", "-p", package];
-    let output = run_cargo(root, &args, &[], &progress).await?;
+    let Some((program, args)) = command.split_first() else {
+        return Err(CompileError::Cargo(std::io::Error::other(
+            "the test command is empty",
+        )));
+    };
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let output = run_program(root, program, &args, &[], &progress).await?;
     // "test result: ok. 16 passed; ..." lines, summed.
     let passed: u64 = output
         .lines()
         .filter_map(|l| l.strip_prefix("test result: ok. "))
         .filter_map(|l| l.split(' ').next()?.parse::<u64>().ok())
         .sum();
-    Ok(format!("{passed} tests passed"))
+    Ok(if passed > 0 || program == "cargo" {
+        format!("{passed} tests passed")
+    } else {
+        format!("`{}` passed", command.join(" "))
+    })
 }
 
 /// Builds `binary` of `package` statically for [`TARGET`] and returns its path.
@@ -79,8 +96,9 @@ pub async fn build_static(
         TARGET,
         "--message-format=json-render-diagnostics",
     ];
-    let output = run_cargo(
+    let output = run_program(
         root,
+        "cargo",
         &args,
         &[
             ("CARGO_ENCODED_RUSTFLAGS", rustflags.as_str()),
@@ -127,16 +145,81 @@ pub fn is_static(path: &Path) -> bool {
     })
 }
 
-/// Runs cargo in `root`; stdout is returned, stderr is kept for the error and each
-/// `Compiling …` line is passed to `progress`.
-async fn run_cargo(
+/// Lines cargo prints while it works, which say nothing about why a build or test failed.
+fn is_progress(line: &str) -> bool {
+    let t = line.trim_start();
+    [
+        "Compiling ",
+        "Downloading ",
+        "Downloaded ",
+        "Blocking ",
+        "Updating ",
+        "Locking ",
+        "Adding ",
+        "Fresh ",
+        "Checking ",
+        "Running ",
+        "Finished ",
+        "Doc-tests ",
+    ]
+    .iter()
+    .any(|p| t.starts_with(p))
+}
+
+/// What a failed run should show: the failing tests (libtest's `failures:` blocks, with each
+/// test's name and panic) when there are any, else the last lines that are not progress.
+pub fn failure_report(stdout: &str, stderr: &str) -> String {
+    let mut blocks: Vec<&str> = Vec::new();
+    let mut inside = false;
+    for line in stdout.lines() {
+        if line == "failures:" {
+            inside = true;
+        }
+        if inside {
+            blocks.push(line);
+        }
+        if line.starts_with("test result: FAILED") {
+            inside = false;
+        }
+    }
+    let lines: Vec<&str> = if blocks.is_empty() {
+        let all: Vec<&str> = stdout
+            .lines()
+            .filter(|l| !l.starts_with('{'))
+            .chain(stderr.lines())
+            .filter(|l| !is_progress(l))
+            .collect();
+        let start = all.len().saturating_sub(40);
+        all[start..].to_vec()
+    } else {
+        // The panics, then cargo's own verdict (`error: test failed, to rerun pass ...`).
+        let start = blocks.len().saturating_sub(400);
+        let mut shown = blocks[start..].to_vec();
+        shown.extend(stderr.lines().filter(|l| l.starts_with("error")));
+        shown
+    };
+    lines
+        .iter()
+        .map(|l| format!("    {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Runs `program` in `root` (`cargo` means `$CARGO` when set); stdout is returned, stderr is
+/// kept for the error and each `Compiling …` line is passed to `progress`.
+async fn run_program(
     root: &Path,
+    program: &str,
     args: &[&str],
     env: &[(&str, &str)],
     progress: &impl Fn(&str),
 ) -> Result<String, CompileError> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut child = Command::new(&cargo)
+    let executable = if program == "cargo" {
+        std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+    } else {
+        program.to_string()
+    };
+    let mut child = Command::new(&executable)
         .args(args)
         .envs(env.iter().copied())
         .current_dir(root)
@@ -145,7 +228,16 @@ async fn run_cargo(
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .map_err(CompileError::Cargo)?;
+        .map_err(|e| {
+            if program == "cargo" {
+                CompileError::Cargo(e)
+            } else {
+                CompileError::Spawn {
+                    program: program.to_string(),
+                    source: e,
+                }
+            }
+        })?;
     let mut stdout = child
         .stdout
         .take()
@@ -160,15 +252,17 @@ async fn run_cargo(
         out
     });
     let mut lines = BufReader::new(stderr).lines();
-    let mut tail: Vec<String> = Vec::new();
+    let mut kept: Vec<String> = Vec::new();
     while let Ok(Some(line)) = lines.next_line().await {
         let trimmed = line.trim_start();
         if trimmed.starts_with("Compiling") || trimmed.starts_with("Running") {
             progress(trimmed);
         }
-        tail.push(line);
-        if tail.len() > 200 {
-            tail.remove(0);
+        if !is_progress(&line) {
+            kept.push(line);
+            if kept.len() > 2000 {
+                kept.remove(0);
+            }
         }
     }
     let status = child.wait().await.map_err(CompileError::Cargo)?;
@@ -177,16 +271,11 @@ async fn run_cargo(
         // Test binaries print their results on stdout.
         Ok(out)
     } else {
-        let mut combined: Vec<&str> = out.lines().filter(|l| !l.starts_with('{')).collect();
-        combined.extend(tail.iter().map(String::as_str));
-        let start = combined.len().saturating_sub(40);
+        let mut command = vec![program.to_string()];
+        command.extend(args.iter().map(|a| a.to_string()));
         Err(CompileError::Failed {
-            command: format!("cargo {}", args.join(" ")),
-            tail: combined[start..]
-                .iter()
-                .map(|l| format!("    {l}"))
-                .collect::<Vec<_>>()
-                .join("\n"),
+            command: command.join(" "),
+            tail: failure_report(&out, &kept.join("\n")),
         })
     }
 }
@@ -194,6 +283,33 @@ async fn run_cargo(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_test_run_shows_the_failing_tests_after_any_amount_of_compiling() {
+        let mut stderr = String::new();
+        for i in 0..500 {
+            stderr.push_str(&format!("   Compiling crate{i} v1.0.0\n"));
+        }
+        stderr.push_str("error: test failed, to rerun pass `--lib`\n");
+        let stdout = "running 2 tests\ntest a ... ok\ntest b ... FAILED\n\nfailures:\n\n---- tests::b stdout ----\nthread 'tests::b' panicked at src/lib.rs:9:5:\nassertion `left == right` failed\n  left: 1\n right: 2\n\nfailures:\n    tests::b\n\ntest result: FAILED. 1 passed; 1 failed; 0 ignored\n";
+        let report = failure_report(stdout, &stderr);
+        assert!(report.contains("---- tests::b stdout ----"), "{report}");
+        assert!(report.contains("panicked at src/lib.rs:9:5"), "{report}");
+        assert!(report.contains("right: 2"), "{report}");
+        assert!(report.contains("to rerun pass"), "{report}");
+        assert!(!report.contains("Compiling"), "{report}");
+    }
+
+    #[test]
+    fn a_compile_error_shows_the_error_not_the_progress() {
+        let mut stderr = String::from("error[E0425]: cannot find value `x` in this scope\n --> src/main.rs:2:5\n");
+        for i in 0..100 {
+            stderr.push_str(&format!("   Compiling crate{i} v1.0.0\n"));
+        }
+        let report = failure_report("", &stderr);
+        assert!(report.contains("E0425"), "{report}");
+        assert!(!report.contains("Compiling"), "{report}");
+    }
 
     #[test]
     fn a_dynamic_executable_is_not_static() {

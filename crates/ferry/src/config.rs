@@ -1,7 +1,9 @@
-//! `ferry.toml`: the service, the image repository and the named environments.
+//! `ferry.toml`: the service, its image, how it is verified, and the named environments.
 //!
-//! Every command reads it; flags and `FERRY_*` variables override it. With no file at all,
-//! ferry uses the embedded default: the `hello` service delivered to the `local` environment.
+//! Every command but `init` and `completions` reads it; flags and `FERRY_*` variables override
+//! it. There is no hidden default service: without a `ferry.toml`, commands stop and say to run
+//! `ferry init`. Every key has a default where one can be derived (the package and binary come
+//! from `cargo metadata` when the project has exactly one binary).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,62 +21,158 @@ pub struct Config {
     pub service: Service,
     #[serde(default)]
     pub image: ImageSettings,
+    /// `[[verify]]`: HTTP checks run after a local run and after a rollout with a `url`.
+    #[serde(default)]
+    pub verify: Vec<Check>,
+    #[serde(default)]
+    pub test: TestSettings,
     /// The environment used when none is named (default: `local`).
     #[serde(default = "default_env_name")]
     pub default_environment: String,
-    #[serde(default)]
+    /// Read separately (see [`parse_environments`]) so an error points at its key's line.
+    #[serde(skip)]
     pub environments: BTreeMap<String, Environment>,
+    #[serde(default, rename = "environments", skip_serializing)]
+    environments_table: Option<toml::Table>,
+    /// Why the package and binary could not be worked out, if they could not.
+    #[serde(skip)]
+    service_error: Option<String>,
     /// Where the file was read from; the repository root is its directory.
     #[serde(skip)]
     pub root: PathBuf,
 }
 
-/// What is delivered: a cargo package and its binary, listening on a port.
+/// What is delivered: a cargo package's binary, listening on a port.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Service {
-    /// Cargo package to test and build.
+    /// Cargo package to test and build (default: the one with the project's only binary).
+    #[serde(default)]
     pub package: String,
-    /// Binary target in that package; it becomes the image's entrypoint.
+    /// Binary target in that package; the image's entrypoint (default: its only binary).
+    #[serde(default)]
     pub binary: String,
-    /// Port the service listens on inside its container.
+    /// Port the service listens on inside its container (default 8080).
+    #[serde(default = "default_port")]
     pub port: u16,
-    /// Liveness endpoint.
-    pub health_path: String,
-    /// Readiness endpoint.
-    pub ready_path: String,
+    /// The variable the service reads its port from (default `PORT`; `""` for none, e.g. when
+    /// the port is given in `args`).
+    #[serde(default = "default_port_env")]
+    pub port_env: String,
+    /// Command-line arguments after the binary; `${PORT}` expands to the port.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Environment variables for the service, in the image and in the local run; `${PORT}`
+    /// expands.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Readiness endpoint; without it readiness is a TCP connect to the port.
+    pub ready_path: Option<String>,
+    /// Liveness endpoint, used by the `k8s.yml` that `ferry init` writes.
+    pub health_path: Option<String>,
+    /// Numeric user (and group) the image runs as (default 65532, distroless' "nonroot").
+    #[serde(default = "default_user")]
+    pub user: u32,
 }
 
 impl Default for Service {
     fn default() -> Self {
         Self {
-            package: "hello".into(),
-            binary: "hello".into(),
-            port: 8000,
-            health_path: "/healthz".into(),
-            ready_path: "/readyz".into(),
+            package: String::new(),
+            binary: String::new(),
+            port: default_port(),
+            port_env: default_port_env(),
+            args: Vec::new(),
+            env: BTreeMap::new(),
+            ready_path: None,
+            health_path: None,
+            user: default_user(),
         }
     }
 }
 
-/// How images are named and tagged.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The name `${PORT}` is written as in `args` and `env`.
+pub const PORT_PLACEHOLDER: &str = "${PORT}";
+
+impl Service {
+    /// `args` with `${PORT}` expanded to `port`.
+    pub fn args_for(&self, port: u16) -> Vec<String> {
+        self.args.iter().map(|a| expand_port(a, port)).collect()
+    }
+
+    /// The service's environment for `port`: `port_env` (unless empty) and `env`, expanded.
+    pub fn env_for(&self, port: u16) -> BTreeMap<String, String> {
+        let mut vars = BTreeMap::new();
+        if !self.port_env.is_empty() {
+            vars.insert(self.port_env.clone(), port.to_string());
+        }
+        for (k, v) in &self.env {
+            vars.insert(k.clone(), expand_port(v, port));
+        }
+        vars
+    }
+}
+
+fn expand_port(text: &str, port: u16) -> String {
+    text.replace(PORT_PLACEHOLDER, &port.to_string())
+}
+
+/// How images are named, tagged and what they hold besides the binary.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct ImageSettings {
-    /// Image name used in the local OCI layout and as the default repository path.
+    /// Image name used in the local OCI layout and local names (default: the package).
+    #[serde(default)]
     pub name: String,
-    /// `commit` (the full commit hash, like the original) or `timestamp` (`<UTC time>-<short hash>`).
+    /// `commit` (the full commit hash) or `timestamp` (`<UTC time>-<short hash>`).
+    #[serde(default)]
     pub tag: TagScheme,
     /// Source URL written into the `org.opencontainers.image.source` annotation.
     pub source: Option<String>,
+    /// Files and directories copied into the image: `{ from = "static", to = "/srv/static" }`.
+    #[serde(default)]
+    pub files: Vec<FileCopy>,
+    /// Add a CA bundle at `/etc/ssl/certs/ca-certificates.crt` (for services calling HTTPS APIs).
+    #[serde(default)]
+    pub ca_certificates: bool,
 }
 
-impl Default for ImageSettings {
-    fn default() -> Self {
-        Self {
-            name: "hello".into(),
-            tag: TagScheme::Commit,
-            source: None,
+/// One `[image] files` entry: a path in the project copied to an absolute path in the image.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileCopy {
+    /// File or directory, relative to the project root.
+    pub from: PathBuf,
+    /// Absolute path inside the image.
+    pub to: String,
+}
+
+/// One `[[verify]]` check: `GET path` answers `status`, and the body contains `contains`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Check {
+    pub path: String,
+    #[serde(default = "default_status")]
+    pub status: u16,
+    pub contains: Option<String>,
+}
+
+/// `[test]`: how the test stage runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TestSettings {
+    /// The command, as a list (default: `["cargo", "test", "--locked", "-p", PACKAGE]`).
+    pub command: Option<Vec<String>>,
+}
+
+impl TestSettings {
+    /// The command the test stage runs for `package`.
+    pub fn command_for(&self, package: &str) -> Vec<String> {
+        match &self.command {
+            Some(c) if !c.is_empty() => c.clone(),
+            _ => ["cargo", "test", "--locked", "-p", package]
+                .map(String::from)
+                .to_vec(),
         }
     }
 }
@@ -87,9 +185,9 @@ pub enum TagScheme {
     Timestamp,
 }
 
-/// A named place to deliver to.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+/// A named place to deliver to (read by [`parse_environments`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Environment {
     /// The embedded default: build into an OCI layout and run it on this machine.
     Local(LocalEnv),
@@ -105,6 +203,10 @@ pub struct LocalEnv {
     /// `auto` (podman, then docker, then the bare binary), `podman`, `docker` or `binary`.
     #[serde(default)]
     pub runtime: LocalRuntime,
+    /// The `kind` key that selected this struct (read by [`parse_environments`]).
+    #[serde(default, rename = "kind", skip_serializing)]
+    #[doc(hidden)]
+    pub kind_tag: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
@@ -149,8 +251,12 @@ pub struct KubernetesEnv {
     /// Require `--approve` before applying (a manual gate).
     #[serde(default)]
     pub approval: bool,
-    /// Public URL to verify after the rollout (GET / must say Hello, World!).
+    /// Public URL checked after the rollout: readiness, then every `[[verify]]` check.
     pub url: Option<String>,
+    /// The `kind` key that selected this struct (read by [`parse_environments`]).
+    #[serde(default, rename = "kind", skip_serializing)]
+    #[doc(hidden)]
+    pub kind_tag: Option<String>,
 }
 
 impl KubernetesEnv {
@@ -183,6 +289,10 @@ pub struct KubernetesOverrides {
     /// A manifest variable over the environment's `vars`, e.g. --var REPLICAS=3 (repeatable).
     #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_var)]
     pub vars: Vec<(String, String)>,
+    /// Plain HTTP to the registry, as `insecure_registry = true` (loopback registries always
+    /// use it).
+    #[arg(long)]
+    pub insecure: bool,
 }
 
 /// The variables that stand in for the override flags.
@@ -238,6 +348,7 @@ impl KubernetesOverrides {
             env.namespace = namespace;
         }
         env.vars.extend(self.vars.iter().cloned());
+        env.insecure_registry |= self.insecure;
         Ok(())
     }
 
@@ -247,6 +358,7 @@ impl KubernetesOverrides {
             (self.context.is_some(), "--context"),
             (self.namespace.is_some(), "--namespace"),
             (!self.vars.is_empty(), "--var"),
+            (self.insecure, "--insecure"),
         ]
         .into_iter()
         .filter_map(|(given, flag)| given.then_some(flag))
@@ -308,6 +420,18 @@ impl std::fmt::Display for GkeCluster {
     }
 }
 
+fn default_port() -> u16 {
+    8080
+}
+fn default_port_env() -> String {
+    "PORT".into()
+}
+fn default_user() -> u32 {
+    65532
+}
+fn default_status() -> u16 {
+    200
+}
 fn default_env_name() -> String {
     "local".into()
 }
@@ -323,8 +447,12 @@ impl Default for Config {
         Self {
             service: Service::default(),
             image: ImageSettings::default(),
+            verify: Vec::new(),
+            test: TestSettings::default(),
             default_environment: default_env_name(),
             environments: BTreeMap::new(),
+            environments_table: None,
+            service_error: None,
             root: PathBuf::from("."),
         }
     }
@@ -333,6 +461,15 @@ impl Default for Config {
 /// Why `ferry.toml` could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    #[error(
+        "no {FILE_NAME} in {start} or any directory above it\n  \
+         hint: run `ferry init` in your cargo project to write one (or pass --config FILE)"
+    )]
+    Missing { start: PathBuf },
+    #[error(
+        "{path} does not exist\n  hint: check the path given to --config (or FERRY_CONFIG), or run `ferry init` to write a {FILE_NAME}"
+    )]
+    MissingExplicit { path: PathBuf },
     #[error("cannot read {path}: {source}")]
     Read {
         path: PathBuf,
@@ -358,15 +495,38 @@ pub enum ConfigError {
         path: PathBuf,
         choices: String,
     },
+    #[error("{message}")]
+    Unresolved { message: String },
+    #[error("{path}: {message}\n  hint: {hint}")]
+    Service {
+        path: PathBuf,
+        message: String,
+        hint: String,
+    },
+}
+
+impl ConfigError {
+    /// Whether this is a usage error (exit code 2) rather than a failure.
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            ConfigError::Missing { .. } | ConfigError::MissingExplicit { .. }
+        )
+    }
 }
 
 impl Config {
     /// Parses `ferry.toml` text; `path` is used in messages and to find the repository root.
+    /// Keys left out get their defaults; the package and binary stay empty until
+    /// [`Config::resolve_service`] asks cargo.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Invalid {
+        let invalid = |e: toml::de::Error| ConfigError::Invalid {
             path: path.to_path_buf(),
             message: e.to_string(),
-        })?;
+        };
+        let mut config: Config = toml::from_str(text).map_err(invalid)?;
+        let table = config.environments_table.take().unwrap_or_default();
+        config.environments = parse_environments(text, &table).map_err(invalid)?;
         config.root = path
             .parent()
             .map(Path::to_path_buf)
@@ -384,7 +544,70 @@ impl Config {
                 choices: config.environment_names().join(", "),
             });
         }
+        config.check_settings(path)?;
         Ok(config)
+    }
+
+    /// Checks what serde cannot: `[image] files` targets, `[[verify]]` paths, the test command.
+    fn check_settings(&self, path: &Path) -> Result<(), ConfigError> {
+        let bad = |message: String, hint: &str| ConfigError::Service {
+            path: path.to_path_buf(),
+            message,
+            hint: hint.to_string(),
+        };
+        for file in &self.image.files {
+            if !file.to.starts_with('/') || file.to.split('/').any(|c| c == "..") {
+                return Err(bad(
+                    format!(
+                        "[image] files: `to = {:?}` is not an absolute path inside the image",
+                        file.to
+                    ),
+                    "write it as an absolute path, e.g. to = \"/srv/static\"",
+                ));
+            }
+            if file.from.is_absolute()
+                || file
+                    .from
+                    .components()
+                    .any(|c| matches!(c, std::path::Component::ParentDir))
+            {
+                return Err(bad(
+                    format!(
+                        "[image] files: `from = {:?}` must be a path inside the project",
+                        file.from
+                    ),
+                    "give it relative to the directory of ferry.toml, e.g. from = \"static\"",
+                ));
+            }
+        }
+        for check in &self.verify {
+            if !check.path.starts_with('/') {
+                return Err(bad(
+                    format!("[[verify]] path = {:?} does not start with /", check.path),
+                    "write the path part of the URL, e.g. path = \"/\"",
+                ));
+            }
+        }
+        for (key, value) in [
+            ("ready_path", &self.service.ready_path),
+            ("health_path", &self.service.health_path),
+        ] {
+            if let Some(value) = value
+                && !value.starts_with('/')
+            {
+                return Err(bad(
+                    format!("[service] {key} = {value:?} does not start with /"),
+                    "write the path part of the URL, e.g. \"/healthz\"",
+                ));
+            }
+        }
+        if self.test.command.as_ref().is_some_and(Vec::is_empty) {
+            return Err(bad(
+                "[test] command is empty".into(),
+                "leave it out for `cargo test --locked -p PACKAGE`, or give a program and its arguments",
+            ));
+        }
+        Ok(())
     }
 
     /// Names of every environment, `local` included, sorted.
@@ -397,29 +620,100 @@ impl Config {
         names
     }
 
-    /// Reads the given file, or finds `ferry.toml` upwards from `start`; none found means
-    /// the embedded default rooted at `start`.
+    /// Reads the given file, or finds `ferry.toml` upwards from `start`, and fills in the
+    /// service's package and binary from cargo when ferry.toml leaves them out.
     pub fn load(explicit: Option<&Path>, start: &Path) -> Result<Self, ConfigError> {
         let path = match explicit {
-            Some(p) => Some(p.to_path_buf()),
+            Some(p) if !p.exists() => {
+                return Err(ConfigError::MissingExplicit {
+                    path: p.to_path_buf(),
+                });
+            }
+            Some(p) => p.to_path_buf(),
             None => start
                 .ancestors()
                 .map(|dir| dir.join(FILE_NAME))
-                .find(|candidate| candidate.is_file()),
+                .find(|candidate| candidate.is_file())
+                .ok_or_else(|| ConfigError::Missing {
+                    start: start.to_path_buf(),
+                })?,
         };
-        match path {
-            Some(path) => {
-                let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
-                    path: path.clone(),
-                    source,
-                })?;
-                Self::parse(&text, &path)
-            }
-            None => Ok(Config {
-                root: start.to_path_buf(),
-                ..Config::default()
-            }),
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let mut config = Self::parse(&text, &path)?;
+        // Commands that build need the package; the others (deploy, status, …) may run where
+        // there is no cargo project at all, so the error waits for [`Config::require_service`].
+        if let Err(e) = config.resolve_service(&path) {
+            config.service_error = Some(e.to_string());
         }
+        Ok(config)
+    }
+
+    /// Fails when the service's package and binary could not be worked out.
+    pub fn require_service(&self) -> Result<(), ConfigError> {
+        match &self.service_error {
+            Some(message) => Err(ConfigError::Unresolved {
+                message: message.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Fills in `[service] package`/`binary` (from `cargo metadata`) and `[image] name`
+    /// when ferry.toml leaves them out.
+    pub fn resolve_service(&mut self, path: &Path) -> Result<(), ConfigError> {
+        if self.image.name.is_empty() && !self.service.package.is_empty() {
+            self.image.name = self.service.package.clone();
+        }
+        if self.service.package.is_empty() || self.service.binary.is_empty() {
+            let project = crate::project::Project::read(&self.root).map_err(|e| {
+                ConfigError::Service {
+                    path: path.to_path_buf(),
+                    message: format!("cannot work out the service's package and binary: {e}"),
+                    hint: "set [service] package and binary in ferry.toml".into(),
+                }
+            })?;
+            let (package, binary) = project
+                .pick_binary(
+                    Some(self.service.package.as_str()).filter(|p| !p.is_empty()),
+                    Some(self.service.binary.as_str()).filter(|b| !b.is_empty()),
+                )
+                .map_err(|e| ConfigError::Service {
+                    path: path.to_path_buf(),
+                    message: e.to_string(),
+                    hint: "set [service] package and binary in ferry.toml".into(),
+                })?;
+            self.service.package = package;
+            self.service.binary = binary;
+        }
+        if self.image.name.is_empty() {
+            self.image.name = self.service.package.clone();
+        }
+        self.service_error = None;
+        Ok(())
+    }
+
+    /// A name for this project on this machine: the image name and a short hash of the
+    /// project's root, so two checkouts never share containers, images or state.
+    pub fn instance_name(&self) -> String {
+        let root = std::fs::canonicalize(&self.root).unwrap_or_else(|_| self.root.clone());
+        let digest = crate::image::sha256(root.as_os_str().as_encoded_bytes());
+        let hex = digest.trim_start_matches("sha256:");
+        let name: String = self
+            .image
+            .name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        format!("{name}-{}", &hex[..8])
     }
 
     /// The environment called `name` (or the default one). `local` always exists.
@@ -435,6 +729,94 @@ impl Config {
             }),
         }
     }
+}
+
+/// Reads `[environments.*]`. Each environment is deserialized straight from the document
+/// (not from a buffered copy, as serde's tagged enums do), so an error inside one points at
+/// the offending key's line.
+fn parse_environments(
+    text: &str,
+    table: &toml::Table,
+) -> Result<BTreeMap<String, Environment>, toml::de::Error> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    enum Kind {
+        Local,
+        Kubernetes,
+    }
+    #[derive(Deserialize)]
+    struct KindOnly {
+        kind: Kind,
+    }
+    let mut environments = BTreeMap::new();
+    for name in table.keys() {
+        let env = match pick_environment::<KindOnly>(text, name)?.kind {
+            Kind::Local => Environment::Local(pick_environment(text, name)?),
+            Kind::Kubernetes => Environment::Kubernetes(Box::new(pick_environment(text, name)?)),
+        };
+        environments.insert(name.clone(), env);
+    }
+    Ok(environments)
+}
+
+/// Deserializes `environments.NAME` of the document `text` as a `T`.
+fn pick_environment<T: serde::de::DeserializeOwned>(
+    text: &str,
+    name: &str,
+) -> Result<T, toml::de::Error> {
+    use serde::de::{DeserializeSeed, Error as _, IgnoredAny, MapAccess, Visitor};
+    use std::marker::PhantomData;
+
+    struct Document<'n, T>(&'n str, PhantomData<T>);
+    struct Environments<'n, T>(&'n str, PhantomData<T>);
+
+    impl<'de, T: serde::de::DeserializeOwned> DeserializeSeed<'de> for Document<'_, T> {
+        type Value = T;
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<T, D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+    impl<'de, T: serde::de::DeserializeOwned> Visitor<'de> for Document<'_, T> {
+        type Value = T;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a ferry.toml document")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<T, A::Error> {
+            let mut found = None;
+            while let Some(key) = map.next_key::<String>()? {
+                if key == "environments" {
+                    found = map.next_value_seed(Environments::<T>(self.0, PhantomData))?;
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            found.ok_or_else(|| A::Error::custom(format!("no environment `{}`", self.0)))
+        }
+    }
+    impl<'de, T: serde::de::DeserializeOwned> DeserializeSeed<'de> for Environments<'_, T> {
+        type Value = Option<T>;
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Option<T>, D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+    impl<'de, T: serde::de::DeserializeOwned> Visitor<'de> for Environments<'_, T> {
+        type Value = Option<T>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a table of environments")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<T>, A::Error> {
+            let mut found = None;
+            while let Some(key) = map.next_key::<String>()? {
+                if key == self.0 {
+                    found = Some(map.next_value::<T>()?);
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(found)
+        }
+    }
+    Document::<T>(name, PhantomData).deserialize(toml::Deserializer::parse(text)?)
 }
 
 #[cfg(test)]
@@ -568,6 +950,7 @@ mod tests {
                 ("REPLICAS".into(), "5".into()),
                 ("EXTRA".into(), "x".into()),
             ],
+            insecure: true,
         };
         let env = staging_with(
             &flags,
@@ -582,6 +965,7 @@ mod tests {
         assert_eq!(env.namespace, "flag-ns");
         assert_eq!(env.vars["REPLICAS"], "5", "--var beats ferry.toml's vars");
         assert_eq!(env.vars["EXTRA"], "x");
+        assert!(env.insecure_registry, "--insecure is the same on ship and plan as on push");
     }
 
     #[test]
@@ -642,13 +1026,99 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_file_is_the_embedded_default() {
+    fn an_empty_file_takes_every_default() {
         let config = parse("").unwrap();
         assert_eq!(config.service, Service::default());
+        assert_eq!(config.service.port, 8080);
+        assert_eq!(config.service.port_env, "PORT");
+        assert_eq!(config.service.user, 65532);
+        assert_eq!(config.service.ready_path, None, "readiness is a TCP connect");
+        assert!(config.verify.is_empty());
+        assert_eq!(
+            config.test.command_for("web"),
+            ["cargo", "test", "--locked", "-p", "web"]
+        );
         assert!(matches!(
             config.environment(None).unwrap().1,
             Environment::Local(_)
         ));
+    }
+
+    #[test]
+    fn service_settings_expand_the_port_in_args_and_env() {
+        let config = parse(
+            "[service]\nport = 9000\nport_env = \"\"\nargs = [\"--listen\", \"0.0.0.0:${PORT}\"]\nenv = { ORIGIN = \"http://localhost:${PORT}\", MODE = \"x\" }\n",
+        )
+        .unwrap();
+        assert_eq!(config.service.args_for(9000), ["--listen", "0.0.0.0:9000"]);
+        let env = config.service.env_for(1234);
+        assert_eq!(env.get("ORIGIN").map(String::as_str), Some("http://localhost:1234"));
+        assert!(!env.contains_key("PORT"), "port_env = \"\" sets no port variable");
+        let config = parse("[service]\nport_env = \"APP_PORT\"\n").unwrap();
+        assert_eq!(
+            config.service.env_for(8080).get("APP_PORT").map(String::as_str),
+            Some("8080")
+        );
+    }
+
+    #[test]
+    fn verify_checks_and_image_files_are_read_and_checked() {
+        let config = parse(
+            "[image]\nfiles = [{ from = \"static\", to = \"/srv/static\" }]\nca_certificates = true\n[[verify]]\npath = \"/health\"\ncontains = \"ok\"\n[[verify]]\npath = \"/missing\"\nstatus = 404\n",
+        )
+        .unwrap();
+        assert_eq!(config.verify.len(), 2);
+        assert_eq!(config.verify[0].status, 200);
+        assert_eq!(config.verify[1].status, 404);
+        assert_eq!(config.image.files[0].to, "/srv/static");
+        assert!(config.image.ca_certificates);
+        for (bad, why) in [
+            ("[image]\nfiles = [{ from = \"s\", to = \"srv\" }]\n", "absolute"),
+            ("[image]\nfiles = [{ from = \"../x\", to = \"/x\" }]\n", "inside the project"),
+            ("[[verify]]\npath = \"health\"\n", "start with /"),
+            ("[test]\ncommand = []\n", "empty"),
+        ] {
+            let err = parse(bad).unwrap_err().to_string();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn an_error_inside_an_environment_points_at_its_line() {
+        let text = "[service]\nport = 80\n\n[environments.staging]\nkind = \"kubernetes\"\nrepository = \"r/x\"\nnamespcae = \"x\"\n";
+        let err = parse(text).unwrap_err().to_string();
+        assert!(err.contains("line 7"), "{err}");
+        assert!(err.contains("namespcae"), "{err}");
+        let text = "[environments.staging]\nkind = \"kubernetes\"\nrepository = \"r/x\"\napproval = \"yes\"\n";
+        let err = parse(text).unwrap_err().to_string();
+        assert!(err.contains("line 4"), "{err}");
+        let text = "[environments.dev]\nkind = \"local\"\n\nport = \"x\"\n";
+        let err = parse(text).unwrap_err().to_string();
+        assert!(err.contains("line 4"), "{err}");
+    }
+
+    #[test]
+    fn no_ferry_toml_is_a_usage_error_that_says_to_run_init() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Config::load(None, dir.path()).unwrap_err();
+        assert!(err.is_usage());
+        assert!(err.to_string().contains("ferry init"), "{err}");
+        let err = Config::load(Some(&dir.path().join("nope.toml")), dir.path()).unwrap_err();
+        assert!(err.is_usage());
+        let text = err.to_string();
+        assert!(text.contains("nope.toml does not exist"), "{text}");
+        assert!(text.contains("--config"), "{text}");
+    }
+
+    #[test]
+    fn the_instance_name_carries_the_project_and_its_root() {
+        let mut a = parse("[image]\nname = \"My_App\"\n").unwrap();
+        let mut b = a.clone();
+        a.root = PathBuf::from("/srv/one");
+        b.root = PathBuf::from("/srv/two");
+        assert!(a.instance_name().starts_with("my-app-"), "{}", a.instance_name());
+        assert_ne!(a.instance_name(), b.instance_name());
+        assert_eq!(a.instance_name(), a.clone().instance_name());
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! A reproducible OCI image from a static binary, written as an OCI image layout — no daemon.
 //!
-//! One gzip layer holding the binary, owned by root and run as user 65532. Everything that
-//! could vary between builds is pinned: tar mtimes (the commit time), owners, entry order,
-//! the gzip header (no name, no time) and the JSON key order. The same binary and commit
-//! therefore give the same manifest digest on every build.
+//! One gzip layer holding the binary, owned by root and run as a non-root user (65532 by
+//! default); a second layer, when the service asks for one, with `[image] files` and a CA
+//! bundle. Everything that could vary between builds is pinned: tar mtimes (the commit time),
+//! owners, modes, entry order (sorted), the gzip header (no name, no time) and the JSON key
+//! order. The same inputs and commit therefore give the same manifest digest on every build.
 //!
 //! Not here: pushing ([`crate::registry`]) or running ([`crate::local`]).
 
@@ -20,8 +21,9 @@ pub const LAYER_MEDIA_TYPE: &str = "application/vnd.oci.image.layer.v1.tar+gzip"
 pub const INDEX_MEDIA_TYPE: &str = "application/vnd.oci.image.index.v1+json";
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
-/// The non-root user the image runs as (the "nonroot" user of distroless images).
-pub const USER: &str = "65532:65532";
+/// Where `ca_certificates = true` puts the CA bundle (where rustls-native-certs, OpenSSL
+/// and Go look on Debian-like systems).
+pub const CA_BUNDLE_PATH: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 /// What goes into the image.
 #[derive(Debug, Clone)]
@@ -31,6 +33,16 @@ pub struct ImageSpec {
     /// Its name inside the image (`/NAME`), also the entrypoint.
     pub binary_name: String,
     pub port: u16,
+    /// Numeric user and group the image runs as.
+    pub user: u32,
+    /// `Cmd`: arguments after the entrypoint.
+    pub args: Vec<String>,
+    /// `Env`: the service's variables, `KEY=VALUE`.
+    pub env: Vec<String>,
+    /// Files copied into the image: absolute host path → absolute image path.
+    pub files: Vec<(PathBuf, String)>,
+    /// Add Mozilla's CA bundle (webpki-root-certs) at [`CA_BUNDLE_PATH`].
+    pub ca_certificates: bool,
     pub tag: String,
     /// Full commit hash (`org.opencontainers.image.revision`).
     pub revision: String,
@@ -90,6 +102,14 @@ pub enum ImageError {
         source: std::io::Error,
     },
     #[error(
+        "cannot copy {from} into the image: {source}\n  hint: check `[image] files` in ferry.toml (paths are relative to it)"
+    )]
+    File {
+        from: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
         "{path} is not a usable OCI image layout: {why}\n  hint: run `ferry build` to create it"
     )]
     Layout { path: PathBuf, why: String },
@@ -109,7 +129,16 @@ pub fn assemble(spec: &ImageSpec, layout: &Path) -> Result<Image, ImageError> {
                 source,
             }
         })?;
-    let diff_id = sha256(&layer_tar);
+    let mut layers = vec![(layer_tar, layer_gz)];
+    let extra = extra_entries(spec)?;
+    if !extra.is_empty() {
+        let files = files_layer(&extra, spec.created_unix).map_err(|source| ImageError::Write {
+            path: layout.to_path_buf(),
+            source,
+        })?;
+        layers.push(files);
+    }
+    let diff_ids: Vec<String> = layers.iter().map(|(tar, _)| sha256(tar)).collect();
 
     let mut labels = serde_json::Map::new();
     labels.insert(
@@ -125,19 +154,25 @@ pub fn assemble(spec: &ImageSpec, layout: &Path) -> Result<Image, ImageError> {
     if let Some(source) = &spec.source {
         labels.insert("org.opencontainers.image.source".into(), json!(source));
     }
+    let mut env = spec.env.clone();
+    env.sort();
+    let mut container = json!({
+        "User": format!("{0}:{0}", spec.user),
+        "Entrypoint": [format!("/{}", spec.binary_name)],
+        "ExposedPorts": { format!("{}/tcp", spec.port): {} },
+        "Env": env,
+        "WorkingDir": "/",
+        "Labels": labels,
+    });
+    if !spec.args.is_empty() {
+        container["Cmd"] = json!(spec.args);
+    }
     let config = json!({
         "architecture": "amd64",
         "os": "linux",
         "created": spec.created,
-        "config": {
-            "User": USER,
-            "Entrypoint": [format!("/{}", spec.binary_name)],
-            "ExposedPorts": { format!("{}/tcp", spec.port): {} },
-            "Env": [format!("PORT={}", spec.port)],
-            "WorkingDir": "/",
-            "Labels": labels,
-        },
-        "rootfs": { "type": "layers", "diff_ids": [diff_id] },
+        "config": container,
+        "rootfs": { "type": "layers", "diff_ids": diff_ids },
         "history": [{ "created": spec.created, "created_by": "ferry build" }],
     });
     let config_bytes = serde_json::to_vec(&config).unwrap_or_default();
@@ -146,16 +181,19 @@ pub fn assemble(spec: &ImageSpec, layout: &Path) -> Result<Image, ImageError> {
         digest: sha256(&config_bytes),
         size: config_bytes.len() as u64,
     };
-    let layer_blob = Blob {
-        media_type: LAYER_MEDIA_TYPE.into(),
-        digest: sha256(&layer_gz),
-        size: layer_gz.len() as u64,
-    };
+    let layer_blobs: Vec<Blob> = layers
+        .iter()
+        .map(|(_, gz)| Blob {
+            media_type: LAYER_MEDIA_TYPE.into(),
+            digest: sha256(gz),
+            size: gz.len() as u64,
+        })
+        .collect();
     let manifest = json!({
         "schemaVersion": 2,
         "mediaType": MANIFEST_MEDIA_TYPE,
         "config": descriptor(&config_blob),
-        "layers": [descriptor(&layer_blob)],
+        "layers": layer_blobs.iter().map(descriptor).collect::<Vec<_>>(),
         "annotations": labels,
     });
     let manifest_bytes = serde_json::to_vec(&manifest).unwrap_or_default();
@@ -188,9 +226,11 @@ pub fn assemble(spec: &ImageSpec, layout: &Path) -> Result<Image, ImageError> {
         for (digest, bytes) in [
             (&manifest_blob.digest, &manifest_bytes),
             (&config_blob.digest, &config_bytes),
-            (&layer_blob.digest, &layer_gz),
         ] {
             std::fs::write(blob_path(&staging, digest), bytes)?;
+        }
+        for (blob, (_, gz)) in layer_blobs.iter().zip(&layers) {
+            std::fs::write(blob_path(&staging, &blob.digest), gz)?;
         }
         Ok(())
     };
@@ -207,7 +247,7 @@ pub fn assemble(spec: &ImageSpec, layout: &Path) -> Result<Image, ImageError> {
         tag: spec.tag.clone(),
         manifest: manifest_blob,
         config: config_blob,
-        layers: vec![layer_blob],
+        layers: layer_blobs,
     })
 }
 
@@ -285,12 +325,133 @@ fn blob_path(layout: &Path, digest: &str) -> PathBuf {
     layout.join("blobs").join(algorithm).join(hex)
 }
 
+/// Beside the layout, named for this process, so two ferry runs never share one.
 fn staging_dir(layout: &Path) -> PathBuf {
     let name = layout
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "image".into());
-    layout.with_file_name(format!(".{name}.partial"))
+    layout.with_file_name(format!(".{name}.partial-{}", std::process::id()))
+}
+
+/// An entry of the files layer: a directory, or a file with its bytes and mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Entry {
+    Dir,
+    File { bytes: Vec<u8>, mode: u32 },
+}
+
+/// The files layer's entries by path (no leading `/`), parents included, sorted.
+fn extra_entries(spec: &ImageSpec) -> Result<std::collections::BTreeMap<String, Entry>, ImageError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut entries = std::collections::BTreeMap::new();
+    let add_parents = |entries: &mut std::collections::BTreeMap<String, Entry>, path: &str| {
+        let mut parent = String::new();
+        let parts: Vec<&str> = path.split('/').collect();
+        for part in &parts[..parts.len().saturating_sub(1)] {
+            if !parent.is_empty() {
+                parent.push('/');
+            }
+            parent.push_str(part);
+            entries.entry(parent.clone()).or_insert(Entry::Dir);
+        }
+    };
+    if spec.ca_certificates {
+        let path = CA_BUNDLE_PATH.trim_start_matches('/').to_string();
+        add_parents(&mut entries, &path);
+        entries.insert(
+            path,
+            Entry::File {
+                bytes: ca_bundle(),
+                mode: 0o644,
+            },
+        );
+    }
+    for (from, to) in &spec.files {
+        let err = |source| ImageError::File {
+            from: from.clone(),
+            source,
+        };
+        let to = to.trim_matches('/').to_string();
+        let mut stack = vec![(from.clone(), to)];
+        while let Some((host, image)) = stack.pop() {
+            let meta = std::fs::metadata(&host).map_err(err)?;
+            add_parents(&mut entries, &image);
+            if meta.is_dir() {
+                entries.insert(image.clone(), Entry::Dir);
+                for child in std::fs::read_dir(&host).map_err(err)? {
+                    let child = child.map_err(err)?;
+                    let name = child.file_name().to_string_lossy().into_owned();
+                    stack.push((child.path(), format!("{image}/{name}")));
+                }
+            } else {
+                let bytes = std::fs::read(&host).map_err(err)?;
+                let mode = if meta.permissions().mode() & 0o111 != 0 {
+                    0o755
+                } else {
+                    0o644
+                };
+                entries.insert(image, Entry::File { bytes, mode });
+            }
+        }
+    }
+    Ok(entries)
+}
+
+/// Mozilla's CA certificates (the webpki-root-certs crate, pinned by Cargo.lock) as PEM.
+pub fn ca_bundle() -> Vec<u8> {
+    use base64::Engine as _;
+    let mut pem = String::new();
+    for cert in webpki_root_certs::TLS_SERVER_ROOT_CERTS {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(cert.as_ref());
+        pem.push_str("-----BEGIN CERTIFICATE-----\n");
+        for line in b64.as_bytes().chunks(64) {
+            pem.push_str(&String::from_utf8_lossy(line));
+            pem.push('\n');
+        }
+        pem.push_str("-----END CERTIFICATE-----\n");
+    }
+    pem.into_bytes()
+}
+
+/// The files layer: entries in path order, owned by root, fixed modes and mtimes.
+fn files_layer(
+    entries: &std::collections::BTreeMap<String, Entry>,
+    mtime: u64,
+) -> std::io::Result<(Vec<u8>, Vec<u8>)> {
+    let mut tar = tar::Builder::new(Vec::new());
+    tar.mode(tar::HeaderMode::Deterministic);
+    for (path, entry) in entries {
+        let mut header = tar::Header::new_gnu();
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_mtime(mtime);
+        match entry {
+            Entry::Dir => {
+                header.set_entry_type(tar::EntryType::Directory);
+                header.set_mode(0o755);
+                header.set_size(0);
+                tar.append_data(&mut header, format!("{path}/"), std::io::empty())?;
+            }
+            Entry::File { bytes, mode } => {
+                header.set_entry_type(tar::EntryType::Regular);
+                header.set_mode(*mode);
+                header.set_size(bytes.len() as u64);
+                tar.append_data(&mut header, path, bytes.as_slice())?;
+            }
+        }
+    }
+    gzip(tar.into_inner()?)
+}
+
+fn gzip(tar_bytes: Vec<u8>) -> std::io::Result<(Vec<u8>, Vec<u8>)> {
+    let mut gz = GzBuilder::new()
+        .mtime(0)
+        .operating_system(255)
+        .write(Vec::new(), Compression::default());
+    gz.write_all(&tar_bytes)?;
+    let compressed = gz.finish()?;
+    Ok((tar_bytes, compressed))
 }
 
 /// `sha256:<hex>` of some bytes.
@@ -310,13 +471,7 @@ fn layer(binary: &[u8], name: &str, mtime: u64) -> std::io::Result<(Vec<u8>, Vec
     header.set_mtime(mtime);
     header.set_entry_type(tar::EntryType::Regular);
     tar.append_data(&mut header, name, binary)?;
-    let tar_bytes = tar.into_inner()?;
-    let mut gz = GzBuilder::new()
-        .mtime(0)
-        .operating_system(255)
-        .write(Vec::new(), Compression::default());
-    gz.write_all(&tar_bytes)?;
-    Ok((tar_bytes, gz.finish()?))
+    gzip(tar.into_inner()?)
 }
 
 #[cfg(test)]
@@ -330,6 +485,11 @@ mod tests {
             binary,
             binary_name: "hello".into(),
             port: 8000,
+            user: 65532,
+            args: Vec::new(),
+            env: vec!["PORT=8000".into()],
+            files: Vec::new(),
+            ca_certificates: false,
             tag: "abc".into(),
             revision: "a".repeat(40),
             created: "2024-05-06T07:08:09Z".into(),

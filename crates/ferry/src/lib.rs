@@ -1,4 +1,5 @@
-//! ferry: continuous delivery for the `hello` service as one tested program.
+//! ferry: continuous delivery for Rust web services as one tested program (this repository's
+//! `hello` service is the worked example; nothing here knows it).
 //!
 //! Each module is one pipeline stage and hands a typed value to the next:
 //!
@@ -10,21 +11,28 @@
 //! | push       | [`registry`] | [`registry::Pushed`] (`repo@sha256:…`)     |
 //! | render     | [`render`]   | [`render::Rendered`] Kubernetes objects    |
 //! | deploy     | [`deploy`]   | [`deploy::Rollout`] outcome                |
-//! | run local  | [`local`]    | a verified local instance                  |
+//! | run local  | [`local`]    | a running local instance                   |
+//! | verify     | [`verify`]   | [`verify::Verified`]: ready, checks passed |
 //!
-//! [`pipeline`] strings the stages together for `ferry ship` and `ferry plan`;
-//! [`config`] reads `ferry.toml`; [`output`] reports progress to people and machines.
+//! [`environment`] is where a service goes: one type per kind (local, kubernetes) behind one
+//! trait; [`pipeline`] holds the stages every environment shares; [`config`] reads
+//! `ferry.toml`; [`project`] reads the cargo project; [`init`] writes a starting ferry.toml;
+//! [`lock`] keeps two ferries in one checkout apart; [`output`] reports progress.
 
 pub mod cli;
 pub mod commands;
 pub mod compile;
 pub mod config;
 pub mod deploy;
+pub mod environment;
 pub mod git;
 pub mod image;
+pub mod init;
 pub mod local;
+pub mod lock;
 pub mod output;
 pub mod pipeline;
+pub mod project;
 pub mod registry;
 pub mod render;
 pub mod verify;

@@ -45,15 +45,21 @@ pub struct RunSpec {
     /// The OCI image layout directory and the tag inside it.
     pub layout: PathBuf,
     pub tag: String,
-    /// Name used for the container and the state file, e.g. `hello`.
-    pub name: String,
+    /// This project's name on this machine (see [`crate::config::Config::instance_name`]):
+    /// the container, the local image and the binary runtime's files carry it.
+    pub instance: String,
     /// Path of the entrypoint binary inside the image, e.g. `hello` (for the binary runtime).
     pub binary_in_image: String,
     /// Port the service listens on inside the container.
     pub container_port: u16,
     /// Host port; `None` picks 8000 when free, else any free port.
     pub host_port: Option<u16>,
-    pub ready_path: String,
+    pub readiness: verify::Readiness,
+    /// The service's arguments and environment, for the binary runtime (a container gets them
+    /// from the image's config).
+    pub service: crate::config::Service,
+    /// Where `[image] files` go in the image (the binary runtime cannot provide them).
+    pub image_files: Vec<String>,
     pub runtime: LocalRuntime,
     /// Where ferry keeps the running instance's state, logs and extracted binary.
     pub state_dir: PathBuf,
@@ -97,14 +103,26 @@ pub enum LocalError {
     PortInUse(u16),
     #[error("cannot read the image layout {path}: {why}\n  hint: run `ferry build` first")]
     Layout { path: PathBuf, why: String },
-    #[error("the instance exited before it became ready ({status}); its last log lines:\n{log}")]
-    Exited { status: String, log: String },
-    #[error("the instance did not verify: {source}\n  its last log lines:\n{log}")]
+    #[error(
+        "the instance ({runtime} runtime) exited before it became ready ({status}); its last log lines:\n{log}"
+    )]
+    Exited {
+        runtime: Runtime,
+        status: String,
+        log: String,
+    },
+    #[error("the instance ({runtime} runtime) did not become ready: {source}\n  its last log lines:\n{log}")]
     Verify {
+        runtime: Runtime,
         #[source]
         source: VerifyError,
         log: String,
     },
+    #[error(
+        "the binary runtime cannot run this image: [image] files puts {files} in the image, and a bare process on this machine would not see them\n  \
+         hint: install podman (apt-get install podman runc) or set runtime = \"podman\" under [environments.local]"
+    )]
+    BinaryWithFiles { files: String },
     #[error("cannot write {path}: {source}")]
     State {
         path: PathBuf,
@@ -113,12 +131,17 @@ pub enum LocalError {
     },
 }
 
-/// Starts the image (replacing a previous local instance), waits for readiness and checks
-/// `GET /`. A failed start leaves nothing running.
+/// Starts the image (replacing a previous local instance) and waits for it to be ready.
+/// A failed start leaves nothing running.
 pub async fn start(spec: &RunSpec) -> Result<Running, LocalError> {
     stop(&spec.state_dir).await?;
     let host_port = pick_port(spec.host_port)?;
     let runtime = choose_runtime(spec.runtime).await?;
+    if runtime == Runtime::Binary && !spec.image_files.is_empty() {
+        return Err(LocalError::BinaryWithFiles {
+            files: spec.image_files.join(", "),
+        });
+    }
     let url = format!("http://127.0.0.1:{host_port}");
     let (id, log) = match runtime {
         Runtime::Podman | Runtime::Docker => {
@@ -135,12 +158,12 @@ pub async fn start(spec: &RunSpec) -> Result<Running, LocalError> {
         log: log.clone(),
     };
     let outcome = tokio::select! {
-        verified = verify::verify(&url, &spec.ready_path, READY_TIMEOUT, || Ok(())) => verified
+        verified = verify::verify(&url, &spec.readiness, &[], READY_TIMEOUT, || Ok(())) => verified
             .map_err(|source| (source, ())),
         status = instance.wait_exit() => {
             let log = instance.log_tail().await;
             instance.remove().await;
-            return Err(LocalError::Exited { status, log });
+            return Err(LocalError::Exited { runtime, status, log });
         }
     };
     let Verified { ready_after_ms, .. } = match outcome {
@@ -148,7 +171,11 @@ pub async fn start(spec: &RunSpec) -> Result<Running, LocalError> {
         Err((source, ())) => {
             let log = instance.log_tail().await;
             instance.remove().await;
-            return Err(LocalError::Verify { source, log });
+            return Err(LocalError::Verify {
+                runtime,
+                source,
+                log,
+            });
         }
     };
     let running = Running {
@@ -178,13 +205,22 @@ pub async fn stop(state_dir: &Path) -> Result<Option<Running>, LocalError> {
     Ok(Some(running))
 }
 
-/// The recorded instance, if it is still serving.
-pub async fn status(state_dir: &Path, ready_path: &str) -> Option<(Running, bool)> {
+/// The recorded instance, and whether it is ready now.
+pub async fn status(state_dir: &Path, readiness: &verify::Readiness) -> Option<(Running, bool)> {
     let running = read_state(state_dir)?;
-    let serving = verify::verify(&running.url, ready_path, Duration::from_secs(2), || Ok(()))
-        .await
-        .is_ok();
+    let serving = verify::is_ready(&running.url, readiness).await;
     Some((running, serving))
+}
+
+/// The last log lines of a running instance (for a failed check).
+pub async fn log_tail(running: &Running) -> String {
+    Instance {
+        runtime: running.runtime,
+        id: running.id.clone(),
+        log: running.log.clone(),
+    }
+    .log_tail()
+    .await
 }
 
 fn state_file(state_dir: &Path) -> PathBuf {
@@ -281,7 +317,7 @@ async fn probe(runtime: Runtime, path: Option<&std::ffi::OsStr>) -> Result<(), L
 }
 
 fn container_name(spec: &RunSpec) -> String {
-    format!("ferry-{}-local", spec.name)
+    format!("ferry-{}", spec.instance)
 }
 
 async fn start_container(
@@ -320,7 +356,7 @@ async fn start_container(
 /// nor Docker rewrites it, and independent of where the layout lives (podman's `oci:PATH`
 /// transport derives a name from the path and rejects one with capitals in it).
 fn local_reference(spec: &RunSpec) -> String {
-    format!("localhost/ferry-{}:{}", spec.name, spec.tag)
+    format!("localhost/ferry-{}:{}", spec.instance, spec.tag)
 }
 
 /// Loads the image into podman's store or the Docker daemon and returns its reference.
@@ -339,7 +375,9 @@ async fn load_image(runtime: Runtime, spec: &RunSpec) -> Result<String, LocalErr
         source,
     })?;
     let reference = local_reference(spec);
-    let archive = spec.state_dir.join("image.tar");
+    let archive = spec
+        .state_dir
+        .join(format!("image-{}.tar", std::process::id()));
     let written = {
         let archive = archive.clone();
         let reference = reference.clone();
@@ -401,9 +439,9 @@ async fn start_binary(spec: &RunSpec, host_port: u16) -> Result<(u32, PathBuf), 
         path: dir.clone(),
         source,
     })?;
-    let binary = dir.join(&spec.name);
+    let binary = dir.join(&spec.instance);
     extract_binary(&spec.layout, &spec.tag, &spec.binary_in_image, &binary)?;
-    let log = dir.join(format!("{}.log", spec.name));
+    let log = dir.join(format!("{}.log", spec.instance));
     let log_file = std::fs::File::create(&log).map_err(|source| LocalError::State {
         path: log.clone(),
         source,
@@ -413,8 +451,9 @@ async fn start_binary(spec: &RunSpec, host_port: u16) -> Result<(u32, PathBuf), 
         source,
     })?;
     let child = Command::new(&binary)
-        .env("PORT", host_port.to_string())
-        .env("BIND_ADDRESS", "127.0.0.1")
+        .args(spec.service.args_for(host_port))
+        .envs(spec.service.env_for(host_port))
+        .current_dir(&dir)
         .stdin(Stdio::null())
         .stdout(log_file)
         .stderr(err_file)
@@ -480,7 +519,7 @@ pub fn extract_binary(
                 entry
                     .read_to_end(&mut bytes)
                     .map_err(|e| err(e.to_string()))?;
-                let tmp = to.with_extension("tmp");
+                let tmp = to.with_extension(format!("tmp-{}", std::process::id()));
                 std::fs::write(&tmp, &bytes).map_err(|source| LocalError::State {
                     path: tmp.clone(),
                     source,

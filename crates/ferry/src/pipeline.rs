@@ -22,6 +22,18 @@ pub fn local_state_dir(config: &Config) -> PathBuf {
     config.root.join("target").join("ferry").join("local")
 }
 
+/// What the test stage does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Tests {
+    /// Run `[test] command`.
+    #[default]
+    Run,
+    /// Recorded as skipped: `--skip-tests` was given.
+    Skipped,
+    /// Not part of this command (`ferry build`): no test stage at all.
+    NotPart,
+}
+
 /// Where `ferry build` writes the OCI image layout.
 pub fn layout_dir(config: &Config) -> PathBuf {
     config
@@ -118,6 +130,10 @@ impl<'a> Recorder<'a> {
         Self { reporter, summary }
     }
 
+    pub fn reporter(&self) -> &Reporter {
+        self.reporter
+    }
+
     /// Runs one stage. `work` gets the live [`Stage`] for progress lines and returns the value
     /// plus a one-line summary. A failure is recorded and stops the pipeline.
     pub async fn stage<T>(
@@ -175,13 +191,15 @@ fn first_line(error: &anyhow::Error) -> String {
 #[derive(Debug, Clone, Default)]
 pub struct Request {
     pub environment: Option<String>,
-    pub skip_tests: bool,
+    pub tests: Tests,
     pub allow_dirty: bool,
     pub tag_scheme: Option<crate::config::TagScheme>,
     /// Kubernetes: do not roll back a failed rollout.
     pub no_rollback: bool,
     /// Kubernetes: the manual gate for environments with `approval = true`.
     pub approve: bool,
+    /// `ferry plan`: an unreachable cluster is expected (no dry run), not an error.
+    pub offline: bool,
 }
 
 /// The result of the shared front half of every pipeline: a tested, built image.
@@ -208,6 +226,12 @@ pub async fn build_image(
             recorder.summary.error = Some(e.to_string());
             Halted { error: e.into() }
         })?;
+    config.require_service().map_err(|e| {
+        recorder.summary.outcome = Outcome::Failed;
+        recorder.summary.failed_stage = Some("build".into());
+        recorder.summary.error = Some(e.to_string());
+        Halted { error: e.into() }
+    })?;
     recorder.summary.commit = Some(CommitInfo {
         hash: commit.hash.clone(),
         short: commit.short.clone(),
@@ -217,15 +241,19 @@ pub async fn build_image(
     let package = config.service.package.clone();
     let binary_name = config.service.binary.clone();
 
-    if request.skip_tests {
-        recorder.skip("test", "--skip-tests");
-    } else {
-        recorder
-            .stage("test", &format!("cargo test -p {package}"), async |stage| {
-                let summary = crate::compile::test(&root, &package, |l| stage.progress(l)).await?;
-                Ok(((), summary))
-            })
-            .await?;
+    match request.tests {
+        Tests::NotPart => {}
+        Tests::Skipped => recorder.skip("test", "--skip-tests"),
+        Tests::Run => {
+            let command = config.test.command_for(&package);
+            recorder
+                .stage("test", &command.join(" "), async |stage| {
+                    let summary =
+                        crate::compile::test(&root, &command, |l| stage.progress(l)).await?;
+                    Ok(((), summary))
+                })
+                .await?;
+        }
     }
 
     let binary = recorder
@@ -250,6 +278,21 @@ pub async fn build_image(
         binary,
         binary_name: config.service.binary.clone(),
         port: config.service.port,
+        user: config.service.user,
+        args: config.service.args_for(config.service.port),
+        env: config
+            .service
+            .env_for(config.service.port)
+            .into_iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect(),
+        files: config
+            .image
+            .files
+            .iter()
+            .map(|f| (root.join(&f.from), f.to.clone()))
+            .collect(),
+        ca_certificates: config.image.ca_certificates,
         tag: tag.clone(),
         revision: commit.hash.clone(),
         created: commit.time_rfc3339(),
@@ -279,51 +322,6 @@ pub async fn build_image(
         reference: None,
     });
     Ok(Built { commit, image })
-}
-
-/// The local environment's back half: run the image here and prove it serves.
-pub async fn run_local(
-    config: &Config,
-    env: &crate::config::LocalEnv,
-    built: &Built,
-    recorder: &mut Recorder<'_>,
-) -> Result<crate::local::Running, Halted> {
-    let spec = crate::local::RunSpec {
-        layout: built.image.layout.clone(),
-        tag: built.image.tag.clone(),
-        name: config.image.name.clone(),
-        binary_in_image: config.service.binary.clone(),
-        container_port: config.service.port,
-        host_port: env.port,
-        ready_path: config.service.ready_path.clone(),
-        runtime: env.runtime,
-        state_dir: local_state_dir(config),
-    };
-    let running = recorder
-        .stage("run", "start the image on this machine", async |_stage| {
-            let running = crate::local::start(&spec).await?;
-            let detail = format!("{} via {} ({})", running.url, running.runtime, running.id);
-            Ok((running, detail))
-        })
-        .await?;
-    recorder.summary.url = Some(running.url.clone());
-    let ready_path = config.service.ready_path.clone();
-    recorder
-        .stage("verify", "readiness and GET /", async |_stage| {
-            let v = crate::verify::verify(
-                &running.url,
-                &ready_path,
-                Duration::from_secs(10),
-                || Ok(()),
-            )
-            .await?;
-            Ok((
-                (),
-                format!("{}/ says {:?}", v.url, crate::verify::EXPECTED_BODY),
-            ))
-        })
-        .await?;
-    Ok(running)
 }
 
 /// A new summary for `command` in `environment`.
@@ -520,121 +518,9 @@ pub async fn approval_gate(
         .await
 }
 
-/// The Kubernetes environment's back half: push → render → deploy → verify. The caller has
-/// passed [`approval_gate`].
-pub async fn ship_kubernetes(
-    config: &Config,
-    env: &crate::config::KubernetesEnv,
-    request: &Request,
-    built: &Built,
-    recorder: &mut Recorder<'_>,
-) -> Result<(), Halted> {
-    use anyhow::Context as _;
-    let env_name = recorder.summary.environment.clone();
-    let pushed = recorder
-        .stage("push", &format!("→ {}", env.repository), async |_s| {
-            let repository: crate::registry::Repository = env.repository.parse()?;
-            let options = crate::registry::PushOptions {
-                insecure: env.insecure_registry,
-                auth: env.registry_auth,
-                ..Default::default()
-            };
-            let pushed = crate::registry::push(&built.image, &repository, &options).await?;
-            let detail = format!(
-                "{} ({} uploaded, {} already there)",
-                pushed.pinned(),
-                pushed.uploaded.len(),
-                pushed.skipped.len()
-            );
-            Ok((pushed, detail))
-        })
-        .await?;
-    if let Some(image) = recorder.summary.image.as_mut() {
-        image.reference = Some(pushed.pinned());
-    }
-    let rendered = recorder
-        .stage("render", &env.manifest.display().to_string(), async |_s| {
-            let rendered = render_for(
-                config,
-                &env_name,
-                env,
-                &pushed.pinned(),
-                Some(&built.commit.hash),
-            )?;
-            let detail = format!(
-                "{} objects from {}",
-                rendered.objects.len(),
-                env.manifest.display()
-            );
-            Ok((rendered, detail))
-        })
-        .await?;
-    let target = target(config, env);
-    let options = crate::deploy::DeployOptions {
-        namespace: env.namespace.clone(),
-        rollback: !request.no_rollback,
-        ..Default::default()
-    };
-    let rollout = recorder
-        .stage(
-            "deploy",
-            &format!("apply to {}", crate::deploy::describe_target(&target)),
-            async |stage| {
-                let cluster = connect(config, env).await?;
-                let rollout =
-                    crate::deploy::deploy(&cluster, &rendered.objects, &options, &|line| {
-                        stage.progress(line)
-                    })
-                    .await
-                    .context("deploy failed")?;
-                Ok((rollout, String::new()))
-            },
-        )
-        .await?;
-    recorder.summary.rollout = Some(rollout.clone());
-    // One wording for the outcome, the one `ferry deploy` prints: `Rollout`'s Display.
-    let outcome = match &rollout {
-        crate::deploy::Rollout::Succeeded { .. } => {
-            if let Some(last) = recorder.summary.stages.last_mut() {
-                last.detail = rollout.to_string();
-            }
-            None
-        }
-        crate::deploy::Rollout::RolledBack { .. } => Some(Outcome::RolledBack),
-        crate::deploy::Rollout::Failed { .. } => Some(Outcome::Failed),
-    };
-    if let Some(outcome) = outcome {
-        let error = anyhow::anyhow!("{rollout}");
-        mark_failed(recorder, "deploy", &error, outcome);
-        return Err(Halted { error });
-    }
-    match &env.url {
-        Some(url) => {
-            recorder.summary.url = Some(url.clone());
-            recorder
-                .stage("verify", url, async |_s| {
-                    let v = crate::verify::verify(
-                        url,
-                        &config.service.ready_path,
-                        Duration::from_secs(60),
-                        || Ok(()),
-                    )
-                    .await?;
-                    Ok((
-                        (),
-                        format!("{}/ says {:?}", v.url, crate::verify::EXPECTED_BODY),
-                    ))
-                })
-                .await?;
-        }
-        None => recorder.skip("verify", "no `url` for this environment"),
-    }
-    Ok(())
-}
-
 /// Turns a recorded successful stage into a failure after the fact (a rollout that
 /// completed its work but ended in rollback).
-fn mark_failed(recorder: &mut Recorder<'_>, stage: &str, error: &anyhow::Error, outcome: Outcome) {
+pub fn mark_failed(recorder: &mut Recorder<'_>, stage: &str, error: &anyhow::Error, outcome: Outcome) {
     if let Some(last) = recorder
         .summary
         .stages

@@ -258,13 +258,23 @@ struct Project {
 
 fn project() -> Project {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("ferry.toml"), "").unwrap();
+    // Named in full: this directory is no cargo project for ferry to ask.
+    std::fs::write(
+        dir.path().join("ferry.toml"),
+        "[service]\npackage = \"hello\"\nbinary = \"hello\"\n",
+    )
+    .unwrap();
     let binary = dir.path().join("hello-bin");
     std::fs::write(&binary, b"\x7fELF not really, but bytes to ship").unwrap();
     let spec = ferry::image::ImageSpec {
         binary,
         binary_name: "hello".into(),
         port: 8000,
+        user: 65532,
+        args: Vec::new(),
+        env: vec!["PORT=8000".into()],
+        files: Vec::new(),
+        ca_certificates: false,
         tag: "0123456789abcdef0123456789abcdef01234567".into(),
         revision: "0123456789abcdef0123456789abcdef01234567".into(),
         created: "2026-01-01T00:00:00Z".into(),

@@ -2,13 +2,13 @@
 
 use super::Context;
 use crate::config::TagScheme;
-use crate::pipeline::{self, Recorder, Request};
+use crate::pipeline::{self, Recorder, Request, Tests};
 
 /// Build the service statically and write its image as an OCI layout under target/ferry/oci/.
 ///
-/// The image is one layer with the binary, runs as user 65532, and is tagged with the commit
-/// hash. The same commit always gives the same digest. Read it with
-/// `skopeo inspect oci:target/ferry/oci/hello:TAG` or run it with `podman run oci:…`.
+/// The image holds the binary (and `[image] files`), runs as a non-root user, and is tagged
+/// with the commit hash. The same commit always gives the same digest. Read it with
+/// `skopeo inspect oci:target/ferry/oci/NAME:TAG` or run it with `podman run oci:…`.
 #[derive(Debug, clap::Args)]
 pub struct BuildArgs {
     /// Build even with uncommitted changes; the tag then ends in `-dirty`.
@@ -20,13 +20,14 @@ pub struct BuildArgs {
 }
 
 pub async fn run(args: BuildArgs, ctx: &Context) -> anyhow::Result<()> {
+    let _lock = ctx.lock("building").await?;
     let request = Request {
-        skip_tests: true,
+        tests: Tests::NotPart,
         allow_dirty: args.allow_dirty,
         tag_scheme: args.tag_scheme,
         ..Request::default()
     };
-    let mut recorder = Recorder::new(&ctx.reporter, pipeline::summary("ship", "local", "local"));
+    let mut recorder = Recorder::new(&ctx.reporter, pipeline::summary("build", "-", "local"));
     let built = pipeline::build_image(&ctx.config, &request, &mut recorder)
         .await
         .map_err(|h| h.error)?;

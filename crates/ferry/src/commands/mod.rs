@@ -6,6 +6,7 @@
 pub mod build;
 pub mod completions;
 pub mod deploy;
+pub mod init;
 pub mod plan;
 pub mod push;
 pub mod render;
@@ -37,6 +38,32 @@ impl Context {
             reporter: Reporter::new(Mode::detect(global.output)),
         })
     }
+
+    /// The environment called `name` (or the default), with this run's overrides, as the type
+    /// that delivers to it.
+    pub fn environment(
+        &self,
+        name: Option<&str>,
+        overrides: &crate::config::KubernetesOverrides,
+        runtime: Option<crate::config::LocalRuntime>,
+    ) -> anyhow::Result<Box<dyn crate::environment::Environment>> {
+        let (name, mut settings) = self.config.environment(name)?;
+        if let (crate::config::Environment::Local(local), Some(runtime)) = (&mut settings, runtime)
+        {
+            local.runtime = runtime;
+        }
+        overrides.apply(&name, &mut settings, |var| std::env::var(var).ok())?;
+        Ok(crate::environment::open(&self.config, &name, settings))
+    }
+
+    /// This checkout's lock, held for the rest of the command.
+    pub async fn lock(&self, what: &str) -> anyhow::Result<crate::lock::ProjectLock> {
+        let reporter = self.reporter.clone();
+        Ok(crate::lock::acquire(&self.config.root, what, |holder| {
+            reporter.info(format!("{holder}; waiting for it to finish"));
+        })
+        .await?)
+    }
 }
 
 /// Runs a command; errors are printed as `error: …` with their causes, exit code 1.
@@ -62,15 +89,37 @@ pub fn run(cli: Cli) -> ExitCode {
             for cause in error.chain().skip(1) {
                 eprintln!("  caused by: {cause}");
             }
-            ExitCode::FAILURE
+            if is_usage_error(&error) {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
 
+/// A mistake in how ferry was called (exit code 2), not a failure of what it did: no
+/// ferry.toml, or a choice `ferry init` needs made.
+fn is_usage_error(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<crate::config::ConfigError>()
+            .is_some_and(|e| e.is_usage())
+            || cause
+                .downcast_ref::<crate::project::ProjectError>()
+                .is_some_and(|e| e.is_usage())
+            || cause.downcast_ref::<init::InitError>().is_some_and(|e| e.is_usage())
+    })
+}
+
 async fn dispatch(cli: Cli) -> anyhow::Result<()> {
-    if let Command::Completions(args) = cli.command {
-        return completions::run(args);
-    }
+    let cli = match cli.command {
+        Command::Completions(args) => return completions::run(args),
+        Command::Init(args) => {
+            return init::run(args, &Reporter::new(Mode::detect(cli.global.output)));
+        }
+        _ => cli,
+    };
     let ctx = Context::from_global(&cli.global)?;
     match cli.command {
         Command::Ship(args) => ship::run(args, &ctx).await,
@@ -81,7 +130,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Deploy(args) => deploy::run(args, &ctx).await,
         Command::Status(args) => status::run(args, &ctx).await,
         Command::Stop(args) => stop::run(args, &ctx).await,
-        Command::Completions(_) => unreachable!("handled above"),
+        Command::Completions(_) | Command::Init(_) => unreachable!("handled above"),
     }
 }
 

@@ -1,9 +1,9 @@
 //! `ferry ship`: the whole pipeline.
 
 use super::Context;
-use crate::config::{Environment, TagScheme};
+use crate::config::TagScheme;
 use crate::output::Mode;
-use crate::pipeline::{self, Outcome, Recorder, Request};
+use crate::pipeline::{self, Outcome, Recorder, Request, Tests};
 
 /// Test, build, push, render, deploy and verify — or, in the `local` environment (the
 /// default), test, build, run the image on this machine and verify it serves.
@@ -15,7 +15,7 @@ pub struct ShipArgs {
     /// Environment from ferry.toml (default: `default_environment`, normally `local`).
     #[arg(long, env = "FERRY_ENV")]
     pub env: Option<String>,
-    /// Skip `cargo test` (the tests still run in CI's build job).
+    /// Skip the test stage (the tests still run in CI's build job).
     #[arg(long)]
     pub skip_tests: bool,
     /// Ship uncommitted changes; the tag then ends in `-dirty`.
@@ -41,26 +41,32 @@ pub struct ShipArgs {
 }
 
 pub async fn run(args: ShipArgs, ctx: &Context) -> anyhow::Result<()> {
-    let (name, mut environment) = ctx.config.environment(args.env.as_deref())?;
-    if let (Environment::Local(local), Some(runtime)) = (&mut environment, args.runtime) {
-        local.runtime = runtime;
-    }
-    args.kubernetes
-        .apply(&name, &mut environment, |var| std::env::var(var).ok())?;
+    let environment = ctx.environment(args.env.as_deref(), &args.kubernetes, args.runtime)?;
+    let _lock = ctx.lock("shipping").await?;
+    let name = environment.name().to_string();
     let request = Request {
         environment: Some(name.clone()),
-        skip_tests: args.skip_tests,
+        tests: if args.skip_tests {
+            Tests::Skipped
+        } else {
+            Tests::Run
+        },
         allow_dirty: args.allow_dirty,
         tag_scheme: args.tag_scheme,
         no_rollback: args.no_rollback,
         approve: args.approve,
+        offline: false,
     };
-    let kind = match environment {
-        Environment::Local(_) => "local",
-        Environment::Kubernetes(_) => "kubernetes",
-    };
-    let mut recorder = Recorder::new(&ctx.reporter, pipeline::summary("ship", &name, kind));
-    let result = ship(ctx, &request, &environment, &mut recorder).await;
+    let mut recorder = Recorder::new(
+        &ctx.reporter,
+        pipeline::summary("ship", &name, environment.kind()),
+    );
+    let result = async {
+        environment.preflight(&request, &mut recorder).await?;
+        let built = pipeline::build_image(&ctx.config, &request, &mut recorder).await?;
+        environment.deliver(&built, &request, &mut recorder).await
+    }
+    .await;
     let summary = recorder.summary;
     if ctx.reporter.mode() == Mode::Json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
@@ -72,8 +78,8 @@ pub async fn run(args: ShipArgs, ctx: &Context) -> anyhow::Result<()> {
                     "shipped {} to {name}: {url}",
                     summary.image.as_ref().map_or("", |i| i.tag.as_str())
                 ));
-                if kind == "local" {
-                    ctx.reporter.info("stop it with: ferry stop");
+                if let Some(hint) = environment.stop_hint() {
+                    ctx.reporter.info(hint);
                 }
             }
             Ok(())
@@ -90,26 +96,4 @@ pub async fn run(args: ShipArgs, ctx: &Context) -> anyhow::Result<()> {
                 .context(format!("ferry ship {prefix} at the {stage} stage")))
         }
     }
-}
-
-async fn ship(
-    ctx: &Context,
-    request: &Request,
-    environment: &Environment,
-    recorder: &mut Recorder<'_>,
-) -> Result<(), pipeline::Halted> {
-    if let Environment::Kubernetes(kube) = environment {
-        pipeline::approval_gate(kube, request, recorder).await?;
-        pipeline::check_manifest(&ctx.config, kube, recorder).await?;
-    }
-    let built = pipeline::build_image(&ctx.config, request, recorder).await?;
-    match environment {
-        Environment::Local(local) => {
-            pipeline::run_local(&ctx.config, local, &built, recorder).await?;
-        }
-        Environment::Kubernetes(kube) => {
-            pipeline::ship_kubernetes(&ctx.config, kube, request, &built, recorder).await?;
-        }
-    }
-    Ok(())
 }

@@ -1,0 +1,68 @@
+//! Where a service is delivered. Each kind of environment is one type behind one trait,
+//! chosen once from `ferry.toml`; commands pick the stages, and the stages never ask which
+//! kind they run in.
+//!
+//! | kind         | type                        | deliver                                 |
+//! |--------------|-----------------------------|-----------------------------------------|
+//! | `local`      | [`local::LocalEnvironment`] | run the image here, verify              |
+//! | `kubernetes` | [`kubernetes::Kubernetes`]  | push, render, apply, follow, verify     |
+
+pub mod kubernetes;
+pub mod local;
+
+use async_trait::async_trait;
+
+use crate::config::{self, Config};
+use crate::output::Reporter;
+use crate::pipeline::{Built, Halted, Recorder, Request};
+
+/// What an environment does, whatever its kind.
+#[async_trait]
+pub trait Environment: Send + Sync {
+    /// Its name in ferry.toml.
+    fn name(&self) -> &str;
+    /// `local` or `kubernetes` (the summary's `kind`).
+    fn kind(&self) -> &'static str;
+    /// Checks that need nothing built (an approval gate, a manifest that must render).
+    /// Records a stage only when one fails.
+    async fn preflight(&self, request: &Request, recorder: &mut Recorder<'_>)
+    -> Result<(), Halted>;
+    /// Delivers the built image and proves it serves.
+    async fn deliver(
+        &self,
+        built: &Built,
+        request: &Request,
+        recorder: &mut Recorder<'_>,
+    ) -> Result<(), Halted>;
+    /// What delivering `built` would change; nothing is pushed, applied or started.
+    async fn plan(
+        &self,
+        built: &Built,
+        request: &Request,
+        recorder: &mut Recorder<'_>,
+    ) -> Result<(), Halted>;
+    /// Prints what runs there now.
+    async fn status(&self, reporter: &Reporter) -> anyhow::Result<()>;
+    /// Stops what ferry runs there.
+    async fn stop(&self, reporter: &Reporter) -> anyhow::Result<()>;
+    /// Where the service answers after a successful delivery, for the closing line.
+    fn stop_hint(&self) -> Option<&'static str> {
+        None
+    }
+}
+
+/// The environment `settings` (named `name`) as the type that delivers to it.
+pub fn open(config: &Config, name: &str, settings: config::Environment) -> Box<dyn Environment> {
+    match settings {
+        config::Environment::Local(settings) => Box::new(local::LocalEnvironment {
+            config: config.clone(),
+            name: name.to_string(),
+            settings,
+        }),
+        config::Environment::Kubernetes(settings) => Box::new(kubernetes::Kubernetes {
+            config: config.clone(),
+            name: name.to_string(),
+            settings: *settings,
+        }),
+    }
+}
