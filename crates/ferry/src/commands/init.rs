@@ -124,13 +124,32 @@ pub fn run(args: InitArgs, reporter: &Reporter) -> anyhow::Result<()> {
         write(path, text)?;
         reporter.info(format!("wrote {}", shown(&dir, path)));
     }
+    // ferry builds with --locked, so the same commit always builds the same dependencies.
+    let lock = root.join("Cargo.lock");
+    if !lock.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = std::process::Command::new(cargo)
+            .arg("generate-lockfile")
+            .current_dir(&root)
+            .stdin(std::process::Stdio::null())
+            .status()?;
+        anyhow::ensure!(
+            status.success(),
+            "`cargo generate-lockfile` failed in {}; ferry builds with --locked and needs a Cargo.lock",
+            root.display()
+        );
+        reporter.info(format!(
+            "wrote {} (ferry builds --locked: commit it)",
+            shown(&dir, &lock)
+        ));
+    }
     reporter.info(format!(
         "ferry will deliver binary `{}` of package `{}`, listening on port {}",
         plan.binary, plan.package, plan.port
     ));
     reporter.info(
         "next:\n  \
-         git add ferry.toml k8s.yml && git commit -m 'ferry init'\n  \
+         git add ferry.toml k8s.yml Cargo.lock && git commit -m 'ferry init'\n  \
          ferry ship                     # test, build the image, run it here and verify it\n  \
          then fill in [environments.production] in ferry.toml and run `ferry plan --env production`",
     );
