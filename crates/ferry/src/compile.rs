@@ -302,7 +302,9 @@ mod tests {
 
     #[test]
     fn a_compile_error_shows_the_error_not_the_progress() {
-        let mut stderr = String::from("error[E0425]: cannot find value `x` in this scope\n --> src/main.rs:2:5\n");
+        let mut stderr = String::from(
+            "error[E0425]: cannot find value `x` in this scope\n --> src/main.rs:2:5\n",
+        );
         for i in 0..100 {
             stderr.push_str(&format!("   Compiling crate{i} v1.0.0\n"));
         }

@@ -668,13 +668,12 @@ impl Config {
             self.image.name = self.service.package.clone();
         }
         if self.service.package.is_empty() || self.service.binary.is_empty() {
-            let project = crate::project::Project::read(&self.root).map_err(|e| {
-                ConfigError::Service {
+            let project =
+                crate::project::Project::read(&self.root).map_err(|e| ConfigError::Service {
                     path: path.to_path_buf(),
                     message: format!("cannot work out the service's package and binary: {e}"),
                     hint: "set [service] package and binary in ferry.toml".into(),
-                }
-            })?;
+                })?;
             let (package, binary) = project
                 .pick_binary(
                     Some(self.service.package.as_str()).filter(|p| !p.is_empty()),
@@ -965,7 +964,10 @@ mod tests {
         assert_eq!(env.namespace, "flag-ns");
         assert_eq!(env.vars["REPLICAS"], "5", "--var beats ferry.toml's vars");
         assert_eq!(env.vars["EXTRA"], "x");
-        assert!(env.insecure_registry, "--insecure is the same on ship and plan as on push");
+        assert!(
+            env.insecure_registry,
+            "--insecure is the same on ship and plan as on push"
+        );
     }
 
     #[test]
@@ -1032,7 +1034,10 @@ mod tests {
         assert_eq!(config.service.port, 8080);
         assert_eq!(config.service.port_env, "PORT");
         assert_eq!(config.service.user, 65532);
-        assert_eq!(config.service.ready_path, None, "readiness is a TCP connect");
+        assert_eq!(
+            config.service.ready_path, None,
+            "readiness is a TCP connect"
+        );
         assert!(config.verify.is_empty());
         assert_eq!(
             config.test.command_for("web"),
@@ -1052,11 +1057,21 @@ mod tests {
         .unwrap();
         assert_eq!(config.service.args_for(9000), ["--listen", "0.0.0.0:9000"]);
         let env = config.service.env_for(1234);
-        assert_eq!(env.get("ORIGIN").map(String::as_str), Some("http://localhost:1234"));
-        assert!(!env.contains_key("PORT"), "port_env = \"\" sets no port variable");
+        assert_eq!(
+            env.get("ORIGIN").map(String::as_str),
+            Some("http://localhost:1234")
+        );
+        assert!(
+            !env.contains_key("PORT"),
+            "port_env = \"\" sets no port variable"
+        );
         let config = parse("[service]\nport_env = \"APP_PORT\"\n").unwrap();
         assert_eq!(
-            config.service.env_for(8080).get("APP_PORT").map(String::as_str),
+            config
+                .service
+                .env_for(8080)
+                .get("APP_PORT")
+                .map(String::as_str),
             Some("8080")
         );
     }
@@ -1073,8 +1088,14 @@ mod tests {
         assert_eq!(config.image.files[0].to, "/srv/static");
         assert!(config.image.ca_certificates);
         for (bad, why) in [
-            ("[image]\nfiles = [{ from = \"s\", to = \"srv\" }]\n", "absolute"),
-            ("[image]\nfiles = [{ from = \"../x\", to = \"/x\" }]\n", "inside the project"),
+            (
+                "[image]\nfiles = [{ from = \"s\", to = \"srv\" }]\n",
+                "absolute",
+            ),
+            (
+                "[image]\nfiles = [{ from = \"../x\", to = \"/x\" }]\n",
+                "inside the project",
+            ),
             ("[[verify]]\npath = \"health\"\n", "start with /"),
             ("[test]\ncommand = []\n", "empty"),
         ] {
@@ -1116,7 +1137,11 @@ mod tests {
         let mut b = a.clone();
         a.root = PathBuf::from("/srv/one");
         b.root = PathBuf::from("/srv/two");
-        assert!(a.instance_name().starts_with("my-app-"), "{}", a.instance_name());
+        assert!(
+            a.instance_name().starts_with("my-app-"),
+            "{}",
+            a.instance_name()
+        );
         assert_ne!(a.instance_name(), b.instance_name());
         assert_eq!(a.instance_name(), a.clone().instance_name());
     }

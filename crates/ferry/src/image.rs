@@ -342,7 +342,9 @@ enum Entry {
 }
 
 /// The files layer's entries by path (no leading `/`), parents included, sorted.
-fn extra_entries(spec: &ImageSpec) -> Result<std::collections::BTreeMap<String, Entry>, ImageError> {
+fn extra_entries(
+    spec: &ImageSpec,
+) -> Result<std::collections::BTreeMap<String, Entry>, ImageError> {
     use std::os::unix::fs::PermissionsExt as _;
     let mut entries = std::collections::BTreeMap::new();
     let add_parents = |entries: &mut std::collections::BTreeMap<String, Entry>, path: &str| {

@@ -61,7 +61,10 @@ pub fn ferry_toml(plan: &Plan) -> String {
          [service]"
     );
     if plan.several_binaries {
-        let _ = writeln!(t, "package = \"{package}\"       # the project has several binaries: this one is delivered\nbinary = \"{binary}\"");
+        let _ = writeln!(
+            t,
+            "package = \"{package}\"       # the project has several binaries: this one is delivered\nbinary = \"{binary}\""
+        );
     } else {
         let _ = writeln!(
             t,
@@ -332,13 +335,18 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}\n{text}"));
         assert_eq!(config.service.port, 3000);
         assert_eq!(config.service.ready_path.as_deref(), Some("/ready"));
-        assert_eq!(config.service.package, "", "one binary: derived, not written");
+        assert_eq!(
+            config.service.package, "",
+            "one binary: derived, not written"
+        );
         assert_eq!(config.environment_names(), ["local"]);
         let mut several = plan();
         several.several_binaries = true;
-        let config =
-            crate::config::Config::parse(&ferry_toml(&several), std::path::Path::new("/p/ferry.toml"))
-                .unwrap();
+        let config = crate::config::Config::parse(
+            &ferry_toml(&several),
+            std::path::Path::new("/p/ferry.toml"),
+        )
+        .unwrap();
         assert_eq!(config.service.package, "my_api");
         assert_eq!(config.service.binary, "my-api");
     }
@@ -395,7 +403,8 @@ mod tests {
         let mut bare = plan();
         bare.ready_path = None;
         let text = k8s_yml(&bare);
-        let rendered = crate::render::render(&text, std::path::Path::new("k8s.yml"), &vars).unwrap();
+        let rendered =
+            crate::render::render(&text, std::path::Path::new("k8s.yml"), &vars).unwrap();
         let container = &rendered.objects[1]["spec"]["template"]["spec"]["containers"][0];
         assert_eq!(container["readinessProbe"]["tcpSocket"]["port"], "http");
         assert_eq!(container["livenessProbe"]["tcpSocket"]["port"], "http");

@@ -111,7 +111,9 @@ pub enum LocalError {
         status: String,
         log: String,
     },
-    #[error("the instance ({runtime} runtime) did not become ready: {source}\n  its last log lines:\n{log}")]
+    #[error(
+        "the instance ({runtime} runtime) did not become ready: {source}\n  its last log lines:\n{log}"
+    )]
     Verify {
         runtime: Runtime,
         #[source]

@@ -144,7 +144,10 @@ mod tests {
             )
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
-        assert!(!second.is_finished(), "the second waits while the first holds it");
+        assert!(
+            !second.is_finished(),
+            "the second waits while the first holds it"
+        );
         drop(first);
         tokio::time::timeout(Duration::from_secs(5), second)
             .await

@@ -520,7 +520,12 @@ pub async fn approval_gate(
 
 /// Turns a recorded successful stage into a failure after the fact (a rollout that
 /// completed its work but ended in rollback).
-pub fn mark_failed(recorder: &mut Recorder<'_>, stage: &str, error: &anyhow::Error, outcome: Outcome) {
+pub fn mark_failed(
+    recorder: &mut Recorder<'_>,
+    stage: &str,
+    error: &anyhow::Error,
+    outcome: Outcome,
+) {
     if let Some(last) = recorder
         .summary
         .stages

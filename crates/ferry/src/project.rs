@@ -68,7 +68,13 @@ impl Project {
     pub fn read(dir: &Path) -> Result<Self, ProjectError> {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let out = std::process::Command::new(cargo)
-            .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
+            .args([
+                "metadata",
+                "--format-version",
+                "1",
+                "--no-deps",
+                "--offline",
+            ])
             .current_dir(dir)
             .stdin(std::process::Stdio::null())
             .output()
@@ -120,9 +126,7 @@ impl Project {
                     name: p["name"].as_str().unwrap_or_default().to_string(),
                     manifest_path: PathBuf::from(p["manifest_path"].as_str().unwrap_or_default()),
                     binaries,
-                    has_library: targets
-                        .iter()
-                        .any(|t| kinds(t, "lib") || kinds(t, "rlib")),
+                    has_library: targets.iter().any(|t| kinds(t, "lib") || kinds(t, "rlib")),
                 }
             })
             .collect();
@@ -175,7 +179,10 @@ impl Project {
                     choices: describe(&pairs),
                 }),
                 _ => Err(ProjectError::Ambiguous {
-                    choices: matching.iter().map(|(p, b)| format!("{b} (package {p})")).collect(),
+                    choices: matching
+                        .iter()
+                        .map(|(p, b)| format!("{b} (package {p})"))
+                        .collect(),
                 }),
             };
         }
@@ -225,7 +232,10 @@ mod tests {
     #[test]
     fn the_only_binary_is_picked() {
         let p = project(&[("core", &[]), ("web", &["web"])]);
-        assert_eq!(p.pick_binary(None, None).unwrap(), ("web".into(), "web".into()));
+        assert_eq!(
+            p.pick_binary(None, None).unwrap(),
+            ("web".into(), "web".into())
+        );
     }
 
     #[test]
@@ -256,7 +266,9 @@ mod tests {
 
     #[test]
     fn a_project_without_binaries_says_so() {
-        let err = project(&[("lib", &[])]).pick_binary(None, None).unwrap_err();
+        let err = project(&[("lib", &[])])
+            .pick_binary(None, None)
+            .unwrap_err();
         assert!(!err.is_usage());
         assert!(err.to_string().contains("no binary to deliver"), "{err}");
     }

@@ -55,7 +55,10 @@ impl Verified {
             1 => "1 check passed".to_string(),
             n => format!("{n} checks passed"),
         };
-        format!("{} ready after {} ms, {checks}", self.url, self.ready_after_ms)
+        format!(
+            "{} ready after {} ms, {checks}",
+            self.url, self.ready_after_ms
+        )
     }
 }
 
@@ -331,13 +334,25 @@ mod tests {
     #[tokio::test]
     async fn a_wrong_status_fails_the_check() {
         let url = serve("404 Not Found", "nope").await;
-        let err = verify(&url, &Readiness::Tcp, &[check("/", 200, None)], Duration::from_secs(2), READY)
-            .await
-            .unwrap_err()
-            .to_string();
+        let err = verify(
+            &url,
+            &Readiness::Tcp,
+            &[check("/", 200, None)],
+            Duration::from_secs(2),
+            READY,
+        )
+        .await
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("answered 404"), "{err}");
-        let ok = verify(&url, &Readiness::Tcp, &[check("/", 404, None)], Duration::from_secs(2), READY)
-            .await;
+        let ok = verify(
+            &url,
+            &Readiness::Tcp,
+            &[check("/", 404, None)],
+            Duration::from_secs(2),
+            READY,
+        )
+        .await;
         assert!(ok.is_ok(), "a check may expect 404");
     }
 

@@ -16,7 +16,12 @@ fn git(dir: &Path, args: &[&str]) {
         Command::new("git")
             .arg("-C")
             .arg(dir)
-            .args(["-c", "user.name=ferry test", "-c", "user.email=test@ferry.invalid"])
+            .args([
+                "-c",
+                "user.name=ferry test",
+                "-c",
+                "user.email=test@ferry.invalid",
+            ])
             .args(args),
     );
 }
@@ -57,7 +62,10 @@ fn copy_dir(from: &Path, to: &Path) {
 fn ignore_target(dir: &Path) {
     let path = dir.join(".gitignore");
     let text = std::fs::read_to_string(&path).unwrap_or_default();
-    if !text.lines().any(|l| l.trim_end_matches('/') == "/target" || l == "target") {
+    if !text
+        .lines()
+        .any(|l| l.trim_end_matches('/') == "/target" || l == "target")
+    {
         std::fs::write(&path, format!("{text}/target\n")).unwrap();
     }
 }
@@ -80,7 +88,10 @@ fn url_port(out: &Output) -> u16 {
     let text = stderr(out);
     let url = text
         .lines()
-        .find_map(|l| l.split_once(": http://127.0.0.1:").map(|(_, p)| p.to_string()))
+        .find_map(|l| {
+            l.split_once(": http://127.0.0.1:")
+                .map(|(_, p)| p.to_string())
+        })
         .unwrap_or_else(|| panic!("no URL in:\n{text}"));
     url.trim().parse().unwrap()
 }
@@ -100,11 +111,20 @@ fn init_in_one_package_writes_ferry_toml_and_k8s_yml_and_never_overwrites() {
     let dir = tempfile::tempdir().unwrap();
     let project = dir.path().join("my-api");
     cargo_new(&project, &["--name", "my-api"]);
-    let out = ferry(&project, &["init", "--port", "3000", "--ready-path", "/ready"]);
+    let out = ferry(
+        &project,
+        &["init", "--port", "3000", "--ready-path", "/ready"],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let said = stderr(&out);
-    assert!(said.contains("wrote ferry.toml") && said.contains("wrote k8s.yml"), "{said}");
-    assert!(said.contains("ferry ship"), "the next commands are printed: {said}");
+    assert!(
+        said.contains("wrote ferry.toml") && said.contains("wrote k8s.yml"),
+        "{said}"
+    );
+    assert!(
+        said.contains("ferry ship"),
+        "the next commands are printed: {said}"
+    );
     let toml = std::fs::read_to_string(project.join("ferry.toml")).unwrap();
     assert!(toml.contains("port = 3000"), "{toml}");
     assert!(toml.contains("ready_path = \"/ready\""), "{toml}");
@@ -128,18 +148,33 @@ fn init_in_one_package_writes_ferry_toml_and_k8s_yml_and_never_overwrites() {
         ],
     );
     assert!(rendered.status.success(), "{}", stderr(&rendered));
-    assert!(stdout(&rendered).contains("name: my-api"), "{}", stdout(&rendered));
+    assert!(
+        stdout(&rendered).contains("name: my-api"),
+        "{}",
+        stdout(&rendered)
+    );
 
     // A second init refuses, changes nothing and exits 2; --force overwrites.
     std::fs::write(project.join("ferry.toml"), "# mine\n").unwrap();
     let again = ferry(&project, &["init"]);
     assert_eq!(code(&again), 2, "{}", stderr(&again));
-    assert!(stderr(&again).contains("already exist"), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("already exist"),
+        "{}",
+        stderr(&again)
+    );
     assert!(stderr(&again).contains("--force"), "{}", stderr(&again));
-    assert_eq!(std::fs::read_to_string(project.join("ferry.toml")).unwrap(), "# mine\n");
+    assert_eq!(
+        std::fs::read_to_string(project.join("ferry.toml")).unwrap(),
+        "# mine\n"
+    );
     let forced = ferry(&project, &["init", "--force"]);
     assert!(forced.status.success(), "{}", stderr(&forced));
-    assert!(std::fs::read_to_string(project.join("ferry.toml")).unwrap().contains("[service]"));
+    assert!(
+        std::fs::read_to_string(project.join("ferry.toml"))
+            .unwrap()
+            .contains("[service]")
+    );
 }
 
 #[test]
@@ -157,12 +192,18 @@ fn init_in_a_workspace_with_several_binaries_lists_them_until_one_is_picked() {
     let out = ferry(ws, &["init"]);
     assert_eq!(code(&out), 2, "{}", stderr(&out));
     let err = stderr(&out);
-    assert!(err.contains("api (package api)") && err.contains("worker (package worker)"), "{err}");
+    assert!(
+        err.contains("api (package api)") && err.contains("worker (package worker)"),
+        "{err}"
+    );
     assert!(err.contains("--package"), "{err}");
     assert!(!ws.join("ferry.toml").exists(), "nothing written");
 
     // From inside a member, the files still go to the workspace root.
-    let out = ferry(&ws.join("api"), &["init", "--package", "worker", "--ci", "circleci"]);
+    let out = ferry(
+        &ws.join("api"),
+        &["init", "--package", "worker", "--ci", "circleci"],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let toml = std::fs::read_to_string(ws.join("ferry.toml")).unwrap();
     assert!(toml.contains("package = \"worker\""), "{toml}");
@@ -182,7 +223,11 @@ fn init_in_a_package_without_a_binary_says_a_service_needs_one() {
     cargo_new(&project, &["--lib"]);
     let out = ferry(&project, &["init"]);
     assert_eq!(code(&out), 1, "{}", stderr(&out));
-    assert!(stderr(&out).contains("no binary to deliver"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no binary to deliver"),
+        "{}",
+        stderr(&out)
+    );
     assert!(stderr(&out).contains("src/main.rs"), "{}", stderr(&out));
     assert!(!project.join("ferry.toml").exists());
 }
@@ -195,8 +240,16 @@ fn without_ferry_toml_commands_exit_2_and_say_to_run_init() {
     for args in [&["ship"][..], &["build"], &["status"], &["stop"], &["plan"]] {
         let out = ferry(&project, args);
         assert_eq!(code(&out), 2, "{args:?}: {}", stderr(&out));
-        assert!(stderr(&out).contains("ferry init"), "{args:?}: {}", stderr(&out));
-        assert!(!stderr(&out).contains("hello"), "no hidden demo: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("ferry init"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+        assert!(
+            !stderr(&out).contains("hello"),
+            "no hidden demo: {}",
+            stderr(&out)
+        );
     }
     let out = ferry(&project, &["completions", "bash"]);
     assert!(out.status.success(), "completions need no ferry.toml");
@@ -258,11 +311,7 @@ fn shelf_project() -> tempfile::TempDir {
     assert!(out.status.success(), "{}", stderr(&out));
     // The [service] and [image] tables init wrote, replaced by shelf's own.
     let toml = std::fs::read_to_string(project.path().join("ferry.toml")).unwrap();
-    let keep: String = toml
-        .split("\n[service]")
-        .next()
-        .unwrap()
-        .to_string();
+    let keep: String = toml.split("\n[service]").next().unwrap().to_string();
     let environments = &toml[toml.find("[environments.local]").unwrap()..];
     std::fs::write(
         project.path().join("ferry.toml"),
@@ -295,9 +344,15 @@ fn e2e_shelf_ships_with_podman_and_two_projects_keep_to_themselves() {
     let config: serde_json::Value =
         serde_json::from_slice(&std::fs::read(image.blob_path(&image.config.digest)).unwrap())
             .unwrap();
-    assert_eq!(config["config"]["Env"], serde_json::json!(["SHELF_PORT=7070"]));
+    assert_eq!(
+        config["config"]["Env"],
+        serde_json::json!(["SHELF_PORT=7070"])
+    );
     assert_eq!(config["config"]["Cmd"], serde_json::json!(["/srv/shelf"]));
-    assert_eq!(config["config"]["Entrypoint"], serde_json::json!(["/shelf"]));
+    assert_eq!(
+        config["config"]["Entrypoint"],
+        serde_json::json!(["/shelf"])
+    );
     assert_eq!(config["config"]["User"], "65532:65532");
     assert_eq!(image.layers.len(), 2, "the binary, then the files");
 
@@ -313,7 +368,11 @@ fn e2e_shelf_ships_with_podman_and_two_projects_keep_to_themselves() {
     let stopped = ferry(b.path(), &["stop"]);
     assert!(stopped.status.success(), "{}", stderr(&stopped));
     assert!(http_get(port_b, "/health").is_err(), "b is stopped");
-    assert_eq!(http_get(port_a, "/health").unwrap().0, 200, "a still serves");
+    assert_eq!(
+        http_get(port_a, "/health").unwrap().0,
+        200,
+        "a still serves"
+    );
     let status = ferry(a.path(), &["status"]);
     assert!(stdout(&status).contains("serving"), "{}", stdout(&status));
 
@@ -329,10 +388,16 @@ fn e2e_shelf_verify_failures_and_the_binary_runtime_say_what_went_wrong() {
     let _stop = Stop(project.path().to_path_buf());
 
     // The bare binary cannot give the service the files its image holds.
-    let out = ferry(project.path(), &["ship", "--runtime", "binary", "--skip-tests"]);
+    let out = ferry(
+        project.path(),
+        &["ship", "--runtime", "binary", "--skip-tests"],
+    );
     assert!(!out.status.success());
     let err = stderr(&out);
-    assert!(err.contains("binary runtime cannot run this image"), "{err}");
+    assert!(
+        err.contains("binary runtime cannot run this image"),
+        "{err}"
+    );
     assert!(err.contains("/srv/shelf"), "{err}");
     assert!(err.contains("podman"), "{err}");
 
@@ -345,7 +410,10 @@ fn e2e_shelf_verify_failures_and_the_binary_runtime_say_what_went_wrong() {
     )
     .unwrap();
     commit_all(project.path());
-    let out = ferry(project.path(), &["ship", "--runtime", "podman", "--skip-tests"]);
+    let out = ferry(
+        project.path(),
+        &["ship", "--runtime", "podman", "--skip-tests"],
+    );
     assert!(!out.status.success());
     let err = stderr(&out);
     assert!(err.contains("failed at the verify stage"), "{err}");
@@ -353,9 +421,16 @@ fn e2e_shelf_verify_failures_and_the_binary_runtime_say_what_went_wrong() {
     assert!(err.contains("answered 200"), "{err}");
     assert!(err.contains("shelf ok"), "the body it got: {err}");
     assert!(err.contains("all systems go"), "what was expected: {err}");
-    assert!(err.contains("podman runtime"), "the runtime is named: {err}");
+    assert!(
+        err.contains("podman runtime"),
+        "the runtime is named: {err}"
+    );
     let status = ferry(project.path(), &["status"]);
-    assert!(stdout(&status).contains("nothing running"), "a failed verify stops it: {}", stdout(&status));
+    assert!(
+        stdout(&status).contains("nothing running"),
+        "a failed verify stops it: {}",
+        stdout(&status)
+    );
 }
 
 #[test]
@@ -375,11 +450,23 @@ fn e2e_plan_fails_without_a_cluster_unless_offline() {
     std::fs::write(project.path().join("ferry.toml"), toml).unwrap();
     commit_all(project.path());
     let out = ferry(project.path(), &["plan", "--env", "k", "--skip-tests"]);
-    assert_eq!(code(&out), 1, "a plan that checked nothing fails: {}", stderr(&out));
+    assert_eq!(
+        code(&out),
+        1,
+        "a plan that checked nothing fails: {}",
+        stderr(&out)
+    );
     assert!(stderr(&out).contains("--offline"), "{}", stderr(&out));
-    let out = ferry(project.path(), &["plan", "--env", "k", "--skip-tests", "--offline"]);
+    let out = ferry(
+        project.path(),
+        &["plan", "--env", "k", "--skip-tests", "--offline"],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains("kind: Deployment"), "the rendered manifest: {}", stdout(&out));
+    assert!(
+        stdout(&out).contains("kind: Deployment"),
+        "the rendered manifest: {}",
+        stdout(&out)
+    );
 }
 
 // ---- a published web server, unchanged ---------------------------------------------------
@@ -416,7 +503,12 @@ fn e2e_a_published_web_server_ships_with_ferry_toml_alone() {
     require_tool("podman", "apt-get install podman runc");
     let source = published_server_source();
     let project = project_from(&source);
-    let before = run_ok(Command::new("git").arg("-C").arg(project.path()).args(["ls-files", "-s"]));
+    let before = run_ok(
+        Command::new("git")
+            .arg("-C")
+            .arg(project.path())
+            .args(["ls-files", "-s"]),
+    );
     let init = ferry(project.path(), &["init"]);
     assert!(init.status.success(), "{}", stderr(&init));
     let toml = std::fs::read_to_string(project.path().join("ferry.toml")).unwrap();
@@ -434,14 +526,22 @@ fn e2e_a_published_web_server_ships_with_ferry_toml_alone() {
     commit_all(project.path());
     let _stop = Stop(project.path().to_path_buf());
     // Its own test suite is its authors' business (and a second full build): skipped here.
-    let out = ferry(project.path(), &["ship", "--runtime", "podman", "--skip-tests"]);
+    let out = ferry(
+        project.path(),
+        &["ship", "--runtime", "podman", "--skip-tests"],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let port = url_port(&out);
     let (status, body) = http_get(port, "/").unwrap();
     assert_eq!(status, 200);
     assert!(body.contains("delivered by ferry"), "{body}");
     // Not one of its files was changed to get there.
-    let after = run_ok(Command::new("git").arg("-C").arg(project.path()).args(["ls-files", "-s"]));
+    let after = run_ok(
+        Command::new("git")
+            .arg("-C")
+            .arg(project.path())
+            .args(["ls-files", "-s"]),
+    );
     let after = String::from_utf8_lossy(&after.stdout);
     for line in String::from_utf8_lossy(&before.stdout).lines() {
         assert!(after.contains(line), "{line} changed");

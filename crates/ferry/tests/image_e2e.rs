@@ -288,7 +288,10 @@ fn building_outside_a_git_repository_says_so() {
         "{}",
         stderr(&out)
     );
-    assert!(!dir.path().join("target").exists(), "nothing built");
+    assert!(
+        !dir.path().join("target/ferry/oci").exists(),
+        "nothing built"
+    );
 }
 
 #[test]

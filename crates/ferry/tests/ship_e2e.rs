@@ -160,7 +160,12 @@ fn an_undefined_manifest_variable_stops_ship_before_anything_is_built() {
         .map(|s| s["name"].as_str().unwrap())
         .collect();
     assert_eq!(stages, ["render"], "nothing ran before it");
-    assert!(!dir.path().join("target").exists(), "nothing was built");
+    // Only the checkout's lock file is there: no image, no state.
+    assert!(
+        !dir.path().join("target/ferry/oci").exists()
+            && !dir.path().join("target/ferry/local").exists(),
+        "nothing was built"
+    );
 }
 
 #[test]

@@ -168,8 +168,5 @@ fn write(path: &Path, text: &str) -> Result<(), InitError> {
 }
 
 fn shown(dir: &Path, path: &Path) -> String {
-    path.strip_prefix(dir)
-        .unwrap_or(path)
-        .display()
-        .to_string()
+    path.strip_prefix(dir).unwrap_or(path).display().to_string()
 }

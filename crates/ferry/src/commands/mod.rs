@@ -108,7 +108,9 @@ fn is_usage_error(error: &anyhow::Error) -> bool {
             || cause
                 .downcast_ref::<crate::project::ProjectError>()
                 .is_some_and(|e| e.is_usage())
-            || cause.downcast_ref::<init::InitError>().is_some_and(|e| e.is_usage())
+            || cause
+                .downcast_ref::<init::InitError>()
+                .is_some_and(|e| e.is_usage())
     })
 }
 

@@ -27,7 +27,11 @@ impl super::Environment for Kubernetes {
         "kubernetes"
     }
 
-    async fn preflight(&self, request: &Request, recorder: &mut Recorder<'_>) -> Result<(), Halted> {
+    async fn preflight(
+        &self,
+        request: &Request,
+        recorder: &mut Recorder<'_>,
+    ) -> Result<(), Halted> {
         pipeline::approval_gate(&self.settings, request, recorder).await?;
         pipeline::check_manifest(&self.config, &self.settings, recorder).await
     }
@@ -153,7 +157,8 @@ impl super::Environment for Kubernetes {
         recorder.skip("push", &format!("plan: would push {reference}"));
         let rendered = recorder
             .stage("render", &env.manifest.display().to_string(), async |_s| {
-                let r = pipeline::render_for(config, name, env, &reference, Some(&built.commit.hash))?;
+                let r =
+                    pipeline::render_for(config, name, env, &reference, Some(&built.commit.hash))?;
                 let detail = format!("{} objects", r.objects.len());
                 Ok((r, detail))
             })
