@@ -195,7 +195,7 @@ pub enum Environment {
     Kubernetes(Box<KubernetesEnv>),
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LocalEnv {
     /// Host port to publish the service on (default: a free port).
@@ -203,10 +203,25 @@ pub struct LocalEnv {
     /// `auto` (podman, then docker, then the bare binary), `podman`, `docker` or `binary`.
     #[serde(default)]
     pub runtime: LocalRuntime,
+    /// `fast` (incremental, unoptimised: a one-line change ships in seconds) or `release` (the
+    /// bytes production runs). Kubernetes environments always build `release`.
+    #[serde(default = "default_local_profile")]
+    pub profile: crate::compile::Profile,
     /// The `kind` key that selected this struct (read by [`parse_environments`]).
     #[serde(default, rename = "kind", skip_serializing)]
     #[doc(hidden)]
     pub kind_tag: Option<String>,
+}
+
+impl Default for LocalEnv {
+    fn default() -> Self {
+        Self {
+            port: None,
+            runtime: LocalRuntime::default(),
+            profile: default_local_profile(),
+            kind_tag: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
@@ -420,6 +435,9 @@ impl std::fmt::Display for GkeCluster {
     }
 }
 
+fn default_local_profile() -> crate::compile::Profile {
+    crate::compile::Profile::Fast
+}
 fn default_port() -> u16 {
     8080
 }

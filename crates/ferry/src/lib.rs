@@ -24,6 +24,7 @@ pub mod commands;
 pub mod compile;
 pub mod config;
 pub mod deploy;
+pub mod dev;
 pub mod environment;
 pub mod git;
 pub mod image;

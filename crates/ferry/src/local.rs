@@ -117,7 +117,7 @@ pub enum LocalError {
     Verify {
         runtime: Runtime,
         #[source]
-        source: VerifyError,
+        source: Box<VerifyError>,
         log: String,
     },
     #[error(
@@ -175,7 +175,7 @@ pub async fn start(spec: &RunSpec) -> Result<Running, LocalError> {
             instance.remove().await;
             return Err(LocalError::Verify {
                 runtime,
-                source,
+                source: Box::new(source),
                 log,
             });
         }

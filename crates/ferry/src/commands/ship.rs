@@ -30,6 +30,10 @@ pub struct ShipArgs {
     /// Confirm the deploy for environments with `approval = true`.
     #[arg(long)]
     pub approve: bool,
+    /// How to compile: `fast` or `release` (default: the environment's `profile`; kubernetes
+    /// environments build release).
+    #[arg(long, value_enum)]
+    pub profile: Option<crate::compile::Profile>,
     /// Local environment: how to run the image (default: ferry.toml's `runtime`, normally auto).
     #[arg(long, value_enum, env = "FERRY_LOCAL_RUNTIME")]
     pub runtime: Option<crate::config::LocalRuntime>,
@@ -56,6 +60,7 @@ pub async fn run(args: ShipArgs, ctx: &Context) -> anyhow::Result<()> {
         no_rollback: args.no_rollback,
         approve: args.approve,
         offline: false,
+        profile: args.profile.unwrap_or_else(|| environment.profile()),
     };
     let mut recorder = Recorder::new(
         &ctx.reporter,

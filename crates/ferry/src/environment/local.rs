@@ -147,6 +147,10 @@ impl super::Environment for LocalEnvironment {
     fn stop_hint(&self) -> Option<&'static str> {
         Some("stop it with: ferry stop")
     }
+
+    fn profile(&self) -> crate::compile::Profile {
+        self.settings.profile
+    }
 }
 
 /// `readiness and 2 [[verify]] checks`, for the verify stage's line.

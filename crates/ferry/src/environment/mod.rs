@@ -45,9 +45,13 @@ pub trait Environment: Send + Sync {
     async fn status(&self, reporter: &Reporter) -> anyhow::Result<()>;
     /// Stops what ferry runs there.
     async fn stop(&self, reporter: &Reporter) -> anyhow::Result<()>;
-    /// Where the service answers after a successful delivery, for the closing line.
+    /// What to say after a successful delivery about stopping it.
     fn stop_hint(&self) -> Option<&'static str> {
         None
+    }
+    /// How the binary is compiled for this environment.
+    fn profile(&self) -> crate::compile::Profile {
+        crate::compile::Profile::Release
     }
 }
 
