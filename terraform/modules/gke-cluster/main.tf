@@ -70,8 +70,9 @@ resource "google_container_cluster" "this" {
 
   # The control plane's public IP endpoint is off (enable_private_endpoint); people and CI
   # reach it through its DNS endpoint, where every request needs a Google identity with
-  # container.clusters.connect (roles/container.clusterViewer has it): IAM, not a network
-  # address, decides. `get-credentials --dns-endpoint` writes a kubeconfig for it.
+  # container.clusters.connect (meant to come with the deploy account's
+  # roles/container.clusterViewer; docs/infrastructure.md says how to confirm it): IAM, not a
+  # network address, decides. `get-credentials --dns-endpoint` writes a kubeconfig for it.
   control_plane_endpoints_config {
     dns_endpoint_config {
       allow_external_traffic = true
