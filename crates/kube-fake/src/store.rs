@@ -82,7 +82,38 @@ pub const RESOURCES: &[Resource] = &[
         kind: "ReplicaSet",
         namespaced: true,
     },
+    // Stored and served, with no controller behind them: nothing evicts pods, so no
+    // disruption budget is ever consulted, and no network is simulated to enforce a policy.
+    Resource {
+        group: "policy",
+        version: "v1",
+        plural: "poddisruptionbudgets",
+        kind: "PodDisruptionBudget",
+        namespaced: true,
+    },
+    Resource {
+        group: "networking.k8s.io",
+        version: "v1",
+        plural: "networkpolicies",
+        kind: "NetworkPolicy",
+        namespaced: true,
+    },
 ];
+
+/// The API groups served besides the core group, in discovery order.
+pub fn groups() -> Vec<&'static str> {
+    let mut out: Vec<&'static str> = Vec::new();
+    for r in RESOURCES.iter().filter(|r| !r.group.is_empty()) {
+        if !out.contains(&r.group) {
+            out.push(r.group);
+        }
+    }
+    out
+}
+
+pub fn serves_group(group: &str) -> bool {
+    !group.is_empty() && RESOURCES.iter().any(|r| r.group == group)
+}
 
 pub fn resource(group: &str, plural: &str) -> Option<Resource> {
     RESOURCES
@@ -310,7 +341,10 @@ fn ns_key(resource: Resource, namespace: &str) -> String {
 }
 
 fn has_generation(resource: Resource) -> bool {
-    matches!(resource.kind, "Deployment" | "ReplicaSet")
+    matches!(
+        resource.kind,
+        "Deployment" | "ReplicaSet" | "PodDisruptionBudget" | "NetworkPolicy"
+    )
 }
 
 pub fn namespace_resource() -> Resource {
