@@ -419,7 +419,7 @@ impl GkeCluster {
     /// The command that writes this cluster's context and credentials into the kubeconfig.
     pub fn get_credentials_command(&self) -> String {
         format!(
-            "gcloud container clusters get-credentials {} --location {} --project {}",
+            "gcloud container clusters get-credentials {} --location {} --project {} --dns-endpoint",
             self.cluster, self.location, self.project
         )
     }
@@ -887,7 +887,7 @@ mod tests {
         );
         assert_eq!(
             env.gke.unwrap().get_credentials_command(),
-            "gcloud container clusters get-credentials hello --location europe-west1 --project ferry-staging"
+            "gcloud container clusters get-credentials hello --location europe-west1 --project ferry-staging --dns-endpoint"
         );
     }
 

@@ -749,7 +749,7 @@ mod tests {
         assert!(err.contains("/home/me/.kube/config"), "{err}");
         assert!(
             err.contains(
-                "run `gcloud container clusters get-credentials ferry-staging --location europe-west1 --project ferry-staging`"
+                "run `gcloud container clusters get-credentials ferry-staging --location europe-west1 --project ferry-staging --dns-endpoint`"
             ),
             "{err}"
         );

@@ -339,7 +339,8 @@ fn e2e_shelf_ships_with_podman_and_two_projects_keep_to_themselves() {
     assert!(body.contains("only in the image"), "{body}");
 
     // The image carries shelf's settings: SHELF_PORT, its argument, its files, its user.
-    let layout = a.path().join("target/ferry/oci/shelf");
+    // The local environment builds the fast profile; its images live apart from release ones.
+    let layout = a.path().join("target/ferry/oci-fast/shelf");
     let image = ferry::image::open(&layout, None).unwrap();
     let config: serde_json::Value =
         serde_json::from_slice(&std::fs::read(image.blob_path(&image.config.digest)).unwrap())
