@@ -207,6 +207,10 @@ pub struct LocalEnv {
     /// bytes production runs). Kubernetes environments always build `release`.
     #[serde(default = "default_local_profile")]
     pub profile: crate::compile::Profile,
+    /// Secrets for the service, `NAME = "env:VAR"` or `"gcpsm://projects/P/secrets/S/versions/V"`:
+    /// given to the local instance as environment variables, never printed.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, String>,
     /// The `kind` key that selected this struct (read by [`parse_environments`]).
     #[serde(default, rename = "kind", skip_serializing)]
     #[doc(hidden)]
@@ -219,6 +223,7 @@ impl Default for LocalEnv {
             port: None,
             runtime: LocalRuntime::default(),
             profile: default_local_profile(),
+            secrets: BTreeMap::new(),
             kind_tag: None,
         }
     }
@@ -268,6 +273,10 @@ pub struct KubernetesEnv {
     pub approval: bool,
     /// Public URL checked after the rollout: readiness, then every `[[verify]]` check.
     pub url: Option<String>,
+    /// Secrets for the service, `NAME = "env:VAR"` or `"gcpsm://projects/P/secrets/S/versions/V"`:
+    /// written into a Kubernetes Secret named `${SECRETS}` with server-side apply, never printed.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, String>,
     /// The `kind` key that selected this struct (read by [`parse_environments`]).
     #[serde(default, rename = "kind", skip_serializing)]
     #[doc(hidden)]
@@ -699,7 +708,8 @@ impl Config {
                 )
                 .map_err(|e| ConfigError::Service {
                     path: path.to_path_buf(),
-                    message: e.to_string(),
+                    // The first line: its own hint is for `ferry init`'s flags.
+                    message: e.to_string().lines().next().unwrap_or_default().to_string(),
                     hint: "set [service] package and binary in ferry.toml".into(),
                 })?;
             self.service.package = package;

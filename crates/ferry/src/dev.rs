@@ -175,6 +175,8 @@ pub struct DevOptions {
     /// The stable port (default 8000 when free, else any).
     pub port: Option<u16>,
     pub runtime: crate::config::LocalRuntime,
+    /// The local environment's secrets, resolved once at start.
+    pub secrets: crate::secrets::Resolved,
 }
 
 /// Runs the loop until Ctrl-C (or `stop` resolves, for tests).
@@ -284,6 +286,7 @@ async fn generation(
         readiness: crate::verify::Readiness::from_path(config.service.ready_path.as_deref()),
         service: config.service.clone(),
         image_files: config.image.files.iter().map(|f| f.to.clone()).collect(),
+        secrets: options.secrets.clone(),
         runtime: options.runtime,
         state_dir: state_dir.clone(),
     };

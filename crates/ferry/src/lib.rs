@@ -36,6 +36,7 @@ pub mod pipeline;
 pub mod project;
 pub mod registry;
 pub mod render;
+pub mod secrets;
 pub mod verify;
 
 use std::process::ExitCode;

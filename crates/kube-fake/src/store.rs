@@ -69,6 +69,13 @@ pub const RESOURCES: &[Resource] = &[
         namespaced: true,
     },
     Resource {
+        group: "",
+        version: "v1",
+        plural: "secrets",
+        kind: "Secret",
+        namespaced: true,
+    },
+    Resource {
         group: "apps",
         version: "v1",
         plural: "deployments",

@@ -28,9 +28,17 @@ pub async fn run(args: DevArgs, ctx: &Context) -> anyhow::Result<()> {
         } else {
             crate::config::LocalRuntime::Podman
         });
+    let (_, settings) = ctx.config.environment(Some("local"))?;
+    let secrets = match settings {
+        crate::config::Environment::Local(local) => {
+            crate::secrets::resolve_declared(&local.secrets).await?
+        }
+        crate::config::Environment::Kubernetes(_) => Default::default(),
+    };
     let options = crate::dev::DevOptions {
         port: args.port,
         runtime,
+        secrets,
     };
     let stop = async {
         let _ = tokio::signal::ctrl_c().await;

@@ -62,11 +62,57 @@ pub fn open(config: &Config, name: &str, settings: config::Environment) -> Box<d
             config: config.clone(),
             name: name.to_string(),
             settings,
+            secrets: Default::default(),
         }),
         config::Environment::Kubernetes(settings) => Box::new(kubernetes::Kubernetes {
             config: config.clone(),
             name: name.to_string(),
             settings: *settings,
+            secrets: Default::default(),
         }),
     }
+}
+
+/// Resolves an environment's secrets as a `secrets` stage (recorded only when there are any):
+/// keys and sources are shown, values never.
+pub async fn resolve_secrets(
+    declared: &std::collections::BTreeMap<String, String>,
+    recorder: &mut Recorder<'_>,
+) -> Result<crate::secrets::Resolved, Halted> {
+    if declared.is_empty() {
+        return Ok(Default::default());
+    }
+    let what = declared
+        .iter()
+        .map(|(k, v)| format!("{k} ← {v}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    recorder
+        .stage("secrets", &what, async |_s| {
+            let resolved = crate::secrets::resolve_declared(declared).await?;
+            let detail = format!(
+                "{} resolved",
+                resolved.keys().collect::<Vec<_>>().join(", ")
+            );
+            Ok((resolved, detail))
+        })
+        .await
+}
+
+/// The name of the Secret ferry writes an environment's secrets to (`${SECRETS}` in the
+/// manifest): the image name, made a Kubernetes name, and `-secrets`.
+pub fn secret_name(config: &Config) -> String {
+    let base: String = config
+        .image
+        .name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    format!("{}-secrets", base.trim_matches('-'))
 }
