@@ -151,6 +151,10 @@ pub struct KubernetesEnv {
     pub approval: bool,
     /// Public URL to verify after the rollout (GET / must say Hello, World!).
     pub url: Option<String>,
+    /// Refuse `ferry deploy --image` without a digest (`REPO@sha256:…`); otherwise a tag-only
+    /// image is deployed with a warning.
+    #[serde(default)]
+    pub require_digest: bool,
 }
 
 impl KubernetesEnv {
@@ -269,6 +273,7 @@ pub fn parse_var(s: &str) -> Result<(String, String), String> {
             "{key:?} is not a variable name: use letters, digits and _, not starting with a digit (e.g. REPLICAS=3)"
         ));
     }
+    crate::render::check_settable(key, "--var").map_err(|e| e.to_string())?;
     Ok((key.to_string(), value.to_string()))
 }
 
@@ -358,6 +363,8 @@ pub enum ConfigError {
         path: PathBuf,
         choices: String,
     },
+    #[error(transparent)]
+    ReservedVar(#[from] crate::render::ReservedVar),
 }
 
 impl Config {
@@ -384,6 +391,7 @@ impl Config {
                 choices: config.environment_names().join(", "),
             });
         }
+        reject_reserved_vars(&config, text, path)?;
         Ok(config)
     }
 
@@ -435,6 +443,31 @@ impl Config {
             }),
         }
     }
+}
+
+/// `vars` of an environment may not set what ferry sets itself (IMAGE, COMMIT, …): the image
+/// deployed must be the one pushed. The error names the environment and, when found, the line.
+fn reject_reserved_vars(config: &Config, text: &str, path: &Path) -> Result<(), ConfigError> {
+    for (name, env) in &config.environments {
+        let Environment::Kubernetes(k) = env else {
+            continue;
+        };
+        for var in k.vars.keys() {
+            let line = text
+                .lines()
+                .position(|l| {
+                    l.split(['{', ',']).any(|part| {
+                        part.trim_start()
+                            .strip_prefix(var.as_str())
+                            .is_some_and(|rest| rest.trim_start().starts_with('='))
+                    })
+                })
+                .map_or(String::new(), |i| format!(":{}", i + 1));
+            let place = format!("environments.{name}.vars in {}{line}", path.display());
+            crate::render::check_settable(var, &place)?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -639,6 +672,35 @@ mod tests {
                 .contains("not a variable name")
         );
         assert!(parse_var("=1").is_err());
+    }
+
+    #[test]
+    fn ferrys_own_variables_are_refused_in_var_flags_and_in_vars() {
+        for name in ["IMAGE", "COMMIT", "ENVIRONMENT", "NAMESPACE"] {
+            let err = parse_var(&format!("{name}=evil.example/x:latest")).unwrap_err();
+            assert!(
+                err.starts_with(&format!("--var cannot set {name}")),
+                "{err}"
+            );
+        }
+        let err = parse(
+            "[environments.k]\nkind = \"kubernetes\"\nrepository = \"r.example/hello\"\n\n[environments.k.vars]\nREPLICAS = \"2\"\nIMAGE = \"evil.example/x:latest\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("environments.k.vars in /repo/ferry.toml:7 cannot set IMAGE"),
+            "{err}"
+        );
+        let err = parse(
+            "[environments.k]\nkind = \"kubernetes\"\nrepository = \"r.example/hello\"\nvars = { REPLICAS = \"2\", NAMESPACE = \"x\" }\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("environments.k.vars in /repo/ferry.toml:4 cannot set NAMESPACE"),
+            "{err}"
+        );
     }
 
     #[test]
