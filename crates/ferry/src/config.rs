@@ -338,11 +338,17 @@ impl Default for Config {
 /// Why `ferry.toml` could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read {path}: {source}")]
+    // The io error is in the message, so it is not also a `source` (printed twice).
+    #[error("cannot read {path}: {error}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
+    #[error(
+        "the configuration file {path} does not exist\n  \
+         hint: check the path given to --config (or FERRY_CONFIG); create the file with `ferry init`, or leave --config out to use the ferry.toml found upwards from the current directory"
+    )]
+    NotFound { path: PathBuf },
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
     #[error(
@@ -417,9 +423,15 @@ impl Config {
         };
         match path {
             Some(path) => {
-                let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
-                    path: path.clone(),
-                    source,
+                let text = std::fs::read_to_string(&path).map_err(|error| {
+                    if error.kind() == std::io::ErrorKind::NotFound {
+                        ConfigError::NotFound { path: path.clone() }
+                    } else {
+                        ConfigError::Read {
+                            path: path.clone(),
+                            error,
+                        }
+                    }
                 })?;
                 Self::parse(&text, &path)
             }

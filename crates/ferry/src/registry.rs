@@ -195,11 +195,11 @@ pub enum RegistryError {
         status: u16,
         body: String,
     },
-    #[error("cannot read {path}: {source}")]
+    // The io error is in the message, so it is not also a `source` (printed twice).
+    #[error("cannot read {path}: {error}")]
     Read {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("credential helper docker-credential-{helper} failed for {host}: {why}")]
     Helper {
@@ -230,14 +230,14 @@ pub async fn push(
         let path = image.blob_path(&blob.digest);
         let bytes = tokio::fs::read(&path)
             .await
-            .map_err(|source| RegistryError::Read { path, source })?;
+            .map_err(|error| RegistryError::Read { path, error })?;
         client.upload_blob(&blob.digest, bytes).await?;
         uploaded.push(blob.digest.clone());
     }
     let path = image.blob_path(&image.manifest.digest);
     let manifest = tokio::fs::read(&path)
         .await
-        .map_err(|source| RegistryError::Read { path, source })?;
+        .map_err(|error| RegistryError::Read { path, error })?;
     client
         .put_manifest(&image.tag, &image.manifest.media_type, manifest)
         .await?;

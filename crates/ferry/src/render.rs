@@ -35,11 +35,11 @@ pub struct Missing {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
-    #[error("cannot read the manifest {file}: {source}")]
+    // The io error is in the message, so it is not also a `source` (printed twice).
+    #[error("cannot read the manifest {file}: {error}")]
     Read {
         file: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{}", undefined_message(.file, .missing))]
     Undefined {
@@ -249,9 +249,9 @@ fn is_name(s: &str) -> bool {
 
 /// Reads, substitutes and parses `file`. `vars` win over the process environment.
 pub fn render_file(file: &Path, vars: &BTreeMap<String, String>) -> Result<Rendered, RenderError> {
-    let template = std::fs::read_to_string(file).map_err(|source| RenderError::Read {
+    let template = std::fs::read_to_string(file).map_err(|error| RenderError::Read {
         file: file.to_path_buf(),
-        source,
+        error,
     })?;
     render(&template, file, vars)
 }
