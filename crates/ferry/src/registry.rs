@@ -4,7 +4,11 @@
 //! Blobs the registry already has are not sent again. Credentials come from, in order:
 //! `~/.docker/config.json` (`auths`, `credHelpers`, `credsStore`), then Google credentials
 //! for `gcr.io` and `*-docker.pkg.dev`, else anonymous. Basic and bearer-token challenges are
-//! answered. Transient failures (connection errors, 429, 5xx) are retried with backoff.
+//! answered. Transient failures are retried with backoff: refused, reset or early-closed
+//! connections, timeouts, 429 and 5xx. Every request of a push may be repeated: HEADs and the
+//! manifest PUT are idempotent, a repeated POST opens a fresh upload, and a blob PUT whose
+//! answer was lost (or whose upload a restarted registry forgot) is checked with a HEAD and,
+//! if the blob is not there, uploaded again from a new POST.
 //! Secrets live in [`Secret`], which never prints.
 
 use std::path::PathBuf;
@@ -231,7 +235,7 @@ pub async fn push(
         let bytes = tokio::fs::read(&path)
             .await
             .map_err(|error| RegistryError::Read { path, error })?;
-        client.upload_blob(&blob.digest, bytes).await?;
+        client.upload_blob(&blob.digest, bytes.into()).await?;
         uploaded.push(blob.digest.clone());
     }
     let path = image.blob_path(&image.manifest.digest);
@@ -239,7 +243,7 @@ pub async fn push(
         .await
         .map_err(|error| RegistryError::Read { path, error })?;
     client
-        .put_manifest(&image.tag, &image.manifest.media_type, manifest)
+        .put_manifest(&image.tag, &image.manifest.media_type, manifest.into())
         .await?;
     Ok(Pushed {
         repository: repository.to_string(),
@@ -309,7 +313,34 @@ impl Client {
         }
     }
 
-    async fn upload_blob(&mut self, digest: &str, bytes: Vec<u8>) -> Result<(), RegistryError> {
+    /// Uploads a blob (POST, then PUT by digest). When the PUT's answer is lost, or the
+    /// registry no longer knows the upload (it restarted), the blob may or may not be stored:
+    /// a HEAD tells, and if it is not there the upload starts again.
+    async fn upload_blob(
+        &mut self,
+        digest: &str,
+        bytes: bytes::Bytes,
+    ) -> Result<(), RegistryError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.upload_once(digest, bytes.clone()).await? {
+                Uploaded::Stored => return Ok(()),
+                Uploaded::Unknown(_) if self.has_blob(digest).await? => return Ok(()),
+                Uploaded::Unknown(error) if attempt >= ATTEMPTS => return Err(error),
+                Uploaded::Unknown(error) => {
+                    tracing::warn!(%digest, "upload lost ({error}); starting it again");
+                    backoff(attempt).await;
+                }
+            }
+        }
+    }
+
+    async fn upload_once(
+        &mut self,
+        digest: &str,
+        bytes: bytes::Bytes,
+    ) -> Result<Uploaded, RegistryError> {
         let url = format!("{}/v2/{}/blobs/uploads/", self.base, self.repository.path);
         let resp = self.send(Method::POST, &url, None, None).await?;
         if resp.status() == StatusCode::NOT_FOUND {
@@ -339,25 +370,33 @@ impl Client {
         };
         let sep = if location.contains('?') { '&' } else { '?' };
         let put = format!("{location}{sep}digest={digest}");
-        let resp = self
+        let resp = match self
             .send(
                 Method::PUT,
                 &put,
                 Some("application/octet-stream"),
                 Some(bytes),
             )
-            .await?;
-        if resp.status() != StatusCode::CREATED {
-            return Err(self.failure("PUT", &put, resp).await);
+            .await
+        {
+            Ok(resp) => resp,
+            Err(error @ RegistryError::Unreachable { .. }) => return Ok(Uploaded::Unknown(error)),
+            Err(error) => return Err(error),
+        };
+        match resp.status() {
+            StatusCode::CREATED => Ok(Uploaded::Stored),
+            // BLOB_UPLOAD_UNKNOWN: a repeated PUT after the first one stored the blob, or a
+            // registry that lost its upload sessions.
+            StatusCode::NOT_FOUND => Ok(Uploaded::Unknown(self.failure("PUT", &put, resp).await)),
+            _ => Err(self.failure("PUT", &put, resp).await),
         }
-        Ok(())
     }
 
     async fn put_manifest(
         &mut self,
         tag: &str,
         media_type: &str,
-        bytes: Vec<u8>,
+        bytes: bytes::Bytes,
     ) -> Result<(), RegistryError> {
         let url = format!("{}/v2/{}/manifests/{tag}", self.base, self.repository.path);
         let resp = self
@@ -375,7 +414,7 @@ impl Client {
         method: Method,
         url: &str,
         content_type: Option<&str>,
-        body: Option<Vec<u8>>,
+        body: Option<bytes::Bytes>,
     ) -> Result<reqwest::Response, RegistryError> {
         let mut challenged = false;
         let mut attempt = 0;
@@ -393,14 +432,19 @@ impl Client {
             }
             let resp = match request.send().await {
                 Ok(resp) => resp,
-                Err(e) if attempt < ATTEMPTS && (e.is_connect() || e.is_timeout()) => {
+                Err(e) if attempt < ATTEMPTS && is_transient(&e) => {
+                    tracing::warn!(
+                        "{method} {} failed ({}); retrying",
+                        without_query(url),
+                        root_cause(&e)
+                    );
                     backoff(attempt).await;
                     continue;
                 }
                 Err(e) => {
                     return Err(RegistryError::Unreachable {
                         url: self.base.clone(),
-                        reason: root_cause(&e),
+                        reason: gave_up(&e, attempt),
                     });
                 }
             };
@@ -459,17 +503,24 @@ impl Client {
             "scope".into(),
             format!("repository:{}:pull,push", self.repository.path),
         ));
-        let mut request = self.http.get(&realm).query(&query);
-        if let Some(basic) = &basic {
-            request = request.header(header::AUTHORIZATION, basic.expose());
-        }
-        let resp = request
-            .send()
-            .await
-            .map_err(|e| RegistryError::Unreachable {
-                url: realm.clone(),
-                reason: root_cause(&e),
-            })?;
+        let mut attempt = 0;
+        let resp = loop {
+            attempt += 1;
+            let mut request = self.http.get(&realm).query(&query);
+            if let Some(basic) = &basic {
+                request = request.header(header::AUTHORIZATION, basic.expose());
+            }
+            match request.send().await {
+                Ok(resp) => break resp,
+                Err(e) if attempt < ATTEMPTS && is_transient(&e) => backoff(attempt).await,
+                Err(e) => {
+                    return Err(RegistryError::Unreachable {
+                        url: realm.clone(),
+                        reason: gave_up(&e, attempt),
+                    });
+                }
+            }
+        };
         if !resp.status().is_success() {
             return Err(self.unauthorized(resp.status().as_u16()));
         }
@@ -529,6 +580,32 @@ impl Client {
             body,
         }
     }
+}
+
+/// How a blob upload ended when it did not plainly succeed or fail.
+enum Uploaded {
+    Stored,
+    /// The PUT's answer was lost or the upload was unknown: the blob may or may not be there.
+    Unknown(RegistryError),
+}
+
+/// A failure of the connection rather than of the request: refused, reset, closed before the
+/// answer, timed out. Worth another attempt; a malformed request or redirect loop is not.
+fn is_transient(e: &reqwest::Error) -> bool {
+    !(e.is_builder() || e.is_redirect() || e.is_decode() || e.is_status())
+}
+
+fn gave_up(e: &reqwest::Error, attempts: u32) -> String {
+    if attempts > 1 {
+        format!("{} (after {attempts} attempts)", root_cause(e))
+    } else {
+        root_cause(e)
+    }
+}
+
+/// A URL for logs: upload locations carry the registry's upload state in their query.
+fn without_query(url: &str) -> &str {
+    url.split_once('?').map_or(url, |(u, _)| u)
 }
 
 /// The start of an error body, for messages (registries answer JSON `errors`).
