@@ -146,8 +146,9 @@ pub enum RegistryAuth {
     Auto,
     /// Only `~/.docker/config.json` and its credential helpers.
     Docker,
-    /// Google credentials (service-account key in GOOGLE_APPLICATION_CREDENTIALS, application
-    /// default credentials, the metadata server, or gcloud), whatever the registry's name:
+    /// Google credentials (a service-account key or an `external_account` configuration for
+    /// workload identity federation in GOOGLE_APPLICATION_CREDENTIALS, application default
+    /// credentials, the metadata server, or gcloud), whatever the registry's name:
     /// for Google registries behind a custom host name.
     Google,
     /// No credentials.
@@ -212,7 +213,7 @@ pub enum RegistryError {
         why: String,
     },
     #[error(
-        "cannot get Google credentials for {host}: {why}\n  hint: run `gcloud auth application-default login`, set GOOGLE_APPLICATION_CREDENTIALS to a service-account key, or (workload identity federation) run `gcloud auth login --cred-file=CONFIG` first"
+        "cannot get Google credentials for {host}: {why}\n  hint: run `gcloud auth application-default login`, or set GOOGLE_APPLICATION_CREDENTIALS to a service-account key or (workload identity federation) to the external_account configuration `gcloud iam workload-identity-pools create-cred-config` writes"
     )]
     Google { host: String, why: String },
 }
@@ -622,6 +623,21 @@ async fn backoff(attempt: u32) {
     tokio::time::sleep(Duration::from_millis(200 * 2u64.pow(attempt))).await;
 }
 
+/// An error and each of its causes that adds something, joined by `: `.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(next) = cause {
+        let text = next.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = next.source();
+    }
+    out
+}
+
 fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     let mut cause: &dyn std::error::Error = e;
     while let Some(next) = cause.source() {
@@ -760,37 +776,111 @@ async fn run_helper(helper: &str, host: &str) -> Result<Credentials, RegistryErr
     })
 }
 
-/// Google's access token for the registry: gcp_auth first (a service-account key in
-/// GOOGLE_APPLICATION_CREDENTIALS, application default credentials, the metadata server,
-/// gcloud), then `gcloud auth print-access-token` itself. The second path covers what
-/// gcp_auth cannot read, notably the `external_account` files of workload identity
-/// federation that CI systems use instead of keys (after `gcloud auth login --cred-file`).
+/// The scope of an access token for Artifact Registry and Container Registry.
+const CLOUD_PLATFORM: &str = "https://www.googleapis.com/auth/cloud-platform";
+
+/// Google's access token for the registry. An `external_account` configuration (workload
+/// identity federation, as CI systems use instead of keys) is exchanged by Google's own auth
+/// library: the subject token from its `credential_source` for a federated token at its
+/// `token_url`, then, with `service_account_impersonation_url`, for a service account's token.
+/// Anything else goes through gcp_auth (a service-account key, application default
+/// credentials, the metadata server, gcloud). `gcloud auth print-access-token` is the last
+/// resort either way.
 async fn google_credentials(host: &str) -> Result<Credentials, RegistryError> {
-    let library = async {
-        let provider = gcp_auth::provider().await.map_err(|e| e.to_string())?;
-        provider
-            .token(&["https://www.googleapis.com/auth/cloud-platform"])
-            .await
-            .map(|t| Secret::new(t.as_str()))
-            .map_err(|e| e.to_string())
+    let google = |why: String| RegistryError::Google {
+        host: host.to_string(),
+        why,
     };
-    let (token, source) = match library.await {
-        Ok(token) => (token, "Google credentials (gcp_auth)"),
+    let library = match external_account_config().map_err(google)? {
+        Some((path, config)) => external_account_token(config).await.map(|token| {
+            let source = format!("workload identity federation ({})", path.display());
+            (token, source)
+        }),
+        None => gcp_auth_token()
+            .await
+            .map(|token| (token, "Google credentials (gcp_auth)".to_string())),
+    };
+    let (token, source) = match library {
+        Ok(found) => found,
         Err(library_error) => match gcloud_token().await {
-            Ok(token) => (token, "gcloud auth print-access-token"),
+            Ok(token) => (token, "gcloud auth print-access-token".to_string()),
             Err(gcloud_error) => {
-                return Err(RegistryError::Google {
-                    host: host.to_string(),
-                    why: format!("{library_error}; and gcloud: {gcloud_error}"),
-                });
+                return Err(google(format!(
+                    "{library_error}; and gcloud: {gcloud_error}"
+                )));
             }
         },
     };
     Ok(Credentials {
         username: "oauth2accesstoken".into(),
         password: token,
-        source: source.into(),
+        source,
     })
+}
+
+async fn gcp_auth_token() -> Result<Secret, String> {
+    let provider = gcp_auth::provider().await.map_err(|e| e.to_string())?;
+    provider
+        .token(&[CLOUD_PLATFORM])
+        .await
+        .map(|t| Secret::new(t.as_str()))
+        .map_err(|e| e.to_string())
+}
+
+/// The credentials file Google's libraries read: GOOGLE_APPLICATION_CREDENTIALS, else the one
+/// `gcloud auth application-default login` writes. Its contents when it is an
+/// `external_account` configuration; `None` for any other kind, or no file.
+fn external_account_config() -> Result<Option<(PathBuf, serde_json::Value)>, String> {
+    let path = match std::env::var_os("GOOGLE_APPLICATION_CREDENTIALS").filter(|p| !p.is_empty()) {
+        Some(path) => PathBuf::from(path),
+        None => {
+            let gcloud_dir = std::env::var_os("CLOUDSDK_CONFIG")
+                .map(PathBuf::from)
+                .or_else(|| {
+                    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config/gcloud"))
+                });
+            match gcloud_dir.map(|d| d.join("application_default_credentials.json")) {
+                Some(path) if path.is_file() => path,
+                _ => return Ok(None),
+            }
+        }
+    };
+    // A file that cannot be read or parsed is gcp_auth's to report, with its own message.
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(None);
+    };
+    let Ok(config) = serde_json::from_str::<serde_json::Value>(&text) else {
+        return Ok(None);
+    };
+    if config["type"] != "external_account" {
+        return Ok(None);
+    }
+    Ok(Some((path, config)))
+}
+
+/// Exchanges an `external_account` configuration for an access token (Google's auth library;
+/// the library retries transient failures itself, within the time given here).
+async fn external_account_token(config: serde_json::Value) -> Result<Secret, String> {
+    use google_cloud_auth::credentials::external_account::Builder;
+    let credentials = Builder::new(config)
+        .with_scopes([CLOUD_PLATFORM])
+        .build_access_token_credentials()
+        .map_err(|e| {
+            format!(
+                "the external_account configuration is not usable: {}",
+                error_chain(&e)
+            )
+        })?;
+    let token = tokio::time::timeout(Duration::from_secs(60), credentials.access_token())
+        .await
+        .map_err(|_| "the token exchange did not finish within 60 s".to_string())?
+        .map_err(|e| {
+            format!(
+                "the external_account token exchange failed: {}",
+                error_chain(&e)
+            )
+        })?;
+    Ok(Secret::new(token.token))
 }
 
 async fn gcloud_token() -> Result<Secret, String> {
