@@ -464,9 +464,15 @@ fn reject_reserved_vars(config: &Config, text: &str, path: &Path) -> Result<(), 
         let Environment::Kubernetes(k) = env else {
             continue;
         };
+        // The environment's own lines start at its table header.
+        let start = text
+            .lines()
+            .position(|l| l.trim_start().starts_with(&format!("[environments.{name}")))
+            .unwrap_or(0);
         for var in k.vars.keys() {
             let line = text
                 .lines()
+                .skip(start)
                 .position(|l| {
                     l.split(['{', ',']).any(|part| {
                         part.trim_start()
@@ -474,7 +480,7 @@ fn reject_reserved_vars(config: &Config, text: &str, path: &Path) -> Result<(), 
                             .is_some_and(|rest| rest.trim_start().starts_with('='))
                     })
                 })
-                .map_or(String::new(), |i| format!(":{}", i + 1));
+                .map_or(String::new(), |i| format!(":{}", start + i + 1));
             let place = format!("environments.{name}.vars in {}{line}", path.display());
             crate::render::check_settable(var, &place)?;
         }
@@ -705,12 +711,12 @@ mod tests {
             "{err}"
         );
         let err = parse(
-            "[environments.k]\nkind = \"kubernetes\"\nrepository = \"r.example/hello\"\nvars = { REPLICAS = \"2\", NAMESPACE = \"x\" }\n",
+            "[environments.a]\nkind = \"kubernetes\"\nrepository = \"r.example/hello\"\nvars = { NAMESPACE_SUFFIX = \"-a\" }\n[environments.k]\nkind = \"kubernetes\"\nrepository = \"r.example/hello\"\nvars = { REPLICAS = \"2\", NAMESPACE = \"x\" }\n",
         )
         .unwrap_err()
         .to_string();
         assert!(
-            err.starts_with("environments.k.vars in /repo/ferry.toml:4 cannot set NAMESPACE"),
+            err.starts_with("environments.k.vars in /repo/ferry.toml:8 cannot set NAMESPACE"),
             "{err}"
         );
     }

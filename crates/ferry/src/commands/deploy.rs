@@ -49,7 +49,7 @@ pub struct DeployArgs {
 }
 
 /// `REPO@sha256:<64 hex>`: a reference no one can move.
-pub fn is_pinned(image: &str) -> bool {
+fn is_pinned(image: &str) -> bool {
     image.rsplit_once("@sha256:").is_some_and(|(repo, hex)| {
         !repo.is_empty() && hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())
     })
