@@ -105,3 +105,23 @@ fn pushing_from_a_dirty_tree_says_commit_stash_or_allow_dirty() {
     );
     assert!(!err.contains("run `ferry build`"), "{err}");
 }
+
+/// Every command that renders refuses `--var` for what ferry sets itself, before doing anything.
+#[test]
+fn var_flags_cannot_set_ferrys_own_variables_in_any_command() {
+    let dir = tempfile::tempdir().unwrap();
+    for command in ["ship", "plan", "render", "deploy"] {
+        let out = ferry(
+            dir.path(),
+            &[command, "--var", "IMAGE=evil.example/miner:latest"],
+        );
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{command}: {err}");
+        assert!(
+            err.contains(
+                "--var cannot set IMAGE: ferry sets it to the image it pushed, pinned by digest"
+            ),
+            "{command}: {err}"
+        );
+    }
+}
