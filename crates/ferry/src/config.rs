@@ -281,6 +281,10 @@ pub struct KubernetesEnv {
     #[serde(default, rename = "kind", skip_serializing)]
     #[doc(hidden)]
     pub kind_tag: Option<String>,
+    /// Refuse `ferry deploy --image` without a digest (`REPO@sha256:…`); otherwise a tag-only
+    /// image is deployed with a warning.
+    #[serde(default)]
+    pub require_digest: bool,
 }
 
 impl KubernetesEnv {
@@ -405,6 +409,7 @@ pub fn parse_var(s: &str) -> Result<(String, String), String> {
             "{key:?} is not a variable name: use letters, digits and _, not starting with a digit (e.g. REPLICAS=3)"
         ));
     }
+    crate::render::check_settable(key, "--var").map_err(|e| e.to_string())?;
     Ok((key.to_string(), value.to_string()))
 }
 
@@ -493,15 +498,17 @@ pub enum ConfigError {
          hint: run `ferry init` in your cargo project to write one (or pass --config FILE)"
     )]
     Missing { start: PathBuf },
-    #[error(
-        "{path} does not exist\n  hint: check the path given to --config (or FERRY_CONFIG), or run `ferry init` to write a {FILE_NAME}"
-    )]
-    MissingExplicit { path: PathBuf },
-    #[error("cannot read {path}: {source}")]
+    // The io error is in the message, so it is not also a `source` (printed twice).
+    #[error("cannot read {path}: {error}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
+    #[error(
+        "the configuration file {path} does not exist\n  \
+         hint: check the path given to --config (or FERRY_CONFIG); create the file with `ferry init`, or leave --config out to use the ferry.toml found upwards from the current directory"
+    )]
+    NotFound { path: PathBuf },
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
     #[error(
@@ -530,6 +537,8 @@ pub enum ConfigError {
         message: String,
         hint: String,
     },
+    #[error(transparent)]
+    ReservedVar(#[from] crate::render::ReservedVar),
 }
 
 impl ConfigError {
@@ -537,7 +546,7 @@ impl ConfigError {
     pub fn is_usage(&self) -> bool {
         matches!(
             self,
-            ConfigError::Missing { .. } | ConfigError::MissingExplicit { .. }
+            ConfigError::Missing { .. } | ConfigError::NotFound { .. }
         )
     }
 }
@@ -572,6 +581,7 @@ impl Config {
             });
         }
         config.check_settings(path)?;
+        reject_reserved_vars(&config, text, path)?;
         Ok(config)
     }
 
@@ -651,11 +661,6 @@ impl Config {
     /// service's package and binary from cargo when ferry.toml leaves them out.
     pub fn load(explicit: Option<&Path>, start: &Path) -> Result<Self, ConfigError> {
         let path = match explicit {
-            Some(p) if !p.exists() => {
-                return Err(ConfigError::MissingExplicit {
-                    path: p.to_path_buf(),
-                });
-            }
             Some(p) => p.to_path_buf(),
             None => start
                 .ancestors()
@@ -665,9 +670,15 @@ impl Config {
                     start: start.to_path_buf(),
                 })?,
         };
-        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
-            path: path.clone(),
-            source,
+        let text = std::fs::read_to_string(&path).map_err(|error| {
+            if error.kind() == std::io::ErrorKind::NotFound {
+                ConfigError::NotFound { path: path.clone() }
+            } else {
+                ConfigError::Read {
+                    path: path.clone(),
+                    error,
+                }
+            }
         })?;
         let mut config = Self::parse(&text, &path)?;
         // Commands that build need the package; the others (deploy, status, …) may run where
@@ -844,6 +855,37 @@ fn pick_environment<T: serde::de::DeserializeOwned>(
         }
     }
     Document::<T>(name, PhantomData).deserialize(toml::Deserializer::parse(text)?)
+}
+
+/// `vars` of an environment may not set what ferry sets itself (IMAGE, COMMIT, …): the image
+/// deployed must be the one pushed. The error names the environment and, when found, the line.
+fn reject_reserved_vars(config: &Config, text: &str, path: &Path) -> Result<(), ConfigError> {
+    for (name, env) in &config.environments {
+        let Environment::Kubernetes(k) = env else {
+            continue;
+        };
+        // The environment's own lines start at its table header.
+        let start = text
+            .lines()
+            .position(|l| l.trim_start().starts_with(&format!("[environments.{name}")))
+            .unwrap_or(0);
+        for var in k.vars.keys() {
+            let line = text
+                .lines()
+                .skip(start)
+                .position(|l| {
+                    l.split(['{', ',']).any(|part| {
+                        part.trim_start()
+                            .strip_prefix(var.as_str())
+                            .is_some_and(|rest| rest.trim_start().starts_with('='))
+                    })
+                })
+                .map_or(String::new(), |i| format!(":{}", start + i + 1));
+            let place = format!("environments.{name}.vars in {}{line}", path.display());
+            crate::render::check_settable(var, &place)?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -1053,6 +1095,35 @@ mod tests {
                 .contains("not a variable name")
         );
         assert!(parse_var("=1").is_err());
+    }
+
+    #[test]
+    fn ferrys_own_variables_are_refused_in_var_flags_and_in_vars() {
+        for name in ["IMAGE", "COMMIT", "ENVIRONMENT", "NAMESPACE"] {
+            let err = parse_var(&format!("{name}=evil.example/x:latest")).unwrap_err();
+            assert!(
+                err.starts_with(&format!("--var cannot set {name}")),
+                "{err}"
+            );
+        }
+        let err = parse(
+            "[environments.k]\nkind = \"kubernetes\"\nrepository = \"r.example/hello\"\n\n[environments.k.vars]\nREPLICAS = \"2\"\nIMAGE = \"evil.example/x:latest\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("environments.k.vars in /repo/ferry.toml:7 cannot set IMAGE"),
+            "{err}"
+        );
+        let err = parse(
+            "[environments.a]\nkind = \"kubernetes\"\nrepository = \"r.example/hello\"\nvars = { NAMESPACE_SUFFIX = \"-a\" }\n[environments.k]\nkind = \"kubernetes\"\nrepository = \"r.example/hello\"\nvars = { REPLICAS = \"2\", NAMESPACE = \"x\" }\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("environments.k.vars in /repo/ferry.toml:8 cannot set NAMESPACE"),
+            "{err}"
+        );
     }
 
     #[test]

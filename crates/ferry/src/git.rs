@@ -25,7 +25,7 @@ pub struct Commit {
 #[derive(Debug, thiserror::Error)]
 pub enum GitError {
     #[error("git is not installed or not on PATH ({0})\n  hint: apt-get install git")]
-    Missing(#[source] std::io::Error),
+    Missing(std::io::Error),
     #[error(
         "{dir} is not inside a git repository\n  hint: ferry tags images by commit; run it from a clone (or `git init && git commit`)"
     )]

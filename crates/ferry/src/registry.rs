@@ -4,7 +4,11 @@
 //! Blobs the registry already has are not sent again. Credentials come from, in order:
 //! `~/.docker/config.json` (`auths`, `credHelpers`, `credsStore`), then Google credentials
 //! for `gcr.io` and `*-docker.pkg.dev`, else anonymous. Basic and bearer-token challenges are
-//! answered. Transient failures (connection errors, 429, 5xx) are retried with backoff.
+//! answered. Transient failures are retried with backoff: refused, reset or early-closed
+//! connections, timeouts, 429 and 5xx. Every request of a push may be repeated: HEADs and the
+//! manifest PUT are idempotent, a repeated POST opens a fresh upload, and a blob PUT whose
+//! answer was lost (or whose upload a restarted registry forgot) is checked with a HEAD and,
+//! if the blob is not there, uploaded again from a new POST.
 //! Secrets live in [`Secret`], which never prints.
 
 use std::path::PathBuf;
@@ -142,8 +146,9 @@ pub enum RegistryAuth {
     Auto,
     /// Only `~/.docker/config.json` and its credential helpers.
     Docker,
-    /// Google credentials (service-account key in GOOGLE_APPLICATION_CREDENTIALS, application
-    /// default credentials, the metadata server, or gcloud), whatever the registry's name:
+    /// Google credentials (a service-account key or an `external_account` configuration for
+    /// workload identity federation in GOOGLE_APPLICATION_CREDENTIALS, application default
+    /// credentials, the metadata server, or gcloud), whatever the registry's name:
     /// for Google registries behind a custom host name.
     Google,
     /// No credentials.
@@ -195,11 +200,11 @@ pub enum RegistryError {
         status: u16,
         body: String,
     },
-    #[error("cannot read {path}: {source}")]
+    // The io error is in the message, so it is not also a `source` (printed twice).
+    #[error("cannot read {path}: {error}")]
     Read {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("credential helper docker-credential-{helper} failed for {host}: {why}")]
     Helper {
@@ -208,7 +213,7 @@ pub enum RegistryError {
         why: String,
     },
     #[error(
-        "cannot get Google credentials for {host}: {why}\n  hint: run `gcloud auth application-default login`, set GOOGLE_APPLICATION_CREDENTIALS to a service-account key, or (workload identity federation) run `gcloud auth login --cred-file=CONFIG` first"
+        "cannot get Google credentials for {host}: {why}\n  hint: run `gcloud auth application-default login`, or set GOOGLE_APPLICATION_CREDENTIALS to a service-account key or (workload identity federation) to the external_account configuration `gcloud iam workload-identity-pools create-cred-config` writes"
     )]
     Google { host: String, why: String },
 }
@@ -230,16 +235,16 @@ pub async fn push(
         let path = image.blob_path(&blob.digest);
         let bytes = tokio::fs::read(&path)
             .await
-            .map_err(|source| RegistryError::Read { path, source })?;
-        client.upload_blob(&blob.digest, bytes).await?;
+            .map_err(|error| RegistryError::Read { path, error })?;
+        client.upload_blob(&blob.digest, bytes.into()).await?;
         uploaded.push(blob.digest.clone());
     }
     let path = image.blob_path(&image.manifest.digest);
     let manifest = tokio::fs::read(&path)
         .await
-        .map_err(|source| RegistryError::Read { path, source })?;
+        .map_err(|error| RegistryError::Read { path, error })?;
     client
-        .put_manifest(&image.tag, &image.manifest.media_type, manifest)
+        .put_manifest(&image.tag, &image.manifest.media_type, manifest.into())
         .await?;
     Ok(Pushed {
         repository: repository.to_string(),
@@ -309,7 +314,34 @@ impl Client {
         }
     }
 
-    async fn upload_blob(&mut self, digest: &str, bytes: Vec<u8>) -> Result<(), RegistryError> {
+    /// Uploads a blob (POST, then PUT by digest). When the PUT's answer is lost, or the
+    /// registry no longer knows the upload (it restarted), the blob may or may not be stored:
+    /// a HEAD tells, and if it is not there the upload starts again.
+    async fn upload_blob(
+        &mut self,
+        digest: &str,
+        bytes: bytes::Bytes,
+    ) -> Result<(), RegistryError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.upload_once(digest, bytes.clone()).await? {
+                Uploaded::Stored => return Ok(()),
+                Uploaded::Unknown(_) if self.has_blob(digest).await? => return Ok(()),
+                Uploaded::Unknown(error) if attempt >= ATTEMPTS => return Err(error),
+                Uploaded::Unknown(error) => {
+                    tracing::warn!(%digest, "upload lost ({error}); starting it again");
+                    backoff(attempt).await;
+                }
+            }
+        }
+    }
+
+    async fn upload_once(
+        &mut self,
+        digest: &str,
+        bytes: bytes::Bytes,
+    ) -> Result<Uploaded, RegistryError> {
         let url = format!("{}/v2/{}/blobs/uploads/", self.base, self.repository.path);
         let resp = self.send(Method::POST, &url, None, None).await?;
         if resp.status() == StatusCode::NOT_FOUND {
@@ -339,25 +371,33 @@ impl Client {
         };
         let sep = if location.contains('?') { '&' } else { '?' };
         let put = format!("{location}{sep}digest={digest}");
-        let resp = self
+        let resp = match self
             .send(
                 Method::PUT,
                 &put,
                 Some("application/octet-stream"),
                 Some(bytes),
             )
-            .await?;
-        if resp.status() != StatusCode::CREATED {
-            return Err(self.failure("PUT", &put, resp).await);
+            .await
+        {
+            Ok(resp) => resp,
+            Err(error @ RegistryError::Unreachable { .. }) => return Ok(Uploaded::Unknown(error)),
+            Err(error) => return Err(error),
+        };
+        match resp.status() {
+            StatusCode::CREATED => Ok(Uploaded::Stored),
+            // BLOB_UPLOAD_UNKNOWN: a repeated PUT after the first one stored the blob, or a
+            // registry that lost its upload sessions.
+            StatusCode::NOT_FOUND => Ok(Uploaded::Unknown(self.failure("PUT", &put, resp).await)),
+            _ => Err(self.failure("PUT", &put, resp).await),
         }
-        Ok(())
     }
 
     async fn put_manifest(
         &mut self,
         tag: &str,
         media_type: &str,
-        bytes: Vec<u8>,
+        bytes: bytes::Bytes,
     ) -> Result<(), RegistryError> {
         let url = format!("{}/v2/{}/manifests/{tag}", self.base, self.repository.path);
         let resp = self
@@ -375,7 +415,7 @@ impl Client {
         method: Method,
         url: &str,
         content_type: Option<&str>,
-        body: Option<Vec<u8>>,
+        body: Option<bytes::Bytes>,
     ) -> Result<reqwest::Response, RegistryError> {
         let mut challenged = false;
         let mut attempt = 0;
@@ -393,14 +433,19 @@ impl Client {
             }
             let resp = match request.send().await {
                 Ok(resp) => resp,
-                Err(e) if attempt < ATTEMPTS && (e.is_connect() || e.is_timeout()) => {
+                Err(e) if attempt < ATTEMPTS && is_transient(&e) => {
+                    tracing::warn!(
+                        "{method} {} failed ({}); retrying",
+                        without_query(url),
+                        root_cause(&e)
+                    );
                     backoff(attempt).await;
                     continue;
                 }
                 Err(e) => {
                     return Err(RegistryError::Unreachable {
                         url: self.base.clone(),
-                        reason: root_cause(&e),
+                        reason: gave_up(&e, attempt),
                     });
                 }
             };
@@ -459,17 +504,24 @@ impl Client {
             "scope".into(),
             format!("repository:{}:pull,push", self.repository.path),
         ));
-        let mut request = self.http.get(&realm).query(&query);
-        if let Some(basic) = &basic {
-            request = request.header(header::AUTHORIZATION, basic.expose());
-        }
-        let resp = request
-            .send()
-            .await
-            .map_err(|e| RegistryError::Unreachable {
-                url: realm.clone(),
-                reason: root_cause(&e),
-            })?;
+        let mut attempt = 0;
+        let resp = loop {
+            attempt += 1;
+            let mut request = self.http.get(&realm).query(&query);
+            if let Some(basic) = &basic {
+                request = request.header(header::AUTHORIZATION, basic.expose());
+            }
+            match request.send().await {
+                Ok(resp) => break resp,
+                Err(e) if attempt < ATTEMPTS && is_transient(&e) => backoff(attempt).await,
+                Err(e) => {
+                    return Err(RegistryError::Unreachable {
+                        url: realm.clone(),
+                        reason: gave_up(&e, attempt),
+                    });
+                }
+            }
+        };
         if !resp.status().is_success() {
             return Err(self.unauthorized(resp.status().as_u16()));
         }
@@ -531,6 +583,32 @@ impl Client {
     }
 }
 
+/// How a blob upload ended when it did not plainly succeed or fail.
+enum Uploaded {
+    Stored,
+    /// The PUT's answer was lost or the upload was unknown: the blob may or may not be there.
+    Unknown(RegistryError),
+}
+
+/// A failure of the connection rather than of the request: refused, reset, closed before the
+/// answer, timed out. Worth another attempt; a malformed request or redirect loop is not.
+fn is_transient(e: &reqwest::Error) -> bool {
+    !(e.is_builder() || e.is_redirect() || e.is_decode() || e.is_status())
+}
+
+fn gave_up(e: &reqwest::Error, attempts: u32) -> String {
+    if attempts > 1 {
+        format!("{} (after {attempts} attempts)", root_cause(e))
+    } else {
+        root_cause(e)
+    }
+}
+
+/// A URL for logs: upload locations carry the registry's upload state in their query.
+fn without_query(url: &str) -> &str {
+    url.split_once('?').map_or(url, |(u, _)| u)
+}
+
 /// The start of an error body, for messages (registries answer JSON `errors`).
 async fn short_body(resp: reqwest::Response) -> String {
     resp.text()
@@ -543,6 +621,21 @@ async fn short_body(resp: reqwest::Response) -> String {
 
 async fn backoff(attempt: u32) {
     tokio::time::sleep(Duration::from_millis(200 * 2u64.pow(attempt))).await;
+}
+
+/// An error and each of its causes that adds something, joined by `: `.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(next) = cause {
+        let text = next.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = next.source();
+    }
+    out
 }
 
 fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
@@ -683,37 +776,111 @@ async fn run_helper(helper: &str, host: &str) -> Result<Credentials, RegistryErr
     })
 }
 
-/// Google's access token for the registry: gcp_auth first (a service-account key in
-/// GOOGLE_APPLICATION_CREDENTIALS, application default credentials, the metadata server,
-/// gcloud), then `gcloud auth print-access-token` itself. The second path covers what
-/// gcp_auth cannot read, notably the `external_account` files of workload identity
-/// federation that CI systems use instead of keys (after `gcloud auth login --cred-file`).
+/// The scope of an access token for Artifact Registry and Container Registry.
+const CLOUD_PLATFORM: &str = "https://www.googleapis.com/auth/cloud-platform";
+
+/// Google's access token for the registry. An `external_account` configuration (workload
+/// identity federation, as CI systems use instead of keys) is exchanged by Google's own auth
+/// library: the subject token from its `credential_source` for a federated token at its
+/// `token_url`, then, with `service_account_impersonation_url`, for a service account's token.
+/// Anything else goes through gcp_auth (a service-account key, application default
+/// credentials, the metadata server, gcloud). `gcloud auth print-access-token` is the last
+/// resort either way.
 async fn google_credentials(host: &str) -> Result<Credentials, RegistryError> {
-    let library = async {
-        let provider = gcp_auth::provider().await.map_err(|e| e.to_string())?;
-        provider
-            .token(&["https://www.googleapis.com/auth/cloud-platform"])
-            .await
-            .map(|t| Secret::new(t.as_str()))
-            .map_err(|e| e.to_string())
+    let google = |why: String| RegistryError::Google {
+        host: host.to_string(),
+        why,
     };
-    let (token, source) = match library.await {
-        Ok(token) => (token, "Google credentials (gcp_auth)"),
+    let library = match external_account_config().map_err(google)? {
+        Some((path, config)) => external_account_token(config).await.map(|token| {
+            let source = format!("workload identity federation ({})", path.display());
+            (token, source)
+        }),
+        None => gcp_auth_token()
+            .await
+            .map(|token| (token, "Google credentials (gcp_auth)".to_string())),
+    };
+    let (token, source) = match library {
+        Ok(found) => found,
         Err(library_error) => match gcloud_token().await {
-            Ok(token) => (token, "gcloud auth print-access-token"),
+            Ok(token) => (token, "gcloud auth print-access-token".to_string()),
             Err(gcloud_error) => {
-                return Err(RegistryError::Google {
-                    host: host.to_string(),
-                    why: format!("{library_error}; and gcloud: {gcloud_error}"),
-                });
+                return Err(google(format!(
+                    "{library_error}; and gcloud: {gcloud_error}"
+                )));
             }
         },
     };
     Ok(Credentials {
         username: "oauth2accesstoken".into(),
         password: token,
-        source: source.into(),
+        source,
     })
+}
+
+async fn gcp_auth_token() -> Result<Secret, String> {
+    let provider = gcp_auth::provider().await.map_err(|e| e.to_string())?;
+    provider
+        .token(&[CLOUD_PLATFORM])
+        .await
+        .map(|t| Secret::new(t.as_str()))
+        .map_err(|e| e.to_string())
+}
+
+/// The credentials file Google's libraries read: GOOGLE_APPLICATION_CREDENTIALS, else the one
+/// `gcloud auth application-default login` writes. Its contents when it is an
+/// `external_account` configuration; `None` for any other kind, or no file.
+fn external_account_config() -> Result<Option<(PathBuf, serde_json::Value)>, String> {
+    let path = match std::env::var_os("GOOGLE_APPLICATION_CREDENTIALS").filter(|p| !p.is_empty()) {
+        Some(path) => PathBuf::from(path),
+        None => {
+            let gcloud_dir = std::env::var_os("CLOUDSDK_CONFIG")
+                .map(PathBuf::from)
+                .or_else(|| {
+                    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config/gcloud"))
+                });
+            match gcloud_dir.map(|d| d.join("application_default_credentials.json")) {
+                Some(path) if path.is_file() => path,
+                _ => return Ok(None),
+            }
+        }
+    };
+    // A file that cannot be read or parsed is gcp_auth's to report, with its own message.
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(None);
+    };
+    let Ok(config) = serde_json::from_str::<serde_json::Value>(&text) else {
+        return Ok(None);
+    };
+    if config["type"] != "external_account" {
+        return Ok(None);
+    }
+    Ok(Some((path, config)))
+}
+
+/// Exchanges an `external_account` configuration for an access token (Google's auth library;
+/// the library retries transient failures itself, within the time given here).
+async fn external_account_token(config: serde_json::Value) -> Result<Secret, String> {
+    use google_cloud_auth::credentials::external_account::Builder;
+    let credentials = Builder::new(config)
+        .with_scopes([CLOUD_PLATFORM])
+        .build_access_token_credentials()
+        .map_err(|e| {
+            format!(
+                "the external_account configuration is not usable: {}",
+                error_chain(&e)
+            )
+        })?;
+    let token = tokio::time::timeout(Duration::from_secs(60), credentials.access_token())
+        .await
+        .map_err(|_| "the token exchange did not finish within 60 s".to_string())?
+        .map_err(|e| {
+            format!(
+                "the external_account token exchange failed: {}",
+                error_chain(&e)
+            )
+        })?;
+    Ok(Secret::new(token.token))
 }
 
 async fn gcloud_token() -> Result<Secret, String> {

@@ -5,8 +5,14 @@
 //! reported at once, with file, line and column, before anything touches a cluster — the
 //! original pipeline's `envsubst` silently turned them into empty strings.
 //!
-//! Values come from ferry first (`IMAGE`, `COMMIT`, `ENVIRONMENT`, `NAMESPACE`, the
-//! environment's `vars`, `--var`), then from the process environment.
+//! Values come from ferry first (`IMAGE`, `COMMIT`, `ENVIRONMENT`, `NAMESPACE`, `SECRETS`, the
+//! environment's `vars`, `--var`), then from the process environment. `vars` and `--var` may
+//! not set ferry's own ([`check_settable`]): the image deployed is the one pushed.
+//!
+//! A value is text pasted into YAML, so it must stay one scalar where it lands: a value with
+//! a line break, or one that reads as a list, a mapping, a comment or extra keys there, is
+//! refused with the variable's name ([`RenderError::Unsafe`]). A manifest with no object is
+//! an error too: deploying nothing must not look like a successful rollout.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -29,11 +35,11 @@ pub struct Missing {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
-    #[error("cannot read the manifest {file}: {source}")]
+    // The io error is in the message, so it is not also a `source` (printed twice).
+    #[error("cannot read the manifest {file}: {error}")]
     Read {
         file: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{}", undefined_message(.file, .missing))]
     Undefined {
@@ -57,6 +63,73 @@ pub enum RenderError {
         index: usize,
         why: String,
     },
+    #[error(
+        "{file} has no Kubernetes object: only comments, blank lines or `---`\n  hint: check that the environment's `manifest` (or -f) names the right file; ferry does not deploy an empty manifest"
+    )]
+    Empty { file: PathBuf },
+    #[error(
+        "{file}:{line}:{column}: the value of {name} cannot be pasted into the manifest: {why}\n  hint: give {name} a value that reads as one YAML value where ${{{name}}} stands (no line break, no `: `, ` #`, brackets or braces at its start); values are text, not YAML"
+    )]
+    Unsafe {
+        file: PathBuf,
+        line: usize,
+        column: usize,
+        name: String,
+        why: String,
+    },
+}
+
+/// The variables ferry sets itself, and what it sets them to.
+pub const RESERVED: [(&str, &str, &str); 4] = [
+    (
+        "IMAGE",
+        "the image it pushed, pinned by digest",
+        "`ferry deploy --image REPO@sha256:…` and `ferry render --image` take the image to deploy",
+    ),
+    (
+        "COMMIT",
+        "the commit it built",
+        "commit, then ship; the commit comes from git",
+    ),
+    (
+        "ENVIRONMENT",
+        "the name of the environment",
+        "pick the environment with --env",
+    ),
+    (
+        "NAMESPACE",
+        "the environment's `namespace`",
+        "set `namespace` of the environment in ferry.toml, or pass --namespace",
+    ),
+    (
+        "SECRETS",
+        "the name of the Secret holding the environment's `secrets`",
+        "declare the service's secrets with `secrets = { NAME = \"env:VAR\" }` on the environment",
+    ),
+];
+
+/// `vars` or `--var` naming a variable ferry sets itself.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{place} cannot set {name}: ferry sets it to {what}\n  hint: {fix}")]
+pub struct ReservedVar {
+    pub name: String,
+    /// Where the attempt was: `--var`, `environments.staging.vars in ferry.toml:12`.
+    pub place: String,
+    pub what: &'static str,
+    pub fix: &'static str,
+}
+
+/// Refuses `name` when ferry sets it itself (see [`RESERVED`]); `place` says where it was given.
+pub fn check_settable(name: &str, place: &str) -> Result<(), ReservedVar> {
+    match RESERVED.iter().find(|(reserved, _, _)| *reserved == name) {
+        Some((reserved, what, fix)) => Err(ReservedVar {
+            name: reserved.to_string(),
+            place: place.to_string(),
+            what,
+            fix,
+        }),
+        None => Ok(()),
+    }
 }
 
 fn undefined_message(file: &Path, missing: &[Missing]) -> String {
@@ -78,7 +151,22 @@ fn undefined_message(file: &Path, missing: &[Missing]) -> String {
             m.name
         ));
     }
-    out.push_str("\n  hint: define them under `vars` of the environment in ferry.toml, with --var NAME=VALUE, or in the environment");
+    let (own, others): (Vec<&str>, Vec<&str>) = names
+        .iter()
+        .partition(|n| RESERVED.iter().any(|(r, _, _)| r == *n));
+    if !others.is_empty() {
+        out.push_str(&format!(
+            "\n  hint: define {} under `vars` of the environment in ferry.toml, with --var NAME=VALUE, or in the environment",
+            others.join(", ")
+        ));
+    }
+    for name in own {
+        out.push_str(&match name {
+            "IMAGE" => "\n  hint: IMAGE is the image to deploy: pass --image REPO@sha256:…".to_string(),
+            "COMMIT" => "\n  hint: COMMIT is the git commit ferry runs at: run inside a git checkout, or set the COMMIT environment variable".to_string(),
+            other => format!("\n  hint: ferry sets {other} itself; set it in the environment"),
+        });
+    }
     out
 }
 
@@ -166,9 +254,9 @@ fn is_name(s: &str) -> bool {
 
 /// Reads, substitutes and parses `file`. `vars` win over the process environment.
 pub fn render_file(file: &Path, vars: &BTreeMap<String, String>) -> Result<Rendered, RenderError> {
-    let template = std::fs::read_to_string(file).map_err(|source| RenderError::Read {
+    let template = std::fs::read_to_string(file).map_err(|error| RenderError::Read {
         file: file.to_path_buf(),
-        source,
+        error,
     })?;
     render(&template, file, vars)
 }
@@ -179,9 +267,9 @@ pub fn render(
     file: &Path,
     vars: &BTreeMap<String, String>,
 ) -> Result<Rendered, RenderError> {
-    let text = substitute(template, file, |name| {
-        vars.get(name).cloned().or_else(|| std::env::var(name).ok())
-    })?;
+    let lookup = |name: &str| vars.get(name).cloned().or_else(|| std::env::var(name).ok());
+    let text = substitute(template, file, lookup)?;
+    check_values(template, &text, file, lookup)?;
     let objects = parse_objects(&text, file)?;
     Ok(Rendered {
         file: file.to_path_buf(),
@@ -221,7 +309,179 @@ pub fn parse_objects(text: &str, file: &Path) -> Result<Vec<serde_json::Value>, 
         }
         objects.push(doc);
     }
+    if objects.is_empty() {
+        return Err(RenderError::Empty {
+            file: file.to_path_buf(),
+        });
+    }
     Ok(objects)
+}
+
+/// Every value substituted into `template` (giving `text`) must stay one scalar: no line
+/// breaks, and the document must have the same shape as with a harmless word in each place.
+/// Names the first variable that breaks this. A template that is not YAML even with harmless
+/// words is left for [`parse_objects`] to report.
+fn check_values(
+    template: &str,
+    text: &str,
+    file: &Path,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<(), RenderError> {
+    // Every use, in order, with its place: a lookup that knows nothing reports them all.
+    let Err(RenderError::Undefined { missing: uses, .. }) = substitute(template, file, |_| None)
+    else {
+        return Ok(());
+    };
+    let mut used: Vec<(&Missing, String)> = Vec::new();
+    for place in &uses {
+        if used.iter().any(|(u, _)| u.name == place.name) {
+            continue;
+        }
+        if let Some(value) = lookup(&place.name) {
+            used.push((place, value));
+        }
+    }
+    let unsafe_value = |place: &Missing, why: String| RenderError::Unsafe {
+        file: file.to_path_buf(),
+        line: place.line,
+        column: place.column,
+        name: place.name.clone(),
+        why,
+    };
+    for (place, value) in &used {
+        if value.contains(['\n', '\r']) {
+            return Err(unsafe_value(
+                place,
+                "it contains a line break, and the lines after it would become YAML of their own (keys, list items, documents)".into(),
+            ));
+        }
+    }
+    let prefix = placeholder_prefix(template, used.iter().map(|(_, v)| v.as_str()));
+    let stand_ins: Vec<(String, &str)> = used
+        .iter()
+        .enumerate()
+        .map(|(i, (_, value))| (format!("{prefix}{i}x"), value.as_str()))
+        .collect();
+    // The template with stand-ins, but the value itself for the variable `real`.
+    let fill = |real: Option<usize>| {
+        substitute(template, file, |name| {
+            let i = used.iter().position(|(u, _)| u.name == name)?;
+            Some(if real == Some(i) {
+                stand_ins[i].1.to_string()
+            } else {
+                stand_ins[i].0.clone()
+            })
+        })
+    };
+    // All documents as one list, so a value that adds a document is a longer list.
+    let parse = |text: &str| {
+        serde_saphyr::from_multiple::<serde_json::Value>(text).map(serde_json::Value::Array)
+    };
+    let Ok(shape) = parse(&fill(None)?) else {
+        return Ok(());
+    };
+    let all_fit = parse(text)
+        .is_ok_and(|actual| same_shape(&shape, &actual, &|s| swap(s, &stand_ins, None)).is_ok());
+    if all_fit {
+        return Ok(());
+    }
+    // Something does not fit: find the variable, one at a time.
+    for (i, (place, _)) in used.iter().enumerate() {
+        let why = match parse(&fill(Some(i))?) {
+            Err(e) => format!(
+                "with it the manifest is not valid YAML ({})",
+                e.to_string().lines().next().unwrap_or_default()
+            ),
+            Ok(actual) => match same_shape(&shape, &actual, &|s| swap(s, &stand_ins, Some(i))) {
+                Ok(()) => continue,
+                Err(why) => why,
+            },
+        };
+        return Err(unsafe_value(place, why));
+    }
+    Ok(())
+}
+
+/// `s` with the stand-ins (all, or only the `only`-th) replaced by their values.
+fn swap(s: &str, stand_ins: &[(String, &str)], only: Option<usize>) -> String {
+    let mut out = s.to_string();
+    for (i, (token, value)) in stand_ins.iter().enumerate() {
+        if only.is_none_or(|o| o == i) {
+            out = out.replace(token.as_str(), value);
+        }
+    }
+    out
+}
+
+/// A word found in neither the template nor any value, to stand in for values.
+fn placeholder_prefix<'a>(template: &str, values: impl Iterator<Item = &'a str> + Clone) -> String {
+    let mut prefix = String::from("ferryvalue");
+    while template.contains(&prefix) || values.clone().any(|v| v.contains(&prefix)) {
+        prefix.push('q');
+    }
+    prefix
+}
+
+/// Whether `actual` is `shape` with each stand-in replaced (by `swap`) by its value, every
+/// value staying one scalar. `Err` says how it differs.
+fn same_shape(
+    shape: &serde_json::Value,
+    actual: &serde_json::Value,
+    swap: &impl Fn(&str) -> String,
+) -> Result<(), String> {
+    use serde_json::Value;
+    match (shape, actual) {
+        (Value::Array(s), Value::Array(a)) if s.len() == a.len() => s
+            .iter()
+            .zip(a)
+            .try_for_each(|(s, a)| same_shape(s, a, swap)),
+        (Value::Array(s), Value::Array(a)) => Err(format!(
+            "it turns a list of {} items into one of {}",
+            s.len(),
+            a.len()
+        )),
+        (Value::Object(s), Value::Object(a)) => {
+            if let Some(extra) = a.keys().find(|k| !s.keys().any(|sk| swap(sk) == **k)) {
+                return Err(format!("it adds the key {extra:?}"));
+            }
+            s.iter().try_for_each(|(key, s)| {
+                let key = swap(key);
+                let a = a
+                    .get(&key)
+                    .ok_or_else(|| format!("the key {key:?} is no longer there"))?;
+                same_shape(s, a, swap)
+            })
+        }
+        (Value::String(s), actual) if swap(s) != *s => {
+            let expected = swap(s);
+            match actual {
+                Value::Array(_) => return Err(format!("{expected:?} reads as a YAML list")),
+                Value::Object(_) => return Err(format!("{expected:?} reads as a YAML mapping")),
+                Value::String(a) if *a == expected => return Ok(()),
+                _ => {}
+            }
+            // Unquoted, the text may read as a number, a boolean or null: fine if that is
+            // exactly how it reads on its own, and nothing of it became a comment.
+            let comment =
+                expected.starts_with('#') || expected.contains(" #") || expected.contains("\t#");
+            let alone = if expected.trim().is_empty() {
+                Some(Value::Null)
+            } else {
+                serde_saphyr::from_str::<Value>(&expected).ok()
+            };
+            if !comment && alone.as_ref() == Some(actual) {
+                Ok(())
+            } else if comment {
+                Err(format!(
+                    "YAML reads {expected:?} as {actual} there: ` #` starts a comment"
+                ))
+            } else {
+                Err(format!("YAML reads {expected:?} as {actual} there"))
+            }
+        }
+        (s, a) if s == a => Ok(()),
+        (s, a) => Err(format!("it turns {s} into {a}")),
+    }
 }
 
 #[cfg(test)]
@@ -396,7 +656,167 @@ mod tests {
         );
     }
 
+    #[test]
+    fn ferrys_own_variables_cannot_be_set_by_vars() {
+        for name in ["IMAGE", "COMMIT", "ENVIRONMENT", "NAMESPACE"] {
+            let err = check_settable(name, "--var").unwrap_err().to_string();
+            assert!(
+                err.starts_with(&format!("--var cannot set {name}: ferry sets it to")),
+                "{err}"
+            );
+            assert!(err.contains("hint: "), "{err}");
+        }
+        let image = check_settable("IMAGE", "--var").unwrap_err().to_string();
+        assert!(
+            image.contains("pinned by digest") && image.contains("--image"),
+            "{image}"
+        );
+        assert_eq!(check_settable("REPLICAS", "--var"), Ok(()));
+        assert_eq!(
+            check_settable("image", "--var"),
+            Ok(()),
+            "names are case-sensitive"
+        );
+    }
+
+    #[test]
+    fn a_manifest_without_objects_is_an_error_naming_the_file() {
+        for text in ["", "# only a comment\n---\n", "---\n---\n# x\n...\n"] {
+            let err = render(text, Path::new("deploy/empty.yml"), &BTreeMap::new()).unwrap_err();
+            assert!(matches!(err, RenderError::Empty { .. }), "{text:?}: {err}");
+            assert!(
+                err.to_string()
+                    .starts_with("deploy/empty.yml has no Kubernetes object"),
+                "{err}"
+            );
+        }
+    }
+
+    const CONFIG_MAP: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\ndata:\n  fixed: kept\n  value: ${V}\n  quoted: \"${Q}\"\n  flow: {a: ${F}}\n";
+
+    fn config_map(v: &str, q: &str, f: &str) -> Result<Rendered, RenderError> {
+        render(
+            CONFIG_MAP,
+            Path::new("cm.yml"),
+            &vars(&[("V", v), ("Q", q), ("F", f)]),
+        )
+    }
+
+    #[test]
+    fn a_value_with_a_line_break_is_refused_naming_the_variable_and_its_place() {
+        let template = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: x\nspec:\n  replicas: ${REPLICAS}\n";
+        let err = render(
+            template,
+            Path::new("k8s.yml"),
+            &vars(&[("REPLICAS", "2\n  paused: true")]),
+        )
+        .unwrap_err();
+        let RenderError::Unsafe {
+            name, line, column, ..
+        } = &err
+        else {
+            panic!("{err}")
+        };
+        assert_eq!((name.as_str(), *line, *column), ("REPLICAS", 6, 13));
+        let text = err.to_string();
+        assert!(
+            text.starts_with("k8s.yml:6:13: the value of REPLICAS cannot be pasted into the manifest: it contains a line break"),
+            "{text}"
+        );
+        assert!(text.contains("hint: "), "{text}");
+        // Also where YAML would fold it harmlessly, and in a carriage return.
+        assert!(
+            matches!(config_map("1", "a\r\nb: c", "1"), Err(RenderError::Unsafe { name, .. }) if name == "Q")
+        );
+    }
+
+    #[test]
+    fn values_that_read_as_yaml_structure_are_refused_naming_the_variable() {
+        for (v, q, f, culprit, why) in [
+            ("[1, 2]", "q", "1", "V", "reads as a YAML list"),
+            ("{paused: true}", "q", "1", "V", "reads as a YAML mapping"),
+            ("2 # three", "q", "1", "V", "starts a comment"),
+            ("a: b", "q", "1", "V", "not valid YAML"),
+            ("ok", "a\", b: \"c", "1", "Q", ""),
+            ("ok", "q", "1, paused: true", "F", "adds the key \"paused\""),
+            ("ok", "q", "1}\n", "F", "line break"),
+            ("*alias", "q", "1", "V", "not valid YAML"),
+        ] {
+            let err = config_map(v, q, f).unwrap_err();
+            let RenderError::Unsafe {
+                name, why: said, ..
+            } = &err
+            else {
+                panic!("{v:?} {q:?} {f:?}: {err}")
+            };
+            assert_eq!(name, culprit, "{err}");
+            assert!(said.contains(why), "{v:?} {q:?} {f:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn ordinary_values_render_as_themselves() {
+        for (v, expected) in [
+            ("3", serde_json::json!(3)),
+            ("2.50", serde_json::json!(2.5)),
+            ("true", serde_json::json!(true)),
+            ("", serde_json::Value::Null),
+            (
+                "r.example/h@sha256:0123",
+                serde_json::json!("r.example/h@sha256:0123"),
+            ),
+            ("hello world", serde_json::json!("hello world")),
+            ("a#b", serde_json::json!("a#b")),
+        ] {
+            let rendered =
+                config_map(v, "a: b, # [c]", "x").unwrap_or_else(|e| panic!("{v:?}: {e}"));
+            let data = &rendered.objects[0]["data"];
+            assert_eq!(data["value"], expected, "{v:?}");
+            assert_eq!(
+                data["quoted"], "a: b, # [c]",
+                "any text inside double quotes"
+            );
+            assert_eq!(data["flow"], serde_json::json!({"a": "x"}));
+        }
+    }
+
     proptest! {
+        /// Whatever the values, a manifest that renders has exactly the template's keys: no
+        /// value ever adds, removes or nests anything.
+        #[test]
+        fn no_value_changes_the_documents_structure(
+            v in "[ -~\t\n]{0,16}",
+            q in "[ -~\t\n]{0,16}",
+            f in "[ -~\t\n]{0,16}",
+        ) {
+            if let Ok(rendered) = config_map(&v, &q, &f) {
+                prop_assert_eq!(rendered.objects.len(), 1);
+                let object = &rendered.objects[0];
+                let keys = |value: &serde_json::Value| -> Vec<String> {
+                    value.as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default()
+                };
+                prop_assert_eq!(keys(object), ["apiVersion", "data", "kind", "metadata"]);
+                prop_assert_eq!(keys(&object["metadata"]), ["name"]);
+                prop_assert_eq!(keys(&object["data"]), ["fixed", "flow", "quoted", "value"]);
+                prop_assert_eq!(keys(&object["data"]["flow"]), ["a"]);
+                prop_assert_eq!(&object["data"]["fixed"], "kept");
+                for leaf in [&object["data"]["value"], &object["data"]["quoted"], &object["data"]["flow"]["a"]] {
+                    prop_assert!(!leaf.is_object() && !leaf.is_array(), "{leaf}");
+                }
+            }
+        }
+
+        /// A word-like value always renders, as exactly what YAML makes of it alone.
+        #[test]
+        fn word_values_always_render(v in "[a-zA-Z0-9][a-zA-Z0-9./@_-]{0,30}") {
+            let rendered = config_map(&v, &v, &v);
+            prop_assert!(rendered.is_ok(), "{:?}", rendered);
+            let alone: serde_json::Value = serde_saphyr::from_str(&v).unwrap();
+            let rendered = rendered.unwrap();
+            prop_assert_eq!(&rendered.objects[0]["data"]["value"], &alone);
+            prop_assert_eq!(&rendered.objects[0]["data"]["quoted"], &serde_json::json!(v));
+        }
+
         #[test]
         fn text_without_dollars_is_unchanged(text in "[^$]{0,200}") {
             prop_assert_eq!(sub(&text, &[]).unwrap(), text);

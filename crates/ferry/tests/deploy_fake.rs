@@ -365,6 +365,12 @@ fn k8s_yml() -> std::path::PathBuf {
 /// with none of the manifest's variables inherited from the test's environment.
 async fn ferry_deploy(dir: &Path, args: &[&str]) -> std::process::Output {
     std::fs::write(dir.join("ferry.toml"), "").unwrap();
+    ferry_deploy_in(dir, args, &[]).await
+}
+
+/// `ferry deploy ARGS` in `dir` as it is, with `env` (e.g. COMMIT, which ferry takes from git
+/// and `--var` may not set) and no other manifest variable from the test's environment.
+async fn ferry_deploy_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"));
     command
         .arg("deploy")
@@ -384,6 +390,7 @@ async fn ferry_deploy(dir: &Path, args: &[&str]) -> std::process::Output {
     ] {
         command.env_remove(name);
     }
+    command.envs(env.iter().copied());
     // Blocking wait off the runtime, so the fake keeps serving the child.
     tokio::task::spawn_blocking(move || command.output().expect("run ferry"))
         .await
@@ -405,7 +412,8 @@ async fn the_overall_timeout_stops_a_slow_rollout_rolls_back_and_exits_non_zero(
     let kubeconfig = fake.kubeconfig_path().to_str().unwrap();
     let manifest = k8s_yml();
     let started = Instant::now();
-    let out = ferry_deploy(
+    std::fs::write(dir.path().join("ferry.toml"), "").unwrap();
+    let out = ferry_deploy_in(
         dir.path(),
         &[
             "--kubeconfig",
@@ -416,11 +424,10 @@ async fn the_overall_timeout_stops_a_slow_rollout_rolls_back_and_exits_non_zero(
             BAD,
             "--set",
             "REPLICAS=2",
-            "--set",
-            &format!("COMMIT={COMMIT}"),
             "--timeout",
             "1",
         ],
+        &[("COMMIT", COMMIT)],
     )
     .await;
     let err = stderr(&out);
@@ -534,7 +541,6 @@ async fn a_named_context_is_used_instead_of_the_current_one() {
     )
     .unwrap();
     let manifest = k8s_yml();
-    let commit = format!("COMMIT={COMMIT}");
     let deploy = |context: Option<&'static str>| {
         let mut args = vec![
             "--kubeconfig".to_string(),
@@ -544,9 +550,9 @@ async fn a_named_context_is_used_instead_of_the_current_one() {
             "--image".into(),
             GOOD.into(),
             "--var".into(),
-            "REPLICAS=2".into(),
+            "REPLICAS=1".into(),
             "--set".into(), // the older spelling still works
-            commit.clone(),
+            "REPLICAS=2".into(),
         ];
         if let Some(context) = context {
             args.extend(["--context".to_string(), context.to_string()]);
@@ -554,7 +560,8 @@ async fn a_named_context_is_used_instead_of_the_current_one() {
         let dir = dir.path().to_path_buf();
         async move {
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            ferry_deploy(&dir, &args).await
+            std::fs::write(dir.join("ferry.toml"), "").unwrap();
+            ferry_deploy_in(&dir, &args, &[("COMMIT", COMMIT)]).await
         }
     };
 
@@ -810,4 +817,151 @@ async fn an_exec_credential_plugin_supplies_the_token_and_bad_credentials_are_na
         !err.contains("half-written-5ecret") && !err.contains("fake-auth-plugin"),
         "{err}"
     );
+}
+
+/// Nothing of the manifest reaches the fake.
+fn nothing_applied(fake: &FakeCluster) {
+    for path in [
+        "/api/v1/namespaces/default/services/hello",
+        "/apis/apps/v1/namespaces/default/deployments/hello",
+    ] {
+        assert_eq!(fake.get_json(path), None, "{path} must not exist");
+    }
+}
+
+/// `ferry deploy` of k8s.yml to the fake with `args` after the kubeconfig, manifest and
+/// REPLICAS; `ferry_toml` is the configuration.
+async fn deploy_with(fake: &FakeCluster, ferry_toml: &str, args: &[&str]) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ferry.toml"), ferry_toml).unwrap();
+    let manifest = k8s_yml();
+    let mut all = vec![
+        "--kubeconfig",
+        fake.kubeconfig_path().to_str().unwrap(),
+        "-f",
+        manifest.to_str().unwrap(),
+    ];
+    all.extend(args);
+    ferry_deploy_in(dir.path(), &all, &[("COMMIT", COMMIT)]).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vars_and_var_flags_cannot_replace_the_pinned_image() {
+    let (fake, _cluster) = cluster().await;
+    let evil = "evil.example/miner:latest";
+    for name in ["IMAGE", "COMMIT", "ENVIRONMENT", "NAMESPACE"] {
+        let var = format!("{name}={evil}");
+        let out = deploy_with(
+            &fake,
+            "",
+            &["--image", GOOD, "--var", "REPLICAS=2", "--var", &var],
+        )
+        .await;
+        let err = stderr(&out);
+        assert!(!out.status.success(), "{err}");
+        assert!(
+            err.contains(&format!("--var cannot set {name}: ferry sets it to")),
+            "{err}"
+        );
+    }
+    let toml = format!(
+        "default_environment = \"k\"\n[environments.k]\nkind = \"kubernetes\"\nrepository = \"127.0.0.1:9/hello\"\nnamespace = \"default\"\nvars = {{ REPLICAS = \"2\", IMAGE = \"{evil}\" }}\n"
+    );
+    let out = deploy_with(&fake, &toml, &["--image", GOOD]).await;
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("environments.k.vars in "), "{err}");
+    assert!(err.contains("ferry.toml:6 cannot set IMAGE"), "{err}");
+    nothing_applied(&fake);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tag_only_image_is_deployed_with_a_warning_unless_the_environment_requires_a_digest() {
+    let (fake, _cluster) = cluster().await;
+    let tagged = "registry.example/ferry/hello:v1";
+    let toml = |require: bool| {
+        format!(
+            "default_environment = \"k\"\n[environments.k]\nkind = \"kubernetes\"\nrepository = \"127.0.0.1:9/hello\"\nnamespace = \"default\"\nrequire_digest = {require}\nvars = {{ REPLICAS = \"1\" }}\n"
+        )
+    };
+    let out = deploy_with(&fake, &toml(true), &["--image", tagged]).await;
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("environment `k` deploys only images pinned by digest (require_digest = true), and --image registry.example/ferry/hello:v1 has no digest"),
+        "{err}"
+    );
+    nothing_applied(&fake);
+
+    let out = deploy_with(&fake, &toml(false), &["--image", tagged]).await;
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("warning: --image registry.example/ferry/hello:v1 is not pinned by digest"),
+        "{err}"
+    );
+    assert_eq!(image_of(&fake), tagged);
+
+    let out = deploy_with(&fake, &toml(true), &["--image", GOOD]).await;
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains("warning"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_pasted_as_yaml_is_refused_and_nothing_is_applied() {
+    let (fake, _cluster) = cluster().await;
+    let out = deploy_with(
+        &fake,
+        "",
+        &["--image", GOOD, "--var", "REPLICAS=2\n  paused: true"],
+    )
+    .await;
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    let line = uses(&std::fs::read_to_string(k8s_yml()).unwrap(), &["REPLICAS"])[0].1;
+    assert!(
+        err.contains(&format!("k8s.yml:{line}:"))
+            && err.contains(
+                "the value of REPLICAS cannot be pasted into the manifest: it contains a line break"
+            ),
+        "{err}"
+    );
+    let out = deploy_with(
+        &fake,
+        "",
+        &["--image", GOOD, "--var", "REPLICAS={paused: true}"],
+    )
+    .await;
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("the value of REPLICAS cannot be pasted into the manifest: \"{paused: true}\" reads as a YAML mapping"), "{err}");
+    nothing_applied(&fake);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_manifest_is_an_error_not_a_rollout() {
+    let (fake, _cluster) = cluster().await;
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("empty.yml");
+    std::fs::write(&manifest, "# nothing here yet\n---\n").unwrap();
+    let out = ferry_deploy(
+        dir.path(),
+        &[
+            "--kubeconfig",
+            fake.kubeconfig_path().to_str().unwrap(),
+            "-f",
+            manifest.to_str().unwrap(),
+            "--image",
+            GOOD,
+        ],
+    )
+    .await;
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!("{} has no Kubernetes object", manifest.display())),
+        "{err}"
+    );
+    assert!(!err.contains("rolled out"), "{err}");
 }

@@ -30,6 +30,11 @@ const PASSWORD: &str = "helper-s3cret-pw";
 const TOKEN: &str = "tok-0123456789abcdef";
 /// The access token the fake Google token endpoint issues for a service-account key.
 const GOOGLE_TOKEN: &str = "ya29.fake-google-access-token";
+/// What CI's OIDC provider writes to the `credential_source` file.
+const SUBJECT_TOKEN: &str = "eyJoZWFkZXIi.oidc-subject-token.c2lnbmF0dXJl";
+/// The federated token the fake STS issues when a service account is impersonated next.
+const FEDERATED_TOKEN: &str = "ya29.fake-federated-sts-token";
+const AUDIENCE: &str = "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/circleci/providers/circleci";
 
 /// What the front should do with the next requests to `/v2/…`.
 #[derive(Debug, Default)]
@@ -50,6 +55,10 @@ struct Seen {
     forwarded: u32,
     /// Signed JWT assertions exchanged at the Google token endpoint.
     google_exchanges: u32,
+    /// Form fields of each token exchange at the fake STS.
+    sts_exchanges: Vec<Vec<(String, String)>>,
+    /// Authorization headers of each call to the fake IAM generateAccessToken.
+    impersonations: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -103,6 +112,11 @@ fn start_front() -> Running {
     let app = axum::Router::new()
         .route("/token", axum::routing::get(token))
         .route("/oauth2/token", axum::routing::post(google_token))
+        .route("/sts/v1/token", axum::routing::post(sts_token))
+        .route(
+            "/iam/{*rest}",
+            axum::routing::post(iam_generate_access_token),
+        )
         .fallback(registry_api)
         .with_state(front.clone());
     runtime.spawn(async move { axum::serve(listener, app).await });
@@ -163,6 +177,87 @@ async fn google_token(State(front): State<Front>, body: String) -> Response {
     reply(
         StatusCode::OK,
         &format!(r#"{{"access_token":"{GOOGLE_TOKEN}","expires_in":3600,"token_type":"Bearer"}}"#),
+    )
+}
+
+/// `application/x-www-form-urlencoded` → pairs (what the auth library sends).
+fn form(body: &str) -> Vec<(String, String)> {
+    fn decode(s: &str) -> String {
+        let s = s.replace('+', " ");
+        let mut out = Vec::new();
+        let bytes = s.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] == b'%'
+                && i + 2 < bytes.len()
+                && let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+            {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+            out.push(bytes[i]);
+            i += 1;
+        }
+        String::from_utf8(out).unwrap()
+    }
+    body.split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| (decode(k), decode(v)))
+        .collect()
+}
+
+/// Google's Security Token Service (RFC 8693 token exchange): the OIDC subject token for a
+/// federated access token; GOOGLE_TOKEN when used directly, FEDERATED_TOKEN when it is for
+/// impersonating a service account (scope iam).
+async fn sts_token(State(front): State<Front>, body: String) -> Response {
+    let fields = form(&body);
+    let get = |k: &str| fields.iter().find(|(f, _)| f == k).map(|(_, v)| v.clone());
+    front
+        .seen
+        .lock()
+        .unwrap()
+        .sts_exchanges
+        .push(fields.clone());
+    if get("grant_type").as_deref() != Some("urn:ietf:params:oauth:grant-type:token-exchange")
+        || get("subject_token").as_deref() != Some(SUBJECT_TOKEN)
+        || get("audience").as_deref() != Some(AUDIENCE)
+    {
+        return reply(StatusCode::BAD_REQUEST, r#"{"error":"invalid_grant"}"#);
+    }
+    let token = if get("scope").is_some_and(|s| s.ends_with("/auth/iam")) {
+        FEDERATED_TOKEN
+    } else {
+        GOOGLE_TOKEN
+    };
+    reply(
+        StatusCode::OK,
+        &format!(
+            r#"{{"access_token":"{token}","issued_token_type":"urn:ietf:params:oauth:token-type:access_token","token_type":"Bearer","expires_in":3600}}"#
+        ),
+    )
+}
+
+/// IAM Credentials' generateAccessToken: the federated token for a service account's token.
+async fn iam_generate_access_token(State(front): State<Front>, request: Request) -> Response {
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    front
+        .seen
+        .lock()
+        .unwrap()
+        .impersonations
+        .push(given.clone());
+    if given != format!("Bearer {FEDERATED_TOKEN}") {
+        return reply(StatusCode::UNAUTHORIZED, r#"{"error":{"code":401}}"#);
+    }
+    reply(
+        StatusCode::OK,
+        &format!(r#"{{"accessToken":"{GOOGLE_TOKEN}","expireTime":"2099-01-01T00:00:00Z"}}"#),
     )
 }
 
@@ -374,6 +469,8 @@ fn assert_no_secret(out: &Output) {
         PASSWORD,
         TOKEN,
         GOOGLE_TOKEN,
+        SUBJECT_TOKEN,
+        FEDERATED_TOKEN,
         &basic_password,
         &basic_google,
     ] {
@@ -656,57 +753,135 @@ fn google_service_account_credentials_are_exchanged_for_an_access_token_that_nev
             "cannot get Google credentials for {}",
             front.host()
         )) && err.contains("You do not currently have an active account selected")
-            && err.contains("gcloud auth login --cred-file"),
+            && err.contains("external_account configuration"),
         "{err}"
     );
 }
 
 /// Workload identity federation (CircleCI OIDC): GOOGLE_APPLICATION_CREDENTIALS holds an
-/// `external_account` configuration, which gcp_auth cannot use; ferry asks gcloud (logged in
-/// with `gcloud auth login --cred-file`) for the access token instead.
-#[test]
-fn external_account_credentials_fall_back_to_gcloud_and_the_token_never_prints() {
-    let front = start_front();
+/// `external_account` configuration whose token_url (and impersonation URL) is the front. ferry
+/// exchanges the OIDC token itself, with no gcloud on PATH, and nothing secret is printed.
+fn push_with_external_account(front: &Running, impersonate: bool) -> Output {
     let project = project();
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("oidc.json");
-    std::fs::write(
-        &config,
-        serde_json::json!({
-            "type": "external_account",
-            "audience": "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/circleci/providers/circleci",
-            "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
-            "token_url": "https://sts.googleapis.com/v1/token",
-            "credential_source": { "file": "/tmp/oidc_token" },
-        })
-        .to_string(),
-    )
-    .unwrap();
-    let gcloud = helper_named(
-        "gcloud",
-        &format!(r#"[ "$1 $2" = "auth print-access-token" ] && echo "{GOOGLE_TOKEN}" || exit 2"#),
-    );
-    let empty_docker = tempfile::tempdir().unwrap();
+    let subject = dir.path().join("oidc_token");
+    std::fs::write(&subject, SUBJECT_TOKEN).unwrap();
+    let mut config = serde_json::json!({
+        "type": "external_account",
+        "audience": AUDIENCE,
+        "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+        "token_url": format!("http://{}/sts/v1/token", front.host()),
+        "credential_source": { "file": subject },
+    });
+    if impersonate {
+        config["service_account_impersonation_url"] = serde_json::json!(format!(
+            "http://{}/iam/v1/projects/-/serviceAccounts/ci@ferry-test.iam.gserviceaccount.com:generateAccessToken",
+            front.host()
+        ));
+    }
+    let config_path = dir.path().join("oidc.json");
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    let empty = tempfile::tempdir().unwrap();
     let to = format!("{}/hello", front.host());
-    let path = path_with(gcloud.path());
     let out = ferry_push(
         project.dir.path(),
         &to,
         &["--auth", "google"],
         &[
-            ("PATH", &path),
-            ("DOCKER_CONFIG", empty_docker.path().as_os_str()),
+            ("PATH", empty.path().as_os_str()),
+            ("DOCKER_CONFIG", empty.path().as_os_str()),
             ("HOME", dir.path().as_os_str()),
-            ("GOOGLE_APPLICATION_CREDENTIALS", config.as_os_str()),
+            ("GOOGLE_APPLICATION_CREDENTIALS", config_path.as_os_str()),
         ],
     );
+    assert_no_secret(&out);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), format!("{to}@{}", project.digest));
+    out
+}
+
+#[test]
+fn external_account_credentials_are_exchanged_at_the_sts_without_gcloud() {
+    let front = start_front();
+    push_with_external_account(&front, false);
+    let seen = front.seen();
     assert_eq!(
-        front.seen().google_exchanges,
-        0,
-        "the token came from gcloud"
+        seen.sts_exchanges.len(),
+        1,
+        "one exchange, then the token is reused"
     );
-    assert!(!front.seen().token_queries.is_empty());
-    assert_no_secret(&out);
+    let fields = &seen.sts_exchanges[0];
+    let get = |k: &str| fields.iter().find(|(f, _)| f == k).map(|(_, v)| v.as_str());
+    assert_eq!(
+        get("requested_token_type"),
+        Some("urn:ietf:params:oauth:token-type:access_token")
+    );
+    assert_eq!(
+        get("subject_token_type"),
+        Some("urn:ietf:params:oauth:token-type:jwt")
+    );
+    assert_eq!(
+        get("scope"),
+        Some("https://www.googleapis.com/auth/cloud-platform")
+    );
+    assert!(seen.impersonations.is_empty());
+    assert!(
+        !seen.token_queries.is_empty(),
+        "the registry took the token"
+    );
+}
+
+#[test]
+fn external_account_credentials_impersonate_the_service_account_when_configured() {
+    let front = start_front();
+    push_with_external_account(&front, true);
+    let seen = front.seen();
+    assert_eq!(seen.sts_exchanges.len(), 1);
+    assert_eq!(seen.impersonations, [format!("Bearer {FEDERATED_TOKEN}")]);
+    assert!(
+        !seen.token_queries.is_empty(),
+        "the registry took the token"
+    );
+}
+
+#[test]
+fn a_failing_token_exchange_names_workload_identity_and_the_fix() {
+    let front = start_front();
+    let project = project();
+    let dir = tempfile::tempdir().unwrap();
+    let subject = dir.path().join("oidc_token");
+    std::fs::write(&subject, "not-the-subject-token").unwrap();
+    let config = serde_json::json!({
+        "type": "external_account",
+        "audience": AUDIENCE,
+        "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+        "token_url": format!("http://{}/sts/v1/token", front.host()),
+        "credential_source": { "file": subject },
+    });
+    let config_path = dir.path().join("oidc.json");
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    let empty = tempfile::tempdir().unwrap();
+    let out = ferry_push(
+        project.dir.path(),
+        &format!("{}/hello", front.host()),
+        &["--auth", "google"],
+        &[
+            ("PATH", empty.path().as_os_str()),
+            ("DOCKER_CONFIG", empty.path().as_os_str()),
+            ("HOME", dir.path().as_os_str()),
+            ("GOOGLE_APPLICATION_CREDENTIALS", config_path.as_os_str()),
+        ],
+    );
+    let err = failed(&out);
+    assert!(
+        err.contains(&format!(
+            "cannot get Google credentials for {}",
+            front.host()
+        )) && err.contains("the external_account token exchange failed")
+            && err.contains("external_account configuration"),
+        "{err}"
+    );
+    assert!(err.contains("invalid_grant"), "the STS's answer: {err}");
+    assert!(!err.contains("not-the-subject-token"), "{err}");
+    assert_eq!(front.seen().forwarded, 0);
 }

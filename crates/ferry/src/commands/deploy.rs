@@ -48,6 +48,42 @@ pub struct DeployArgs {
     pub timeout: Option<u64>,
 }
 
+/// `REPO@sha256:<64 hex>`: a reference no one can move.
+fn is_pinned(image: &str) -> bool {
+    image.rsplit_once("@sha256:").is_some_and(|(repo, hex)| {
+        !repo.is_empty() && hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())
+    })
+}
+
+/// A tag can point elsewhere by the time a pod pulls it: warn, or refuse when the
+/// environment says `require_digest = true`.
+fn check_pinned(
+    image: &str,
+    environment: &str,
+    require_digest: bool,
+    reporter: &crate::output::Reporter,
+) -> anyhow::Result<()> {
+    if is_pinned(image) {
+        return Ok(());
+    }
+    if require_digest {
+        anyhow::bail!(
+            "environment `{environment}` deploys only images pinned by digest (require_digest = true), and --image {image} has no digest\n  \
+             hint: deploy the reference `ferry push` printed, REPO@sha256:…"
+        );
+    }
+    let warning = format!(
+        "warning: --image {image} is not pinned by digest: each pod pulls whatever the tag names when it starts, so replicas can run different images\n  \
+         hint: deploy the reference `ferry push` printed (REPO@sha256:…); `require_digest = true` in the environment makes this an error"
+    );
+    match reporter.mode() {
+        // stdout belongs to the JSON document; the log still says it.
+        crate::output::Mode::Json => tracing::warn!("{warning}"),
+        _ => reporter.info(warning),
+    }
+    Ok(())
+}
+
 pub async fn run(args: DeployArgs, ctx: &Context) -> anyhow::Result<()> {
     let (name, mut environment) = ctx.config.environment(args.env.as_deref())?;
     if matches!(environment, Environment::Kubernetes(_)) {
@@ -69,16 +105,17 @@ pub async fn run(args: DeployArgs, ctx: &Context) -> anyhow::Result<()> {
     if args.context.is_some() {
         target.context = args.context.clone();
     }
-    let mut set = args.set.clone();
     if let Some(ns) = &args.namespace {
         namespace = ns.clone();
-        set.push(("NAMESPACE".into(), ns.clone()));
     }
+    let require_digest = matches!(&environment, Environment::Kubernetes(k) if k.require_digest);
+    check_pinned(&args.image, &name, require_digest, &ctx.reporter)?;
     let render_args = RenderArgs {
         env: args.env.clone(),
         image: Some(args.image.clone()),
         manifest: args.manifest.clone(),
-        set,
+        set: args.set.clone(),
+        namespace: args.namespace.clone(),
     };
     // Rendering fails before anything touches the cluster.
     let rendered = super::render::render(&render_args, ctx)?;

@@ -86,10 +86,7 @@ pub fn run(cli: Cli) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error}");
-            for cause in error.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
-            }
+            eprint!("{}", error_report(&error));
             if is_usage_error(&error) {
                 ExitCode::from(2)
             } else {
@@ -113,6 +110,22 @@ fn is_usage_error(error: &anyhow::Error) -> bool {
                 .downcast_ref::<init::InitError>()
                 .is_some_and(|e| e.is_usage())
     })
+}
+
+/// `error: …` and a `caused by: …` line for each cause that adds something: a cause whose
+/// text is already part of what was printed (many messages embed their cause) is left out.
+pub fn error_report(error: &anyhow::Error) -> String {
+    let mut out = format!("error: {error}\n");
+    let mut said = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if cause.trim().is_empty() || said.contains(cause.trim()) {
+            continue;
+        }
+        out.push_str(&format!("  caused by: {cause}\n"));
+        said.push_str(&cause);
+    }
+    out
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<()> {
@@ -150,4 +163,41 @@ fn init_logging(verbose: u8) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot read {path}: {source}")]
+    struct Embeds {
+        path: String,
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn a_cause_already_in_the_message_is_not_repeated() {
+        let io = || std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory");
+        let error = anyhow::Error::new(Embeds {
+            path: "ferry.toml".into(),
+            source: io(),
+        });
+        assert_eq!(
+            error_report(&error),
+            "error: cannot read ferry.toml: No such file or directory\n"
+        );
+        // A context above it adds a line for the message, and still none for the io error.
+        let error = error.context("cannot load the configuration");
+        assert_eq!(
+            error_report(&error),
+            "error: cannot load the configuration\n  caused by: cannot read ferry.toml: No such file or directory\n"
+        );
+        // A cause that says something new is kept.
+        let error = anyhow::Error::new(io()).context("no image to push");
+        assert_eq!(
+            error_report(&error),
+            "error: no image to push\n  caused by: No such file or directory\n"
+        );
+    }
 }

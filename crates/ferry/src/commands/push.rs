@@ -50,14 +50,24 @@ pub async fn run(args: PushArgs, ctx: &Context) -> anyhow::Result<()> {
     };
     let repository: Repository = repository.parse()?;
     let layout = pipeline::layout_dir(&ctx.config);
-    let tag = if args.any_commit {
+    let commit = if args.any_commit {
         None
     } else {
-        let commit = crate::git::Commit::discover(&ctx.config.root)?;
-        Some(commit.tag(ctx.config.image.tag))
+        Some(crate::git::Commit::discover(&ctx.config.root)?)
     };
-    let image = crate::image::open(&layout, tag.as_deref())
-        .context("no image of the current commit to push; run `ferry build` first")?;
+    let tag = commit.as_ref().map(|c| c.tag(ctx.config.image.tag));
+    let opened = crate::image::open(&layout, tag.as_deref());
+    let image = match (&commit, &tag) {
+        // Not the layout's own "run `ferry build`": build refuses a dirty tree.
+        (Some(commit), Some(tag)) if commit.dirty => opened.map_err(|_| anyhow::anyhow!(
+            "no image of the work tree to push: it has uncommitted changes, and `ferry build` builds them only with --allow-dirty (as {tag})\n  \
+             hint: commit or stash the changes, then `ferry build` and `ferry push`; or `ferry build --allow-dirty` to push them as {tag}; or `ferry push --any-commit` for the image last built"
+        ))?,
+        (Some(_), _) => {
+            opened.context("no image of the current commit to push; run `ferry build` first")?
+        }
+        (None, _) => opened.context("no image to push; run `ferry build` first")?,
+    };
     let stage = ctx.reporter.stage(
         "push",
         format!("{}:{} → {repository}", image.tag, image.manifest.digest),

@@ -26,6 +26,9 @@ pub struct RenderArgs {
     /// `--set` is accepted too).
     #[arg(long = "var", alias = "set", value_name = "KEY=VALUE", value_parser = crate::config::parse_var)]
     pub set: Vec<(String, String)>,
+    /// The namespace instead of the environment's (`ferry deploy --namespace`).
+    #[arg(skip)]
+    pub namespace: Option<String>,
 }
 
 pub async fn run(args: RenderArgs, ctx: &Context) -> anyhow::Result<()> {
@@ -45,6 +48,11 @@ pub fn render(args: &RenderArgs, ctx: &Context) -> anyhow::Result<crate::render:
             Default::default(),
         ),
     };
+    let namespace = args.namespace.clone().unwrap_or(namespace);
+    // parse_var refuses them already; this holds for callers that build RenderArgs.
+    for (key, _) in &args.set {
+        crate::render::check_settable(key, "--var")?;
+    }
     let manifest = ctx
         .config
         .root
