@@ -80,7 +80,7 @@ pub enum RenderError {
 }
 
 /// The variables ferry sets itself, and what it sets them to.
-pub const RESERVED: [(&str, &str, &str); 4] = [
+pub const RESERVED: [(&str, &str, &str); 5] = [
     (
         "IMAGE",
         "the image it pushed, pinned by digest",
