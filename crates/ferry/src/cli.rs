@@ -72,6 +72,8 @@ pub enum Command {
     Deploy(commands::deploy::DeployArgs),
     /// Rebuild, restart and verify on every save, behind one stable local URL.
     Dev(commands::dev::DevArgs),
+    /// Print the namespaced Role a deploy identity needs for an environment (no wildcards).
+    Rbac(commands::rbac::RbacArgs),
     /// Show what is deployed: image, commit, revision, replicas ready.
     Status(commands::status::StatusArgs),
     /// Stop the instance `ferry ship` left running in this project's local environment.

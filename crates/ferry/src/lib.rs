@@ -34,6 +34,7 @@ pub mod lock;
 pub mod output;
 pub mod pipeline;
 pub mod project;
+pub mod rbac;
 pub mod registry;
 pub mod render;
 pub mod secrets;

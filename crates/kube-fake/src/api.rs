@@ -28,7 +28,7 @@ pub async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Some(token) = &shared.options.bearer_token {
+    if let (Some(token), None) = (&shared.options.bearer_token, &shared.options.rbac) {
         let given = headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
@@ -144,6 +144,11 @@ async fn resource_request(
         );
     };
     let ns = namespace.unwrap_or("");
+    if let Some(policy) = &shared.options.rbac
+        && let Err(denied) = authorize(policy, resource, ns, tail, method, params, headers)
+    {
+        return denied;
+    }
     // kubectl's imperative `create` commands send protobuf. The fake reads it for the kinds
     // those commands make most (see `protobuf`) and otherwise answers as a server that lacks
     // the serializer does.
@@ -207,6 +212,66 @@ async fn resource_request(
             &format!("{method} is not supported here"),
             None,
         ),
+    }
+}
+
+/// RBAC's verdict on a resource request (see [`crate::rbac`]).
+fn authorize(
+    policy: &crate::rbac::Policy,
+    resource: Resource,
+    ns: &str,
+    tail: &[&str],
+    method: &Method,
+    params: &HashMap<String, String>,
+    headers: &HeaderMap,
+) -> Result<(), Response> {
+    let watching = params.get("watch").is_some_and(|w| w == "true" || w == "1");
+    let verb = match (method.clone(), tail.len()) {
+        (Method::GET, 0) if watching => "watch",
+        (Method::GET, 0) => "list",
+        (Method::GET, _) => "get",
+        (Method::POST, _) => "create",
+        (Method::PATCH, _) => "patch",
+        (Method::PUT, _) => "update",
+        (Method::DELETE, 0) => "deletecollection",
+        (Method::DELETE, _) => "delete",
+        _ => "unknown",
+    };
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let request = crate::rbac::Request {
+        verb,
+        group: resource.group,
+        plural: resource.plural,
+        subresource: tail.get(1).copied(),
+        namespace: ns,
+        name: tail.first().copied(),
+    };
+    match policy.authorize(token, &request) {
+        Ok(()) => Ok(()),
+        Err(crate::rbac::Denied::Unauthenticated) => Err(status_error(
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized",
+            "Unauthorized",
+            None,
+        )),
+        Err(crate::rbac::Denied::Forbidden(message)) => {
+            let mut details = json!({"kind": resource.plural});
+            if !resource.group.is_empty() {
+                details["group"] = json!(resource.group);
+            }
+            if let Some(name) = request.name {
+                details["name"] = json!(name);
+            }
+            Err(status_error(
+                StatusCode::FORBIDDEN,
+                "Forbidden",
+                &message,
+                Some(details),
+            ))
+        }
     }
 }
 

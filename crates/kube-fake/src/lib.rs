@@ -18,6 +18,7 @@
 
 mod api;
 mod protobuf;
+pub mod rbac;
 mod sim;
 mod ssa;
 mod store;
@@ -46,6 +47,10 @@ pub struct Options {
     /// When set, every request must carry `Authorization: Bearer <token>`, else 401
     /// `Unauthorized` as the real API server answers; the written kubeconfig carries it.
     pub bearer_token: Option<String>,
+    /// When set, requests are authorised by RBAC ([`rbac::Policy`]): each token names a user
+    /// bound to namespaced Role rules; others get 403 `Forbidden` as the API server says it.
+    /// The kubeconfig then carries `bearer_token` (which should be one of the policy's).
+    pub rbac: Option<rbac::Policy>,
 }
 
 impl Default for Options {
@@ -56,6 +61,7 @@ impl Default for Options {
             pod_ready_delay: Duration::from_secs(1),
             watch_history: store::DEFAULT_HISTORY,
             bearer_token: None,
+            rbac: None,
         }
     }
 }
@@ -228,6 +234,18 @@ impl FakeCluster {
         };
         let resource = store::resource(group, plural)?;
         self.shared.lock().get(resource, ns, name).cloned()
+    }
+
+    /// Creates a namespace straight in the store, as a cluster admin would before handing a
+    /// namespaced Role to a deployer (see [`rbac`]).
+    pub fn create_namespace(&self, name: &str) {
+        let now = format_time(self.shared.wall_start);
+        self.shared.lock().create(
+            store::namespace_resource(),
+            "",
+            serde_json::json!({"metadata": {"name": name}}),
+            now,
+        );
     }
 
     /// Simulated time since the cluster started.

@@ -10,6 +10,7 @@ pub mod dev;
 pub mod init;
 pub mod plan;
 pub mod push;
+pub mod rbac;
 pub mod render;
 pub mod ship;
 pub mod status;
@@ -144,6 +145,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Push(args) => push::run(args, &ctx).await,
         Command::Render(args) => render::run(args, &ctx).await,
         Command::Deploy(args) => deploy::run(args, &ctx).await,
+        Command::Rbac(args) => rbac::run(args, &ctx).await,
         Command::Dev(args) => dev::run(args, &ctx).await,
         Command::Status(args) => status::run(args, &ctx).await,
         Command::Stop(args) => stop::run(args, &ctx).await,

@@ -632,11 +632,16 @@ async fn collect_evidence(client: &Client, namespace: &str, failure: &mut Rollou
     };
     let events: Api<Event> = Api::namespaced(client.clone(), namespace);
     let params = ListParams::default().fields(&format!("involvedObject.name={pod}"));
-    let mut found: Vec<Event> = events
-        .list(&params)
-        .await
-        .map(|l| l.items)
-        .unwrap_or_default()
+    // Evidence the deploy identity may not read is named, so the missing permission shows.
+    let mut unavailable = Vec::new();
+    let listed = match events.list(&params).await {
+        Ok(l) => l.items,
+        Err(e) => {
+            unavailable.push(format!("(events unavailable: {})", api_message(&e)));
+            Vec::new()
+        }
+    };
+    let mut found: Vec<Event> = listed
         .into_iter()
         .filter(|e| e.involved_object.name.as_deref() == Some(pod.as_str()))
         .collect();
@@ -668,13 +673,22 @@ async fn collect_evidence(client: &Client, namespace: &str, failure: &mut Rollou
             previous,
             ..LogParams::default()
         };
-        if let Ok(text) = pods.logs(&pod, &params).await {
-            logs = text.lines().map(str::to_string).collect();
+        match pods.logs(&pod, &params).await {
+            Ok(text) => logs = text.lines().map(str::to_string).collect(),
+            Err(e) => logs.push(format!("(log unavailable: {})", api_message(&e))),
         }
     }
     if let Some(evidence) = failure.evidence_mut() {
-        evidence.events = lines;
+        evidence.events = unavailable.into_iter().chain(lines).collect();
         evidence.logs = logs;
+    }
+}
+
+/// The API server's own message for an error (`pods "x" is forbidden: …`), else the error.
+fn api_message(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) => status.message.clone(),
+        other => other.to_string(),
     }
 }
 

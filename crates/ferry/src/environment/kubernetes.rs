@@ -284,6 +284,34 @@ impl super::Environment for Kubernetes {
         Ok(())
     }
 
+    async fn rbac(&self, user: &str) -> anyhow::Result<String> {
+        let settings = self.render_settings();
+        let stand_in = "registry.invalid/stand-in@sha256:0000000000000000000000000000000000000000000000000000000000000000";
+        let rendered = pipeline::render_for(
+            &self.config,
+            &self.name,
+            &settings,
+            stand_in,
+            Some(&"0".repeat(40)),
+        )?;
+        let name = format!("ferry-deploy-{}", self.name);
+        let role = crate::rbac::role(
+            &name,
+            &settings.namespace,
+            &rendered.objects,
+            !settings.secrets.is_empty(),
+        );
+        let binding = crate::rbac::binding(&name, &settings.namespace, user);
+        Ok(format!(
+            "# What ferry needs in namespace {ns} to ship, follow, roll back and report on `{env}`\n\
+             # (printed by `ferry rbac --env {env}`; apply it with `kubectl apply -f -`).\n---\n{}---\n{}",
+            serde_saphyr::to_string(&role).unwrap_or_default(),
+            serde_saphyr::to_string(&binding).unwrap_or_default(),
+            ns = settings.namespace,
+            env = self.name,
+        ))
+    }
+
     async fn stop(&self, _reporter: &Reporter) -> anyhow::Result<()> {
         anyhow::bail!(
             "`ferry stop` stops a local instance; `{}` is a kubernetes environment\n  \

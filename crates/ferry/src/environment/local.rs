@@ -157,6 +157,13 @@ impl super::Environment for LocalEnvironment {
         Some("stop it with: ferry stop")
     }
 
+    async fn rbac(&self, _user: &str) -> anyhow::Result<String> {
+        anyhow::bail!(
+            "`{}` is a local environment: nothing to grant\n  hint: name a kubernetes environment with --env",
+            self.name
+        )
+    }
+
     fn profile(&self) -> crate::compile::Profile {
         self.settings.profile
     }

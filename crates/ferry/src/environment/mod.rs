@@ -45,6 +45,8 @@ pub trait Environment: Send + Sync {
     async fn status(&self, reporter: &Reporter) -> anyhow::Result<()>;
     /// Stops what ferry runs there.
     async fn stop(&self, reporter: &Reporter) -> anyhow::Result<()>;
+    /// The namespaced Role (and RoleBinding for `user`) a deploy identity needs here, as YAML.
+    async fn rbac(&self, user: &str) -> anyhow::Result<String>;
     /// What to say after a successful delivery about stopping it.
     fn stop_hint(&self) -> Option<&'static str> {
         None

@@ -1,0 +1,144 @@
+//! The least a deploy identity needs in its namespace: the Role `ferry rbac` prints. It lists
+//! every verb on every resource ferry's commands use — applying the manifest's kinds (and the
+//! environment's Secret), following a rollout (Deployments, ReplicaSets, Pods, their logs,
+//! Events), status and rollback — and nothing else: no wildcards, no other namespace.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Value, json};
+
+/// What ferry does to the cluster beyond applying the manifest, by resource.
+const FOLLOW: &[(&str, &str, &[&str])] = &[
+    // status, the rollout's progress, rollback (a JSON patch of the template).
+    ("apps", "deployments", &["get", "list", "watch", "patch"]),
+    // Which revision is new, and rollback's target.
+    ("apps", "replicasets", &["get", "list", "watch"]),
+    // Why a rollout fails: pods, their events and logs.
+    ("", "pods", &["get", "list", "watch"]),
+    ("", "pods/log", &["get"]),
+    ("", "events", &["list", "watch"]),
+];
+
+/// Apply is a server-side apply PATCH, which creates what is not there yet; the dry run and
+/// the diff read the live object.
+const APPLY: &[&str] = &["create", "get", "patch"];
+
+/// The plural resource name of `kind` (`NetworkPolicy` → `networkpolicies`).
+pub fn plural(kind: &str) -> String {
+    let lower = kind.to_ascii_lowercase();
+    if let Some(stem) = lower.strip_suffix('y') {
+        format!("{stem}ies")
+    } else if lower.ends_with('s') {
+        format!("{lower}es")
+    } else {
+        format!("{lower}s")
+    }
+}
+
+/// The Role for `objects` (the rendered manifest) in `namespace`, with `secrets` when the
+/// environment declares some.
+pub fn role(name: &str, namespace: &str, objects: &[Value], secrets: bool) -> Value {
+    let mut rules: BTreeMap<(String, String), BTreeSet<&str>> = BTreeMap::new();
+    for (group, resource, verbs) in FOLLOW {
+        rules
+            .entry((group.to_string(), resource.to_string()))
+            .or_default()
+            .extend(verbs.iter().copied());
+    }
+    for object in objects {
+        let api_version = object["apiVersion"].as_str().unwrap_or_default();
+        let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
+        let kind = object["kind"].as_str().unwrap_or_default();
+        rules
+            .entry((group.to_string(), plural(kind)))
+            .or_default()
+            .extend(APPLY.iter().copied());
+    }
+    if secrets {
+        rules
+            .entry((String::new(), "secrets".into()))
+            .or_default()
+            .extend(APPLY.iter().copied());
+    }
+    let rules: Vec<Value> = rules
+        .into_iter()
+        .map(|((group, resource), verbs)| {
+            json!({
+                "apiGroups": [group],
+                "resources": [resource],
+                "verbs": verbs.into_iter().collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": { "app.kubernetes.io/managed-by": "ferry" },
+        },
+        "rules": rules,
+    })
+}
+
+/// The RoleBinding giving `role` to `user` (a Google service account's email on GKE).
+pub fn binding(role: &str, namespace: &str, user: &str) -> Value {
+    json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": { "name": role, "namespace": namespace },
+        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role },
+        "subjects": [{ "apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user }],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_role_covers_the_manifest_and_the_rollout_with_no_wildcards() {
+        let objects = [
+            json!({"apiVersion": "v1", "kind": "Service"}),
+            json!({"apiVersion": "apps/v1", "kind": "Deployment"}),
+            json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy"}),
+            json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget"}),
+        ];
+        let role = role("ferry-deploy", "hello", &objects, true);
+        let rules = role["rules"].as_array().unwrap();
+        let find = |group: &str, resource: &str| -> Vec<String> {
+            rules
+                .iter()
+                .find(|r| r["apiGroups"][0] == group && r["resources"][0] == resource)
+                .map(|r| {
+                    r["verbs"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|v| v.as_str().unwrap().to_string())
+                        .collect()
+                })
+                .unwrap_or_else(|| panic!("no rule for {group}/{resource}"))
+        };
+        assert_eq!(
+            find("apps", "deployments"),
+            ["create", "get", "list", "patch", "watch"]
+        );
+        assert_eq!(find("", "services"), ["create", "get", "patch"]);
+        assert_eq!(
+            find("networking.k8s.io", "networkpolicies"),
+            ["create", "get", "patch"]
+        );
+        assert_eq!(
+            find("policy", "poddisruptionbudgets"),
+            ["create", "get", "patch"]
+        );
+        assert_eq!(find("", "secrets"), ["create", "get", "patch"]);
+        assert_eq!(find("", "pods/log"), ["get"]);
+        let text = role.to_string();
+        assert!(!text.contains('*'), "no wildcards: {text}");
+        assert!(!text.contains("delete"), "{text}");
+        assert_eq!(role["metadata"]["namespace"], "hello");
+    }
+}
