@@ -489,8 +489,14 @@ async fn e2e_secrets_reach_the_pods_through_a_secret_roll_them_on_change_and_nev
         &repo,
         &registry,
         &fake,
-        "manifest = \"k8s.secrets.yml\"\nsecrets = { DATABASE_URL = \"env:E2E_DATABASE_URL\", API_KEY = \"gcpsm://projects/ferry-e2e/secrets/api-key/versions/latest\" }\n",
+        "secrets = { DATABASE_URL = \"env:E2E_DATABASE_URL\", API_KEY = \"gcpsm://projects/ferry-e2e/secrets/api-key/versions/latest\" }\n",
     );
+    let config = std::fs::read_to_string(repo.join("ferry.e2e.toml")).unwrap();
+    std::fs::write(
+        repo.join("ferry.e2e.toml"),
+        config.replace("manifest = \"k8s.yml\"", "manifest = \"k8s.secrets.yml\""),
+    )
+    .unwrap();
     std::fs::write(
         repo.join(".git/info/exclude"),
         "ferry.e2e.toml\nk8s.secrets.yml\n",
@@ -543,7 +549,7 @@ async fn e2e_secrets_reach_the_pods_through_a_secret_roll_them_on_change_and_nev
 
     // A missing secret stops everything before anything is built or applied.
     let out = ship(None, "ship");
-    assert!(!out.status.success());
+    assert!(!out.status.success(), "{}", stderr(&out));
     assert_silent(&out);
     let err = stderr(&out);
     assert!(

@@ -32,6 +32,15 @@ impl Kubernetes {
         settings
     }
 
+    /// Resolves the environment's secrets once (a `secrets` stage when it declares any).
+    async fn resolve_secrets(&self, recorder: &mut Recorder<'_>) -> Result<(), Halted> {
+        let resolved = super::resolve_secrets(&self.settings.secrets, recorder).await?;
+        if let Ok(mut slot) = self.secrets.lock() {
+            *slot = resolved;
+        }
+        Ok(())
+    }
+
     fn resolved_secrets(&self) -> crate::secrets::Resolved {
         self.secrets.lock().map(|s| s.clone()).unwrap_or_default()
     }
@@ -53,7 +62,8 @@ impl super::Environment for Kubernetes {
         recorder: &mut Recorder<'_>,
     ) -> Result<(), Halted> {
         pipeline::approval_gate(&self.settings, request, recorder).await?;
-        pipeline::check_manifest(&self.config, &self.settings, recorder).await
+        pipeline::check_manifest(&self.config, &self.render_settings(), recorder).await?;
+        self.resolve_secrets(recorder).await
     }
 
     async fn deliver(
@@ -184,6 +194,8 @@ impl super::Environment for Kubernetes {
     ) -> Result<(), Halted> {
         let render_settings = self.render_settings();
         let (config, env, name) = (&self.config, &render_settings, &self.name);
+        // A plan resolves the secrets too: a missing one fails it, as it would fail the ship.
+        self.resolve_secrets(recorder).await?;
         let secrets = self.resolved_secrets();
         let reference = format!("{}@{}", env.repository, built.image.manifest.digest);
         recorder.skip("push", &format!("plan: would push {reference}"));
