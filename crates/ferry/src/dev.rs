@@ -145,28 +145,56 @@ impl Generation {
     }
 }
 
-/// Prints a binary-runtime instance's log lines as they come, each behind `prefix`.
+/// Prints an instance's log lines as they come, each behind `prefix`: the binary runtime's
+/// log file, or `podman logs -f` / `docker logs -f` for a container.
 pub fn stream_log(
     running: &crate::local::Running,
     prefix: String,
 ) -> Option<tokio::task::JoinHandle<()>> {
-    let path = running.log.clone()?;
-    Some(tokio::spawn(async move {
-        use tokio::io::{AsyncBufReadExt, AsyncSeekExt};
-        let Ok(file) = tokio::fs::File::open(&path).await else {
-            return;
-        };
-        let mut reader = tokio::io::BufReader::new(file);
-        let _ = reader.seek(std::io::SeekFrom::Start(0)).await;
-        let mut line = String::new();
-        loop {
-            line.clear();
-            match reader.read_line(&mut line).await {
-                Ok(0) | Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-                Ok(_) => eprintln!("{prefix} {}", line.trim_end()),
-            }
+    use tokio::io::AsyncBufReadExt;
+    match running.runtime {
+        crate::local::Runtime::Binary => {
+            let path = running.log.clone()?;
+            Some(tokio::spawn(async move {
+                let Ok(file) = tokio::fs::File::open(&path).await else {
+                    return;
+                };
+                let mut reader = tokio::io::BufReader::new(file);
+                let mut line = String::new();
+                loop {
+                    line.clear();
+                    match reader.read_line(&mut line).await {
+                        Ok(0) | Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                        Ok(_) => eprintln!("{prefix} {}", line.trim_end()),
+                    }
+                }
+            }))
         }
-    }))
+        runtime => {
+            let mut child = tokio::process::Command::new(runtime.to_string())
+                .args(["logs", "-f", &running.id])
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+                .ok()?;
+            let (stdout, stderr) = (child.stdout.take()?, child.stderr.take()?);
+            Some(tokio::spawn(async move {
+                let mut out = tokio::io::BufReader::new(stdout).lines();
+                let mut err = tokio::io::BufReader::new(stderr).lines();
+                loop {
+                    tokio::select! {
+                        Ok(Some(line)) = out.next_line() => eprintln!("{prefix} {line}"),
+                        Ok(Some(line)) = err.next_line() => eprintln!("{prefix} {line}"),
+                        else => break,
+                    }
+                }
+                // Dropping the task drops the child: kill_on_drop stops `logs -f`.
+                drop(child);
+            }))
+        }
+    }
 }
 
 /// What `ferry dev` needs from the command line.
