@@ -3,6 +3,7 @@
 //! - [`config`]: typed settings from the environment, with documented defaults.
 //! - [`routes`]: `/`, `/healthz`, `/readyz` and the middleware (timeouts, limits, access log).
 //! - [`startup`]: binds the listener and serves until a shutdown signal, then drains.
+//! - [`connections`]: the live connections, their cap, and closing them for the drain.
 //! - [`shutdown`]: SIGTERM/SIGINT handling.
 //! - [`telemetry`]: structured logs (JSON or human), batched on their way to stdout.
 //! - [`access_log`]: the per-request line, on a fast path into the same batch.
@@ -11,6 +12,7 @@
 
 pub mod access_log;
 pub mod config;
+pub mod connections;
 pub mod routes;
 pub mod shutdown;
 pub mod startup;
