@@ -196,16 +196,18 @@ async fn serve_connection<S>(
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     // Nothing is allocated for a connection until it sends something.
+    let mut first = [0; 1];
     tokio::select! {
-        ready = tokio::time::timeout(FIRST_BYTE_TIMEOUT, stream.readable()) => {
-            if !matches!(ready, Ok(Ok(()))) {
+        // `peek`, not `readable`: readiness may be reported before any byte has arrived.
+        peeked = tokio::time::timeout(FIRST_BYTE_TIMEOUT, stream.peek(&mut first)) => {
+            if !matches!(peeked, Ok(Ok(1))) {
                 return;
             }
         }
         () = registration.close_requested() => return,
     }
-    let connection = builder.serve_connection(TokioIo::new(stream), service);
-    tokio::pin!(connection);
+    // Boxed: the waiting task above stays small; the connection's state is allocated now.
+    let mut connection = Box::pin(builder.serve_connection(TokioIo::new(stream), service));
     let ended = tokio::select! {
         ended = connection.as_mut() => ended,
         () = registration.close_requested() => {

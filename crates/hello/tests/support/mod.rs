@@ -27,7 +27,13 @@ impl Service {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().expect("start the hello binary");
-        let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+        let stdout = child.stdout.take().expect("piped stdout");
+        Service::attach(stdout, child)
+    }
+
+    /// Wraps an already started `hello` (JSON logs on `stdout`) once it says "listening".
+    pub fn attach(stdout: std::process::ChildStdout, child: Child) -> Service {
+        let mut stdout = BufReader::new(stdout);
         let mut line = String::new();
         let port = loop {
             line.clear();
