@@ -17,17 +17,15 @@ use std::net::SocketAddr;
 use std::task::Poll;
 use std::time::Duration;
 
-use axum::Router;
-use axum::http::{HeaderValue, header};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
-use tower::util::MapResponse;
 
 use crate::access_log::AccessLog;
 use crate::config::Settings;
 use crate::connections::{Connections, Registration};
+use crate::edge::Edge;
 use crate::routes::{self, AppState, Readiness};
 
 /// Largest request head (request line + headers) accepted; larger gets the connection closed.
@@ -46,7 +44,7 @@ const FILES_RESERVED: u64 = 32;
 /// A bound, not yet serving, service.
 pub struct Application {
     listener: TcpListener,
-    router: Router,
+    service: Edge,
     readiness: Readiness,
     settings: Settings,
 }
@@ -62,10 +60,11 @@ impl Application {
             readiness: readiness.clone(),
             test_delay: settings.test_delay,
         };
-        let router = routes::router(state, settings.request_timeout, access_log);
+        let router = routes::router(state, settings.request_timeout);
+        let service = Edge::new(router, readiness.clone(), access_log);
         let app = Self {
             listener,
-            router,
+            service,
             readiness,
             settings,
         };
@@ -93,7 +92,7 @@ impl Application {
     ) -> std::io::Result<()> {
         let Self {
             listener,
-            router,
+            service,
             readiness,
             settings,
         } = self;
@@ -105,19 +104,6 @@ impl Application {
             .max_buf_size(MAX_HEAD_BYTES)
             .max_headers(MAX_HEADERS)
             .header_read_timeout(HEADER_READ_TIMEOUT);
-        // Once shutdown begins every response says `Connection: close`, so each client closes
-        // at a response boundary instead of racing the drain with its next request.
-        let service = {
-            let readiness = readiness.clone();
-            MapResponse::new(router, move |mut response: axum::response::Response| {
-                if !readiness.is_ready() {
-                    response
-                        .headers_mut()
-                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
-                }
-                response
-            })
-        };
         tokio::pin!(stop);
 
         let accept = |stream: tokio::net::TcpStream| {
