@@ -4,77 +4,148 @@
 //!   more than one, or with a value that is not `host[:port]`, gets 400 and is not routed;
 //! - **`Connection: close` once shutdown begins**, so keep-alive clients close at a response
 //!   boundary instead of racing the drain (see [`crate::startup`]);
+//! - **the limits**: a body declared larger than [`MAX_BODY_BYTES`] gets 413 before it is read
+//!   (a body without a length is cut off at the limit), a request running longer than
+//!   `REQUEST_TIMEOUT_SECONDS` gets 408;
 //! - **the access log**: one line per request, rejected ones included.
 //!
-//! It is a hand-written [`Service`] rather than axum middleware: no boxed future, no
-//! per-request allocation. Not here: routing and the per-route limits ([`crate::routes`]).
+//! It is a hand-written [`Service`] rather than axum and tower-http middleware, because this is
+//! the per-request path `bench/hello-load` measures: no boxed future, no layer per check, and no
+//! timer for a request that is answered when first polled (the 408 timer is only armed once
+//! the routes return `Pending`). Not here: routing ([`crate::routes`]).
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::body::Body;
+use axum::body::{Body, HttpBody};
 use axum::http::{HeaderValue, Method, Request, StatusCode, Uri, Version, header};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http_body_util::Limited;
+use tokio::time::Sleep;
 use tower::Service;
 
 use crate::access_log::AccessLog;
 use crate::routes::Readiness;
 
+/// Largest request body accepted; the service takes no input, so this is small.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
 /// The router wrapped in the checks above; cheap to clone (one per connection).
 #[derive(Clone)]
 pub struct Edge {
     router: Router,
+    shared: Arc<Shared>,
+}
+
+/// What every request's future needs after the routes have answered.
+struct Shared {
     readiness: Readiness,
     access_log: Option<AccessLog>,
+    request_timeout: Duration,
 }
 
 impl Edge {
-    pub fn new(router: Router, readiness: Readiness, access_log: Option<AccessLog>) -> Self {
+    pub fn new(
+        router: Router,
+        readiness: Readiness,
+        access_log: Option<AccessLog>,
+        request_timeout: Duration,
+    ) -> Self {
         Self {
             router,
-            readiness,
-            access_log,
+            shared: Arc::new(Shared {
+                readiness,
+                access_log,
+                request_timeout,
+            }),
+        }
+    }
+
+    /// A copy for one connection. Its requests share the copy's counter, not one counter
+    /// for the whole process that both worker threads would keep pulling between their caches.
+    pub fn for_connection(&self) -> Self {
+        Self {
+            router: self.router.clone(),
+            shared: Arc::new(Shared {
+                readiness: self.shared.readiness.clone(),
+                access_log: self.shared.access_log.clone(),
+                request_timeout: self.shared.request_timeout,
+            }),
         }
     }
 }
 
 impl<B> Service<Request<B>> for Edge
 where
-    Router: Service<Request<B>, Response = Response, Error = Infallible>,
+    B: HttpBody<Data = Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = EdgeFuture<<Router as Service<Request<B>>>::Future>;
+    type Future = EdgeFuture<<Router as Service<Request<Body>>>::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        <Router as Service<Request<B>>>::poll_ready(&mut self.router, cx)
+        <Router as Service<Request<Body>>>::poll_ready(&mut self.router, cx)
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let logged = self.access_log.clone().map(|log| Logged {
-            log,
+        let started = Instant::now();
+        let logged = self.shared.access_log.is_some().then(|| Logged {
             method: request.method().clone(),
             uri: request.uri().clone(),
-            started: Instant::now(),
         });
-        let kind = match host_problem(&request) {
+        let kind = match rejection(&request) {
             None => Kind::Routed {
-                future: self.router.call(request),
+                future: self.router.call(request.map(limit_body)),
             },
-            Some(problem) => Kind::Rejected {
-                response: Some(bad_request(problem)),
+            Some(response) => Kind::Rejected {
+                response: Some(response),
             },
         };
         EdgeFuture {
             kind,
+            timer: None,
+            started,
             logged,
-            readiness: self.readiness.clone(),
+            shared: self.shared.clone(),
         }
     }
+}
+
+/// A body that is not empty is read through a limit (one with a declared length over the
+/// limit has already been refused).
+fn limit_body<B>(body: B) -> Body
+where
+    B: HttpBody<Data = Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    if body.is_end_stream() {
+        Body::new(body)
+    } else {
+        Body::new(Limited::new(body, MAX_BODY_BYTES))
+    }
+}
+
+/// The response for a request that must not be routed, if it is one.
+fn rejection<B>(request: &Request<B>) -> Option<Response> {
+    if let Some(problem) = host_problem(request) {
+        return Some(bad_request(problem));
+    }
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return Some((StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n").into_response());
+    }
+    None
 }
 
 pin_project_lite::pin_project! {
@@ -82,8 +153,11 @@ pin_project_lite::pin_project! {
     pub struct EdgeFuture<F> {
         #[pin]
         kind: Kind<F>,
+        // Armed only if the routes do not answer on the first poll.
+        timer: Option<Pin<Box<Sleep>>>,
+        started: Instant,
         logged: Option<Logged>,
-        readiness: Readiness,
+        shared: Arc<Shared>,
     }
 }
 
@@ -97,10 +171,8 @@ pin_project_lite::pin_project! {
 
 /// What the access line needs from the request.
 struct Logged {
-    log: AccessLog,
     method: Method,
     uri: Uri,
-    started: Instant,
 }
 
 impl<F> Future for EdgeFuture<F>
@@ -110,29 +182,40 @@ where
     type Output = Result<Response, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let mut response = match this.kind.project() {
+        let mut this = self.project();
+        let mut response = match this.kind.as_mut().project() {
             KindProjection::Routed { future } => match future.poll(cx) {
                 Poll::Ready(Ok(response)) => response,
                 Poll::Ready(Err(never)) => match never {},
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    let deadline = *this.started + this.shared.request_timeout;
+                    let timer = this
+                        .timer
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline.into())));
+                    if timer.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    // Too slow: drop the handler's future and answer 408.
+                    this.kind.set(Kind::Rejected { response: None });
+                    StatusCode::REQUEST_TIMEOUT.into_response()
+                }
             },
             KindProjection::Rejected { response } => response.take().unwrap_or_else(|| {
                 // Polled again after completion: a caller bug; answer rather than panic.
                 StatusCode::INTERNAL_SERVER_ERROR.into_response()
             }),
         };
-        if !this.readiness.is_ready() {
+        if !this.shared.readiness.is_ready() {
             response
                 .headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
-        if let Some(logged) = this.logged.take() {
-            logged.log.record(
+        if let (Some(log), Some(logged)) = (&this.shared.access_log, this.logged.take()) {
+            log.record(
                 logged.method.as_str(),
                 logged.uri.path(),
                 response.status().as_u16(),
-                u64::try_from(logged.started.elapsed().as_micros()).unwrap_or(u64::MAX),
+                u64::try_from(this.started.elapsed().as_micros()).unwrap_or(u64::MAX),
             );
         }
         Poll::Ready(Ok(response))
@@ -236,6 +319,61 @@ fn is_sub_delim(b: u8) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::routes::{self, AppState};
+    use tower::ServiceExt;
+
+    fn edge(test_delay: Duration, request_timeout: Duration) -> Edge {
+        let state = AppState {
+            readiness: Readiness::new(),
+            test_delay,
+        };
+        Edge::new(
+            routes::router(state),
+            Readiness::new(),
+            None,
+            request_timeout,
+        )
+    }
+
+    fn get(version: Version) -> Request<Body> {
+        Request::builder()
+            .version(version)
+            .uri("/")
+            .header(header::HOST, "localhost")
+            .body(Body::empty())
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_request_over_the_timeout_gets_408_and_a_quick_one_200() {
+        let slow = edge(Duration::from_millis(300), Duration::from_millis(50));
+        let response = slow.oneshot(get(Version::HTTP_11)).await.unwrap();
+        assert_eq!(response.status(), StatusCode::REQUEST_TIMEOUT);
+        let quick = edge(Duration::from_millis(10), Duration::from_millis(500));
+        let response = quick.oneshot(get(Version::HTTP_11)).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn once_shutdown_begins_responses_say_connection_close() {
+        let readiness = Readiness::new();
+        let state = AppState {
+            readiness: readiness.clone(),
+            test_delay: Duration::ZERO,
+        };
+        let edge = Edge::new(
+            routes::router(state),
+            readiness.clone(),
+            None,
+            Duration::from_secs(1),
+        );
+        let before = edge.clone().oneshot(get(Version::HTTP_11)).await.unwrap();
+        assert_eq!(before.headers().get(header::CONNECTION), None);
+        readiness.shutting_down();
+        let after = edge.oneshot(get(Version::HTTP_11)).await.unwrap();
+        assert_eq!(after.status(), StatusCode::OK);
+        assert_eq!(after.headers()[header::CONNECTION], "close");
+    }
 
     #[test]
     fn names_addresses_and_ports_are_valid_hosts() {

@@ -1,6 +1,6 @@
-//! The service's HTTP surface: `/` (the page), `/healthz` (alive), `/readyz` (ready to serve),
-//! and the per-request limits (timeout, body size). Host validation, the access log and
-//! `Connection: close` during shutdown wrap it in [`crate::edge`].
+//! The service's HTTP surface: `/` (the page), `/healthz` (alive), `/readyz` (ready to serve).
+//! What every request passes on the way (Host validation, body limit, timeout, access log,
+//! `Connection: close` during shutdown) wraps it in [`crate::edge`].
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,14 +11,9 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::timeout::TimeoutLayer;
 
 /// The page, as the original tutorial's view returns it.
 pub const HELLO: &str = "Hello, World!";
-
-/// Largest request body accepted; the service takes no input, so this is small.
-pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
 /// Readiness, shared between the routes and the shutdown sequence.
 #[derive(Debug, Clone)]
@@ -51,19 +46,14 @@ pub struct AppState {
     pub test_delay: Duration,
 }
 
-/// Builds the router with its limits.
-pub fn router(state: AppState, request_timeout: Duration) -> Router {
+/// Builds the router.
+pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(hello))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(not_found)
         .with_state(state)
-        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            request_timeout,
-        ))
 }
 
 async fn hello(State(state): State<AppState>) -> Response {
@@ -109,7 +99,7 @@ mod tests {
             readiness,
             test_delay: Duration::ZERO,
         };
-        router(state, Duration::from_secs(1))
+        router(state)
     }
 
     async fn call(router: Router, method: &str, uri: &str) -> (StatusCode, String, Option<String>) {
@@ -181,18 +171,5 @@ mod tests {
             StatusCode::OK
         );
         assert_eq!(call(app(readiness), "GET", "/").await.0, StatusCode::OK);
-    }
-
-    #[tokio::test]
-    async fn a_request_over_the_timeout_gets_408() {
-        let state = AppState {
-            readiness: Readiness::new(),
-            test_delay: Duration::from_millis(300),
-        };
-        let router = router(state, Duration::from_millis(50));
-        assert_eq!(
-            call(router, "GET", "/").await.0,
-            StatusCode::REQUEST_TIMEOUT
-        );
     }
 }

@@ -60,8 +60,13 @@ impl Application {
             readiness: readiness.clone(),
             test_delay: settings.test_delay,
         };
-        let router = routes::router(state, settings.request_timeout);
-        let service = Edge::new(router, readiness.clone(), access_log);
+        let router = routes::router(state);
+        let service = Edge::new(
+            router,
+            readiness.clone(),
+            access_log,
+            settings.request_timeout,
+        );
         let app = Self {
             listener,
             service,
@@ -109,7 +114,7 @@ impl Application {
         let accept = |stream: tokio::net::TcpStream| {
             let _ = stream.set_nodelay(true);
             let registration = connections.register();
-            let service = TowerToHyperService::new(service.clone());
+            let service = TowerToHyperService::new(service.for_connection());
             let builder = builder.clone();
             tokio::spawn(serve_connection(stream, builder, service, registration));
         };

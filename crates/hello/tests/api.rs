@@ -120,7 +120,7 @@ fn a_body_over_the_limit_is_refused_with_413_before_it_is_read() {
     );
     assert!(reply.starts_with("HTTP/1.1 413"), "{reply:.200}");
     // At the limit it is routed as usual (405: / only answers GET and HEAD).
-    let body = "x".repeat(hello::routes::MAX_BODY_BYTES);
+    let body = "x".repeat(hello::edge::MAX_BODY_BYTES);
     let raw = format!(
         "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
