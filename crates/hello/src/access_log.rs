@@ -71,9 +71,9 @@ fn write_line(line: &mut Vec<u8>, format: LogFormat, secs: u64, micros: u32, r: 
             line.extend_from_slice(b"{\"timestamp\":\"");
             write_timestamp(line, secs, micros);
             line.extend_from_slice(b"\",\"level\":\"INFO\",\"target\":\"access\",\"method\":");
-            let _ = serde_json::to_writer(&mut *line, r.method);
+            push_json_string(line, r.method);
             line.extend_from_slice(b",\"path\":");
-            let _ = serde_json::to_writer(&mut *line, r.path);
+            push_json_string(line, r.path);
             line.extend_from_slice(b",\"status\":");
             push_decimal(line, u64::from(r.status));
             line.extend_from_slice(b",\"latency_us\":");
@@ -116,6 +116,17 @@ fn write_timestamp(line: &mut Vec<u8>, secs: u64, micros: u32) {
     let digits = [100_000, 10_000, 1_000, 100, 10, 1];
     line.extend(digits.map(|d| b'0' + (micros / d % 10) as u8));
     line.push(b'Z');
+}
+
+/// `text` as a JSON string; copied as it is when nothing in it needs escaping (the usual case).
+fn push_json_string(line: &mut Vec<u8>, text: &str) {
+    if text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        line.push(b'"');
+        line.extend_from_slice(text.as_bytes());
+        line.push(b'"');
+    } else {
+        let _ = serde_json::to_writer(&mut *line, text);
+    }
 }
 
 /// `n` in decimal, without `fmt`'s machinery (this runs once or twice per request).
@@ -212,6 +223,23 @@ mod tests {
             line(LogFormat::Human, "/healthz"),
             "2026-11-25T19:39:28.001234Z  INFO access: method=GET path=/healthz status=200 latency_us=41\n"
         );
+    }
+
+    #[test]
+    fn json_strings_match_serde_json_with_or_without_escapes() {
+        for text in [
+            "/",
+            "/caf\u{e9}?q=1",
+            "/a\"b",
+            "/a\\b",
+            "/\u{1}\n",
+            "/\u{7f}",
+            "",
+        ] {
+            let mut out = Vec::new();
+            push_json_string(&mut out, text);
+            assert_eq!(out, serde_json::to_vec(text).unwrap(), "{text:?}");
+        }
     }
 
     #[test]

@@ -200,6 +200,7 @@ async fn serve_connection<S>(
     // Boxed: the waiting task above stays small; the connection's state is allocated now.
     let mut connection = Box::pin(builder.serve_connection(TokioIo::new(stream), service));
     let ended = tokio::select! {
+        biased; // the connection first: it is what wakes this task on every request
         ended = connection.as_mut() => ended,
         () = registration.close_requested() => {
             connection.as_mut().graceful_shutdown();
