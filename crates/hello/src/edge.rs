@@ -355,6 +355,15 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_body_is_read_at_most_up_to_the_limit() {
+        use http_body_util::{BodyExt, Full};
+        let over = limit_body(Full::new(Bytes::from(vec![b'x'; MAX_BODY_BYTES + 1])));
+        assert!(over.collect().await.is_err());
+        let at = limit_body(Full::new(Bytes::from(vec![b'x'; MAX_BODY_BYTES])));
+        assert_eq!(at.collect().await.unwrap().to_bytes().len(), MAX_BODY_BYTES);
+    }
+
+    #[tokio::test]
     async fn once_shutdown_begins_responses_say_connection_close() {
         let readiness = Readiness::new();
         let state = AppState {
