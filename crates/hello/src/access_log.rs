@@ -2,7 +2,7 @@
 //! straight into the [`telemetry`](crate::telemetry) batch.
 //!
 //! This is the only hot log path, so it skips `tracing`'s generic formatting: the line is built
-//! with a few `write!`s into a per-thread buffer, and the timestamp's date-and-time part is
+//! with plain byte appends into a per-thread buffer, and the timestamp's date-and-time part is
 //! formatted once per second. The output is the shape `tracing-subscriber` gives the other lines:
 //!
 //! ```text
@@ -11,7 +11,6 @@
 //! ```
 
 use std::cell::RefCell;
-use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::LogFormat;
@@ -72,25 +71,31 @@ fn write_line(line: &mut Vec<u8>, format: LogFormat, secs: u64, micros: u32, r: 
             line.extend_from_slice(b"{\"timestamp\":\"");
             write_timestamp(line, secs, micros);
             line.extend_from_slice(b"\",\"level\":\"INFO\",\"target\":\"access\",\"method\":");
-            let _ = serde_json::to_writer(&mut *line, r.method);
+            push_json_string(line, r.method);
             line.extend_from_slice(b",\"path\":");
-            let _ = serde_json::to_writer(&mut *line, r.path);
-            let _ = writeln!(
-                line,
-                ",\"status\":{},\"latency_us\":{}}}",
-                r.status, r.latency_us
-            );
+            push_json_string(line, r.path);
+            line.extend_from_slice(b",\"status\":");
+            push_decimal(line, u64::from(r.status));
+            line.extend_from_slice(b",\"latency_us\":");
+            push_decimal(line, r.latency_us);
+            line.extend_from_slice(b"}\n");
         }
         LogFormat::Human => {
             write_timestamp(line, secs, micros);
-            let _ = write!(line, "  INFO access: method={} path=", r.method);
+            line.extend_from_slice(b"  INFO access: method=");
+            line.extend_from_slice(r.method.as_bytes());
+            line.extend_from_slice(b" path=");
             // Paths are printed as they are, minus control characters (no log forging).
             line.extend(
                 r.path
                     .bytes()
                     .map(|b| if b.is_ascii_control() { b'?' } else { b }),
             );
-            let _ = writeln!(line, " status={} latency_us={}", r.status, r.latency_us);
+            line.extend_from_slice(b" status=");
+            push_decimal(line, u64::from(r.status));
+            line.extend_from_slice(b" latency_us=");
+            push_decimal(line, r.latency_us);
+            line.push(b'\n');
         }
     }
 }
@@ -107,7 +112,36 @@ fn write_timestamp(line: &mut Vec<u8>, secs: u64, micros: u32) {
         }
         line.extend_from_slice(text.as_bytes());
     });
-    let _ = write!(line, ".{micros:06}Z");
+    line.push(b'.');
+    let digits = [100_000, 10_000, 1_000, 100, 10, 1];
+    line.extend(digits.map(|d| b'0' + (micros / d % 10) as u8));
+    line.push(b'Z');
+}
+
+/// `text` as a JSON string; copied as it is when nothing in it needs escaping (the usual case).
+fn push_json_string(line: &mut Vec<u8>, text: &str) {
+    if text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        line.push(b'"');
+        line.extend_from_slice(text.as_bytes());
+        line.push(b'"');
+    } else {
+        let _ = serde_json::to_writer(&mut *line, text);
+    }
+}
+
+/// `n` in decimal, without `fmt`'s machinery (this runs once or twice per request).
+fn push_decimal(line: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    line.extend_from_slice(&digits[start..]);
 }
 
 /// `YYYY-MM-DDTHH:MM:SS` in UTC for seconds since the Unix epoch.
@@ -189,6 +223,35 @@ mod tests {
             line(LogFormat::Human, "/healthz"),
             "2026-11-25T19:39:28.001234Z  INFO access: method=GET path=/healthz status=200 latency_us=41\n"
         );
+    }
+
+    #[test]
+    fn json_strings_match_serde_json_with_or_without_escapes() {
+        for text in [
+            "/",
+            "/caf\u{e9}?q=1",
+            "/a\"b",
+            "/a\\b",
+            "/\u{1}\n",
+            "/\u{7f}",
+            "",
+        ] {
+            let mut out = Vec::new();
+            push_json_string(&mut out, text);
+            assert_eq!(out, serde_json::to_vec(text).unwrap(), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn numbers_are_written_in_full() {
+        for n in [0, 7, 10, 200, 99_999, u64::MAX] {
+            let mut out = Vec::new();
+            push_decimal(&mut out, n);
+            assert_eq!(String::from_utf8(out).unwrap(), n.to_string());
+        }
+        let mut out = Vec::new();
+        write_timestamp(&mut out, 0, 999_999);
+        assert!(String::from_utf8(out).unwrap().ends_with(".999999Z"));
     }
 
     #[test]

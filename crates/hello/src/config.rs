@@ -10,6 +10,7 @@
 //! | `REQUEST_TIMEOUT_SECONDS` | `10`      | a request running longer gets 408                          |
 //! | `SHUTDOWN_DELAY_SECONDS`  | `0`       | after SIGTERM, keep serving (ready=503) this long so load balancers notice |
 //! | `SHUTDOWN_DRAIN_SECONDS`  | `25`      | then wait at most this long for in-flight requests         |
+//! | `MAX_CONNECTIONS`         | `1024`    | open connections kept at most; over it the oldest is closed |
 //! | `HELLO_TEST_DELAY_MS`     | `0`       | test hook: delay `GET /` by this much (for drain tests)    |
 
 use std::net::IpAddr;
@@ -32,6 +33,7 @@ pub struct Settings {
     pub request_timeout: Duration,
     pub shutdown_delay: Duration,
     pub shutdown_drain: Duration,
+    pub max_connections: usize,
     pub test_delay: Duration,
 }
 
@@ -46,6 +48,7 @@ impl Default for Settings {
             request_timeout: Duration::from_secs(10),
             shutdown_delay: Duration::ZERO,
             shutdown_drain: Duration::from_secs(25),
+            max_connections: 1024,
             test_delay: Duration::ZERO,
         }
     }
@@ -118,6 +121,13 @@ impl Settings {
                 secs,
             )?
             .unwrap_or(d.shutdown_drain),
+            max_connections: var(
+                &lookup,
+                "MAX_CONNECTIONS",
+                "a whole number above 0, e.g. 1024",
+                |s| s.parse::<usize>().ok().filter(|n| *n > 0),
+            )?
+            .unwrap_or(d.max_connections),
             test_delay: var(
                 &lookup,
                 "HELLO_TEST_DELAY_MS",
@@ -200,5 +210,10 @@ mod tests {
         let err = from(&[("LOG_FORMAT", "xml")]).unwrap_err();
         assert!(err.to_string().contains("`json` or `human`"));
         assert!(from(&[("REQUEST_TIMEOUT_SECONDS", "0")]).is_err());
+        assert!(from(&[("MAX_CONNECTIONS", "0")]).is_err());
+        assert_eq!(
+            from(&[("MAX_CONNECTIONS", "50")]).unwrap().max_connections,
+            50
+        );
     }
 }

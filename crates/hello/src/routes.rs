@@ -1,26 +1,19 @@
-//! The service's HTTP surface: `/` (the page), `/healthz` (alive), `/readyz` (ready to serve),
-//! and the middleware every request passes through (timeout, body limit, access log).
+//! The service's HTTP surface: `/` (the page), `/healthz` (alive), `/readyz` (ready to serve).
+//! What every request passes on the way (Host validation, body limit, timeout, access log,
+//! `Connection: close` during shutdown) wraps it in [`crate::edge`].
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::timeout::TimeoutLayer;
-
-use crate::access_log::AccessLog;
 
 /// The page, as the original tutorial's view returns it.
 pub const HELLO: &str = "Hello, World!";
-
-/// Largest request body accepted; the service takes no input, so this is small.
-pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
 /// Readiness, shared between the routes and the shutdown sequence.
 #[derive(Debug, Clone)]
@@ -53,23 +46,14 @@ pub struct AppState {
     pub test_delay: Duration,
 }
 
-/// Builds the router with its middleware; `access_log` records one line per request.
-pub fn router(state: AppState, request_timeout: Duration, access_log: Option<AccessLog>) -> Router {
-    let router = Router::new()
+/// Builds the router.
+pub fn router(state: AppState) -> Router {
+    Router::new()
         .route("/", get(hello))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(not_found)
         .with_state(state)
-        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            request_timeout,
-        ));
-    match access_log {
-        Some(log) => router.layer(middleware::from_fn_with_state(log, log_request)),
-        None => router,
-    }
 }
 
 async fn hello(State(state): State<AppState>) -> Response {
@@ -102,25 +86,11 @@ async fn not_found() -> (StatusCode, &'static str) {
     (StatusCode::NOT_FOUND, "not found\n")
 }
 
-/// One structured line per request: method, path, status, latency.
-async fn log_request(State(log): State<AccessLog>, request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let method = request.method().clone();
-    let uri = request.uri().clone();
-    let response = next.run(request).await;
-    log.record(
-        method.as_str(),
-        uri.path(),
-        response.status().as_u16(),
-        u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
-    );
-    response
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use axum::body::Body;
+    use axum::extract::Request;
     use http_body_util::BodyExt;
     use tower::ServiceExt;
 
@@ -129,7 +99,7 @@ mod tests {
             readiness,
             test_delay: Duration::ZERO,
         };
-        router(state, Duration::from_secs(1), None)
+        router(state)
     }
 
     async fn call(router: Router, method: &str, uri: &str) -> (StatusCode, String, Option<String>) {
@@ -201,18 +171,5 @@ mod tests {
             StatusCode::OK
         );
         assert_eq!(call(app(readiness), "GET", "/").await.0, StatusCode::OK);
-    }
-
-    #[tokio::test]
-    async fn a_request_over_the_timeout_gets_408() {
-        let state = AppState {
-            readiness: Readiness::new(),
-            test_delay: Duration::from_millis(300),
-        };
-        let router = router(state, Duration::from_millis(50), None);
-        assert_eq!(
-            call(router, "GET", "/").await.0,
-            StatusCode::REQUEST_TIMEOUT
-        );
     }
 }

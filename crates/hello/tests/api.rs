@@ -120,7 +120,7 @@ fn a_body_over_the_limit_is_refused_with_413_before_it_is_read() {
     );
     assert!(reply.starts_with("HTTP/1.1 413"), "{reply:.200}");
     // At the limit it is routed as usual (405: / only answers GET and HEAD).
-    let body = "x".repeat(hello::routes::MAX_BODY_BYTES);
+    let body = "x".repeat(hello::edge::MAX_BODY_BYTES);
     let raw = format!(
         "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
@@ -187,4 +187,61 @@ fn bad_configuration_exits_2_naming_the_variable() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("PORT=\"eighty\""), "{stderr}");
     assert!(stderr.contains("port number"), "{stderr}");
+}
+
+/// RFC 9112 §3.2: an HTTP/1.1 request without Host, any request with two, or with a Host that
+/// is not `host[:port]`, gets 400; HTTP/1.0 may leave Host out.
+#[test]
+fn requests_with_a_missing_duplicate_or_invalid_host_get_400() {
+    let service = Service::start(&[]);
+    let wait = Duration::from_secs(5);
+    for (what, raw) in [
+        ("no Host", "GET / HTTP/1.1\r\nConnection: close\r\n\r\n"),
+        (
+            "two Hosts",
+            "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n",
+        ),
+        (
+            "the same Host twice",
+            "GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\nConnection: close\r\n\r\n",
+        ),
+        (
+            "Host: a b/c",
+            "GET / HTTP/1.1\r\nHost: a b/c\r\nConnection: close\r\n\r\n",
+        ),
+        (
+            "Host with userinfo",
+            "GET / HTTP/1.1\r\nHost: user@a\r\nConnection: close\r\n\r\n",
+        ),
+        (
+            "HTTP/1.0, two Hosts",
+            "GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n",
+        ),
+    ] {
+        let (reply, _) = exchange(service.port, raw.as_bytes(), wait);
+        // The status line carries the request's version (HTTP/1.0 for an HTTP/1.0 request).
+        assert!(
+            reply.starts_with("HTTP/1.1 400") || reply.starts_with("HTTP/1.0 400"),
+            "{what}: {reply:.200}"
+        );
+        assert!(!reply.contains("Hello, World!"), "{what} is not routed");
+    }
+    for (what, raw) in [
+        ("HTTP/1.0 without Host", "GET / HTTP/1.0\r\n\r\n"),
+        (
+            "Host with a port",
+            "GET / HTTP/1.1\r\nHost: example.com:8000\r\nConnection: close\r\n\r\n",
+        ),
+        (
+            "IPv6 Host",
+            "GET / HTTP/1.1\r\nHost: [::1]:8000\r\nConnection: close\r\n\r\n",
+        ),
+    ] {
+        let (reply, _) = exchange(service.port, raw.as_bytes(), wait);
+        assert!(
+            reply.starts_with("HTTP/1.1 200") || reply.starts_with("HTTP/1.0 200"),
+            "{what}: {reply:.200}"
+        );
+        assert!(reply.ends_with("Hello, World!"), "{what}: {reply:.200}");
+    }
 }

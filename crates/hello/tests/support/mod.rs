@@ -27,7 +27,13 @@ impl Service {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().expect("start the hello binary");
-        let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+        let stdout = child.stdout.take().expect("piped stdout");
+        Service::attach(stdout, child)
+    }
+
+    /// Wraps an already started `hello` (JSON logs on `stdout`) once it says "listening".
+    pub fn attach(stdout: std::process::ChildStdout, child: Child) -> Service {
+        let mut stdout = BufReader::new(stdout);
         let mut line = String::new();
         let port = loop {
             line.clear();
@@ -47,26 +53,36 @@ impl Service {
     }
 
     pub fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([format!("-{name}"), self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success());
+        signal(&self.child, name);
     }
 
     /// Waits for the process to exit, up to `limit`.
     pub fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
-            }
-            assert!(
-                started.elapsed() < limit,
-                "hello did not exit within {limit:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
+        wait_exit(&mut self.child, limit)
+    }
+}
+
+/// Sends signal `name` (e.g. `TERM`) to `child` with the real `kill`.
+pub fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill")
+        .args([format!("-{name}"), child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+}
+
+/// Waits for `child` to exit, up to `limit`.
+pub fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
         }
+        assert!(
+            started.elapsed() < limit,
+            "hello did not exit within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
