@@ -400,6 +400,18 @@ mod tests {
         );
         assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
 
+        let mut healthy = plan();
+        healthy.health_path = Some("/livez".into());
+        let rendered =
+            crate::render::render(&k8s_yml(&healthy), std::path::Path::new("k8s.yml"), &vars)
+                .unwrap();
+        let container = &rendered.objects[1]["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(
+            container["livenessProbe"]["httpGet"]["path"], "/livez",
+            "health_path is used"
+        );
+        assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/ready");
+
         let mut bare = plan();
         bare.ready_path = None;
         let text = k8s_yml(&bare);

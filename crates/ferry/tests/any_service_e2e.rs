@@ -536,6 +536,13 @@ fn e2e_a_published_web_server_ships_with_ferry_toml_alone() {
     let (status, body) = http_get(port, "/").unwrap();
     assert_eq!(status, 200);
     assert!(body.contains("delivered by ferry"), "{body}");
+    // Without an [image] name, the image is named after the package, not after hello.
+    assert!(
+        project
+            .path()
+            .join("target/ferry/oci-fast/simple-http-server/index.json")
+            .is_file()
+    );
     // Not one of its files was changed to get there.
     let after = run_ok(
         Command::new("git")
