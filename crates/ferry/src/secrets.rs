@@ -240,83 +240,6 @@ pub async fn resolve(
     Ok(Resolved { values })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    struct Fake;
-    impl SecretManager for Fake {
-        async fn access(&self, name: &str) -> Result<Value, String> {
-            match name {
-                "projects/p/secrets/api-key/versions/latest" => Ok(Value("sm-value".into())),
-                _ => Err("HTTP 404: Secret [x] not found".into()),
-            }
-        }
-    }
-
-    fn declared(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
-    #[tokio::test]
-    async fn env_and_secret_manager_sources_resolve_and_never_print() {
-        let d = declared(&[
-            ("DATABASE_URL", "env:PROD_DB"),
-            (
-                "API_KEY",
-                "gcpsm://projects/p/secrets/api-key/versions/latest",
-            ),
-        ]);
-        let lookup = |v: &str| (v == "PROD_DB").then(|| "postgres://u:hunter2@db".to_string());
-        let r = resolve(&d, lookup, Some(&Fake)).await.unwrap();
-        assert_eq!(r.keys().collect::<Vec<_>>(), ["API_KEY", "DATABASE_URL"]);
-        let shown = format!("{r:?}");
-        assert!(
-            !shown.contains("hunter2") && !shown.contains("sm-value"),
-            "{shown}"
-        );
-        let redacted = r.redact("url=postgres://u:hunter2@db b64=c20tdmFsdWU=");
-        assert_eq!(redacted, "url=*** b64=***");
-        let before = r.checksum();
-        let lookup2 = |v: &str| (v == "PROD_DB").then(|| "postgres://other".to_string());
-        let r2 = resolve(&d, lookup2, Some(&Fake)).await.unwrap();
-        assert_ne!(
-            before,
-            r2.checksum(),
-            "a changed value changes the checksum"
-        );
-        assert!(!before.contains("hunter2"));
-    }
-
-    #[tokio::test]
-    async fn a_missing_secret_names_its_key_and_source() {
-        let err = resolve(&declared(&[("TOKEN", "env:NOPE")]), |_| None, Some(&Fake))
-            .await
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("secret TOKEN: env:NOPE is not set"), "{err}");
-        let err = resolve(
-            &declared(&[("K", "gcpsm://projects/p/secrets/gone/versions/1")]),
-            |_| None,
-            Some(&Fake),
-        )
-        .await
-        .unwrap_err()
-        .to_string();
-        assert!(
-            err.contains("secret K: gcpsm://projects/p/secrets/gone/versions/1"),
-            "{err}"
-        );
-        assert!(err.contains("404"), "{err}");
-        for bad in ["vault:x", "env:", "gcpsm://projects/p/secrets/s"] {
-            assert!(parse_source("K", bad).is_err(), "{bad}");
-        }
-    }
-}
-
 /// The Secret Manager endpoint: `FERRY_SECRETMANAGER_ENDPOINT`, else Google's.
 pub fn secret_manager_endpoint() -> String {
     std::env::var("FERRY_SECRETMANAGER_ENDPOINT")
@@ -402,5 +325,82 @@ pub fn annotate_templates(objects: &mut [serde_json::Value], checksum: &str) {
             template["annotations"] = serde_json::json!({});
         }
         template["annotations"][CHECKSUM_ANNOTATION] = serde_json::json!(checksum);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Fake;
+    impl SecretManager for Fake {
+        async fn access(&self, name: &str) -> Result<Value, String> {
+            match name {
+                "projects/p/secrets/api-key/versions/latest" => Ok(Value("sm-value".into())),
+                _ => Err("HTTP 404: Secret [x] not found".into()),
+            }
+        }
+    }
+
+    fn declared(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn env_and_secret_manager_sources_resolve_and_never_print() {
+        let d = declared(&[
+            ("DATABASE_URL", "env:PROD_DB"),
+            (
+                "API_KEY",
+                "gcpsm://projects/p/secrets/api-key/versions/latest",
+            ),
+        ]);
+        let lookup = |v: &str| (v == "PROD_DB").then(|| "postgres://u:hunter2@db".to_string());
+        let r = resolve(&d, lookup, Some(&Fake)).await.unwrap();
+        assert_eq!(r.keys().collect::<Vec<_>>(), ["API_KEY", "DATABASE_URL"]);
+        let shown = format!("{r:?}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("sm-value"),
+            "{shown}"
+        );
+        let redacted = r.redact("url=postgres://u:hunter2@db b64=c20tdmFsdWU=");
+        assert_eq!(redacted, "url=*** b64=***");
+        let before = r.checksum();
+        let lookup2 = |v: &str| (v == "PROD_DB").then(|| "postgres://other".to_string());
+        let r2 = resolve(&d, lookup2, Some(&Fake)).await.unwrap();
+        assert_ne!(
+            before,
+            r2.checksum(),
+            "a changed value changes the checksum"
+        );
+        assert!(!before.contains("hunter2"));
+    }
+
+    #[tokio::test]
+    async fn a_missing_secret_names_its_key_and_source() {
+        let err = resolve(&declared(&[("TOKEN", "env:NOPE")]), |_| None, Some(&Fake))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("secret TOKEN: env:NOPE is not set"), "{err}");
+        let err = resolve(
+            &declared(&[("K", "gcpsm://projects/p/secrets/gone/versions/1")]),
+            |_| None,
+            Some(&Fake),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("secret K: gcpsm://projects/p/secrets/gone/versions/1"),
+            "{err}"
+        );
+        assert!(err.contains("404"), "{err}");
+        for bad in ["vault:x", "env:", "gcpsm://projects/p/secrets/s"] {
+            assert!(parse_source("K", bad).is_err(), "{bad}");
+        }
     }
 }

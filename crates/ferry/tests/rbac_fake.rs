@@ -86,10 +86,7 @@ async fn fake_with(rules: Vec<Rule>) -> FakeCluster {
         ..Options::default()
     })
     .await
-    .map(|fake| {
-        fake.create_namespace("hello");
-        fake
-    })
+    .inspect(|fake| fake.create_namespace("hello"))
     .unwrap()
 }
 
