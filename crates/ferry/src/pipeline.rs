@@ -200,6 +200,8 @@ pub struct Request {
     pub approve: bool,
     /// `ferry plan`: an unreachable cluster is expected (no dry run), not an error.
     pub offline: bool,
+    /// What the history records this delivery as (default `ship`).
+    pub operation: Option<&'static str>,
 }
 
 /// The result of the shared front half of every pipeline: a tested, built image.
@@ -675,6 +677,7 @@ mod tests {
                 restored: Restored {
                     revision: 2,
                     image: "i".into(),
+                    commit: Some("c".into()),
                 },
             },
             Rollout::Failed {

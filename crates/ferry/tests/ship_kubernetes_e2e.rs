@@ -118,7 +118,7 @@ async fn e2e_ship_to_kubernetes_pushes_deploys_rolls_forward_and_rolls_back() {
     assert_eq!(
         stages,
         [
-            "test", "build", "image", "push", "render", "deploy", "verify"
+            "lock", "test", "build", "image", "push", "render", "deploy", "verify"
         ]
     );
     let reference = first["image"]["reference"].as_str().unwrap().to_string();

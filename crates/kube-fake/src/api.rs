@@ -51,18 +51,25 @@ pub async fn handle(
         })),
         ["api"] => json_ok(json!({"kind": "APIVersions", "versions": ["v1"],
             "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]})),
-        ["apis"] => json_ok(
-            json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [{
-            "name": "apps", "versions": [{"groupVersion": "apps/v1", "version": "v1"}],
-            "preferredVersion": {"groupVersion": "apps/v1", "version": "v1"}}]}),
-        ),
+        ["apis"] => {
+            let groups: Vec<Value> = store::GROUPS
+                .iter()
+                .map(|g| {
+                    json!({"name": g, "versions": [{"groupVersion": format!("{g}/v1"), "version": "v1"}],
+                        "preferredVersion": {"groupVersion": format!("{g}/v1"), "version": "v1"}})
+                })
+                .collect();
+            json_ok(json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}))
+        }
         ["api", "v1"] => json_ok(resource_list("v1", "")),
-        ["apis", "apps", "v1"] => json_ok(resource_list("apps/v1", "apps")),
+        ["apis", group, "v1"] if store::GROUPS.contains(group) => {
+            json_ok(resource_list(&format!("{group}/v1"), group))
+        }
         ["api", "v1", rest @ ..] => {
             resource_request(&shared, "", rest, &method, &params, &headers, &body).await
         }
-        ["apis", "apps", "v1", rest @ ..] => {
-            resource_request(&shared, "apps", rest, &method, &params, &headers, &body).await
+        ["apis", group, "v1", rest @ ..] if store::GROUPS.contains(group) => {
+            resource_request(&shared, group, rest, &method, &params, &headers, &body).await
         }
         _ => status_error(
             StatusCode::NOT_FOUND,
@@ -189,7 +196,7 @@ async fn resource_request(
             let writer = writer(shared, resource, params, headers, sub.first().copied());
             replace(shared, resource, ns, name, body, &writer)
         }
-        (Method::DELETE, [name]) => delete(shared, resource, ns, name),
+        (Method::DELETE, [name]) => delete(shared, resource, ns, name, body),
         _ => status_error(
             StatusCode::METHOD_NOT_ALLOWED,
             "MethodNotAllowed",
@@ -652,8 +659,45 @@ fn replace(
     json_ok(store.update(resource, ns, object))
 }
 
-fn delete(shared: &Arc<Shared>, resource: Resource, ns: &str, name: &str) -> Response {
+/// A delete; `DeleteOptions.preconditions` (`resourceVersion`, `uid`) in the body make it
+/// conditional, 409 `Conflict` when the live object no longer matches.
+fn delete(
+    shared: &Arc<Shared>,
+    resource: Resource,
+    ns: &str,
+    name: &str,
+    body: &Bytes,
+) -> Response {
+    let options = if body.is_empty() {
+        Value::Null
+    } else {
+        match parse_body(body) {
+            Ok(o) => o,
+            Err(r) => return r,
+        }
+    };
     let mut store = shared.lock();
+    if let Some(live) = store.get(resource, ns, name) {
+        let preconditions = &options["preconditions"];
+        let wanted = json!({"metadata": {"resourceVersion": preconditions["resourceVersion"]}});
+        if let Err(r) = check_fresh(resource, name, live, &wanted) {
+            return r;
+        }
+        let uid = &preconditions["uid"];
+        if !uid.is_null() && uid != &live["metadata"]["uid"] {
+            return status_error(
+                StatusCode::CONFLICT,
+                "Conflict",
+                &format!(
+                    "Operation cannot be fulfilled on {} \"{name}\": Precondition failed: UID in precondition: {}, UID in object meta: {}",
+                    qualified(resource),
+                    uid.as_str().unwrap_or_default(),
+                    live["metadata"]["uid"].as_str().unwrap_or_default()
+                ),
+                Some(json!({"name": name, "group": resource.group, "kind": resource.plural})),
+            );
+        }
+    }
     match store.delete(resource, ns, name) {
         Some(_) => json_ok(
             json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "details": {"name": name, "kind": resource.plural}}),

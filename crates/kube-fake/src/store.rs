@@ -82,7 +82,17 @@ pub const RESOURCES: &[Resource] = &[
         kind: "ReplicaSet",
         namespaced: true,
     },
+    Resource {
+        group: "coordination.k8s.io",
+        version: "v1",
+        plural: "leases",
+        kind: "Lease",
+        namespaced: true,
+    },
 ];
+
+/// The API groups beside the core one, in discovery order.
+pub const GROUPS: &[&str] = &["apps", "coordination.k8s.io"];
 
 pub fn resource(group: &str, plural: &str) -> Option<Resource> {
     RESOURCES

@@ -6,10 +6,13 @@
 pub mod build;
 pub mod completions;
 pub mod deploy;
+pub mod history;
 pub mod init;
+pub mod lock;
 pub mod plan;
 pub mod push;
 pub mod render;
+pub mod rollback;
 pub mod ship;
 pub mod status;
 pub mod stop;
@@ -132,6 +135,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Deploy(args) => deploy::run(args, &ctx).await,
         Command::Status(args) => status::run(args, &ctx).await,
         Command::Stop(args) => stop::run(args, &ctx).await,
+        Command::History(args) => history::run(args, &ctx).await,
+        Command::Rollback(args) => rollback::run(args, &ctx).await,
+        Command::Lock(args) => lock::run(args, &ctx).await,
+        Command::Unlock(args) => lock::run_unlock(args, &ctx).await,
         Command::Completions(_) | Command::Init(_) => unreachable!("handled above"),
     }
 }

@@ -8,7 +8,10 @@
 //!
 //! Not here: rendering ([`crate::render`]) or verifying the public URL ([`crate::verify`]).
 
+pub mod actor;
 pub mod apply;
+pub mod history;
+pub mod lease;
 pub mod rollback;
 pub mod rollout;
 
@@ -37,6 +40,8 @@ pub struct DeployOptions {
     pub rollback: bool,
     /// Overall limit per Deployment (default: its progressDeadlineSeconds).
     pub timeout: Option<Duration>,
+    /// Stop at the first cause that will not fix itself; `false` waits out the deadline.
+    pub fail_fast: bool,
     pub poll: Duration,
 }
 
@@ -46,6 +51,7 @@ impl Default for DeployOptions {
             namespace: "default".into(),
             rollback: true,
             timeout: None,
+            fail_fast: true,
             poll: Duration::from_millis(500),
         }
     }
@@ -318,7 +324,7 @@ pub async fn deploy(
             .unwrap_or_else(|| options.namespace.clone());
         let wait = rollout::WaitOptions {
             timeout: options.timeout,
-            fail_fast: true,
+            fail_fast: options.fail_fast,
             poll: options.poll,
         };
         let outcome = rollout::wait(&cluster.client, &namespace, &a.name, &wait, progress)
@@ -523,6 +529,7 @@ mod tests {
             restored: rollback::Restored {
                 revision: 4,
                 image: GOOD.into(),
+                commit: None,
             },
         };
         insta::assert_snapshot!("rolled_back_summary", rollout.to_string());

@@ -147,6 +147,36 @@ impl super::Environment for LocalEnvironment {
     fn stop_hint(&self) -> Option<&'static str> {
         Some("stop it with: ferry stop")
     }
+
+    async fn lock(&self, _message: &str, _reporter: &Reporter) -> anyhow::Result<()> {
+        Err(self.not_supported("lock"))
+    }
+
+    async fn unlock(&self, _force: bool, _reporter: &Reporter) -> anyhow::Result<()> {
+        Err(self.not_supported("unlock"))
+    }
+
+    async fn history(&self, _reporter: &Reporter) -> anyhow::Result<()> {
+        Err(self.not_supported("history"))
+    }
+
+    async fn rollback(
+        &self,
+        _request: &super::RollbackRequest,
+        _reporter: &Reporter,
+    ) -> anyhow::Result<()> {
+        Err(self.not_supported("rollback"))
+    }
+}
+
+impl LocalEnvironment {
+    fn not_supported(&self, command: &str) -> anyhow::Error {
+        anyhow::anyhow!(
+            "`ferry {command}` is not supported for a local environment (`{}` is local: one instance on this machine, no revisions and no deploy lock)\n  \
+             hint: pick a kubernetes environment with --env NAME",
+            self.name
+        )
+    }
 }
 
 /// `readiness and 2 [[verify]] checks`, for the verify stage's line.

@@ -13,8 +13,29 @@ pub mod local;
 use async_trait::async_trait;
 
 use crate::config::{self, Config};
+use crate::deploy::lease;
 use crate::output::Reporter;
 use crate::pipeline::{Built, Halted, Recorder, Request};
+
+/// What takes the deploy lock, and how long it waits for another holder.
+#[derive(Debug, Clone)]
+pub struct LockRequest {
+    /// `ship`, `deploy`, `rollback` or `promote`.
+    pub operation: &'static str,
+    pub commit: Option<String>,
+    /// Zero: fail at once when another run holds it.
+    pub wait: std::time::Duration,
+}
+
+/// What `ferry rollback` was asked for.
+#[derive(Debug, Clone, Default)]
+pub struct RollbackRequest {
+    /// A revision number or a commit; none: the previous healthy revision.
+    pub to: Option<String>,
+    /// The Deployment (default: the one in the history, else the only one).
+    pub deployment: Option<String>,
+    pub lock_wait: std::time::Duration,
+}
 
 /// What an environment does, whatever its kind.
 #[async_trait]
@@ -45,6 +66,23 @@ pub trait Environment: Send + Sync {
     async fn status(&self, reporter: &Reporter) -> anyhow::Result<()>;
     /// Stops what ferry runs there.
     async fn stop(&self, reporter: &Reporter) -> anyhow::Result<()>;
+    /// Takes the environment's deploy lock for the rest of the run (recorded as the `lock`
+    /// stage); `None` where there is none to take (local runs have the checkout lock).
+    async fn hold_lock(
+        &self,
+        _request: &LockRequest,
+        _recorder: &mut Recorder<'_>,
+    ) -> Result<Option<lease::Held>, Halted> {
+        Ok(None)
+    }
+    /// `ferry lock`: freezes deploys until [`Environment::unlock`].
+    async fn lock(&self, message: &str, reporter: &Reporter) -> anyhow::Result<()>;
+    /// `ferry unlock`: lifts a manual lock (`force`: any lock).
+    async fn unlock(&self, force: bool, reporter: &Reporter) -> anyhow::Result<()>;
+    /// `ferry history`: the last deploys, as recorded there.
+    async fn history(&self, reporter: &Reporter) -> anyhow::Result<()>;
+    /// `ferry rollback`: back to an earlier revision, followed like a deploy.
+    async fn rollback(&self, request: &RollbackRequest, reporter: &Reporter) -> anyhow::Result<()>;
     /// Where the service answers after a successful delivery, for the closing line.
     fn stop_hint(&self) -> Option<&'static str> {
         None
