@@ -634,7 +634,9 @@ mod tests {
                 pod: "p".into(),
                 container: "c".into(),
                 restarts: 3,
-                exit_code: None,
+                exit_code: Some(1),
+                terminated_reason: Some("Error".into()),
+                terminated_message: Some("m".into()),
                 evidence: evidence(),
             },
             RolloutFailure::ContainerConfig {
@@ -648,6 +650,8 @@ mod tests {
                 pod: "p".into(),
                 container: "c".into(),
                 failures: 5,
+                grace_s: Some(4),
+                probes: Some("readiness: 2 × 2s".into()),
                 evidence: evidence(),
             },
             RolloutFailure::Unschedulable {

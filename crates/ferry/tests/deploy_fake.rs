@@ -1273,3 +1273,178 @@ async fn status_names_the_commit_that_runs_after_an_automatic_rollback() {
         "{doc}"
     );
 }
+
+// Rollout judgement: grace from the probes, crash reports, `fail_fast = false`.
+
+/// k8s.yml rendered for `image`, its container changed by `change`.
+fn manifest_with(image: &str, change: impl Fn(&mut serde_json::Value)) -> Vec<serde_json::Value> {
+    let mut objects = manifest(image, "default");
+    for o in objects.iter_mut().filter(|o| o["kind"] == "Deployment") {
+        change(&mut o["spec"]["template"]["spec"]["containers"][0]);
+    }
+    objects
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_failures_are_judged_against_the_grace_the_probes_allow() {
+    let (fake, cluster) = cluster().await;
+    fake.inject(BAD, Fault::NeverReady);
+    // 20 s + 3 × 10 s: 50 s simulated before the probes give up on the pod.
+    let slow_probe = manifest_with(BAD, |c| {
+        c["readinessProbe"] = serde_json::json!({
+            "httpGet": {"path": "/readyz", "port": "http"},
+            "initialDelaySeconds": 20, "periodSeconds": 10, "failureThreshold": 3});
+    });
+    let options = DeployOptions {
+        rollback: false,
+        ..options()
+    };
+    let started = fake.elapsed();
+    let rollout = deploy::deploy(&cluster, &slow_probe, &options, &|_| {})
+        .await
+        .unwrap();
+    let judged_after = fake.elapsed() - started;
+    let Rollout::Failed { failure, .. } = &rollout else {
+        panic!("{rollout:?}")
+    };
+    let RolloutFailure::NeverReady {
+        failures,
+        grace_s,
+        probes,
+        ..
+    } = failure
+    else {
+        panic!("{failure}")
+    };
+    assert_eq!(*grace_s, Some(50));
+    assert_eq!(probes.as_deref(), Some("readiness: 20s + 3 × 10s"));
+    assert!(*failures >= 3, "{failure}");
+    assert!(
+        judged_after >= Duration::from_secs(50),
+        "not before the probes' grace: judged after {judged_after:?} (simulated)"
+    );
+    assert!(
+        failure
+            .headline()
+            .contains("past the 50s its probes allow (readiness: 20s + 3 × 10s)"),
+        "{failure}"
+    );
+
+    // k8s.yml's own probe (every 2 s, 2 failures) allows 4 s: judged well before 50 s.
+    let (fake, cluster) = self::cluster().await;
+    fake.inject(BAD, Fault::NeverReady);
+    let started = fake.elapsed();
+    let rollout = ship(&cluster, BAD, &options).await;
+    let judged_after = fake.elapsed() - started;
+    assert!(
+        matches!(
+            &rollout,
+            Rollout::Failed {
+                failure: RolloutFailure::NeverReady {
+                    grace_s: Some(4),
+                    ..
+                },
+                ..
+            }
+        ),
+        "{rollout:?}"
+    );
+    assert!(
+        judged_after < Duration::from_secs(50),
+        "judged after {judged_after:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_loop_report_has_the_previous_containers_log_and_its_termination() {
+    let (fake, cluster) = cluster().await;
+    fake.inject(
+        BAD,
+        Fault::CrashLoop {
+            log: "starting\nhello: cannot bind 0.0.0.0:8000: address in use".into(),
+            exit_code: 3,
+        },
+    );
+    let objects = manifest_with(BAD, |c| {
+        c["terminationMessagePolicy"] = serde_json::json!("FallbackToLogsOnError");
+    });
+    let options = DeployOptions {
+        rollback: false,
+        ..options()
+    };
+    let rollout = deploy::deploy(&cluster, &objects, &options, &|_| {})
+        .await
+        .unwrap();
+    let Rollout::Failed { failure, .. } = &rollout else {
+        panic!("{rollout:?}")
+    };
+    let RolloutFailure::CrashLoop {
+        exit_code,
+        terminated_reason,
+        terminated_message,
+        evidence,
+        ..
+    } = failure
+    else {
+        panic!("{failure}")
+    };
+    assert_eq!(*exit_code, Some(3));
+    assert_eq!(terminated_reason.as_deref(), Some("Error"));
+    assert!(
+        terminated_message
+            .as_deref()
+            .is_some_and(|m| m.contains("address in use")),
+        "{terminated_message:?}"
+    );
+    assert_eq!(
+        evidence.logs,
+        [
+            "starting",
+            "hello: cannot bind 0.0.0.0:8000: address in use"
+        ],
+        "the log of the container that exited, asked for with previous=true"
+    );
+    let report = failure.to_string();
+    assert!(
+        report.contains("last exit code 3, reason Error): hello: cannot bind")
+            && report.contains("last log lines of the container that exited (previous=true):"),
+        "{report}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_environment_with_fail_fast_off_waits_out_the_deadline() {
+    let (fake, _cluster) = cluster().await;
+    let dir = tempfile::tempdir().unwrap();
+    lifecycle_project(dir.path(), &fake);
+    let toml = std::fs::read_to_string(dir.path().join("ferry.toml")).unwrap();
+    std::fs::write(
+        dir.path().join("ferry.toml"),
+        format!("{toml}fail_fast = false\n"),
+    )
+    .unwrap();
+    let args = deploy_args(GOOD, COMMIT_A);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = ferry_in(dir.path(), &args).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    fake.inject(BAD, Fault::ImagePull);
+    let mut args = deploy_args(BAD, COMMIT_B);
+    args.extend(["--timeout".to_string(), "2".to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let started = Instant::now();
+    let out = ferry_in(dir.path(), &args).await;
+    let err = stderr(&out);
+    assert!(!out.status.success());
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "waited: {:?}",
+        started.elapsed()
+    );
+    assert!(
+        err.contains("did not finish within 2s") && !err.contains("cannot pull image"),
+        "no fail fast, the deadline ended it: {err}"
+    );
+    assert!(err.contains("which is serving again"), "{err}");
+    assert_eq!(image_of(&fake), GOOD);
+}

@@ -527,7 +527,16 @@ fn logs(shared: &Arc<Shared>, ns: &str, name: &str, params: &HashMap<String, Str
         }
         Some(reason) => reason.to_string(),
     };
+    let previous_exists = status["lastState"]["terminated"].is_object();
     drop(store);
+    if params.get("previous").is_some_and(|p| p == "true") && !previous_exists {
+        return status_error(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            &format!("previous terminated container \"{container}\" in pod \"{name}\" not found"),
+            None,
+        );
+    }
     if !started {
         return status_error(
             StatusCode::BAD_REQUEST,

@@ -13,7 +13,6 @@ use super::rollout::{REVISION, owned_replica_sets};
 pub struct Restored {
     pub revision: i64,
     pub image: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub commit: Option<String>,
 }
 
