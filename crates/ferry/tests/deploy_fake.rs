@@ -1048,6 +1048,13 @@ async fn a_manual_lock_refuses_deploys_until_unlock_and_kubectl_shows_it() {
         "kubectl get lease shows it and its holder:\n{leases}"
     );
 
+    let out = ferry_in(dir.path(), &["status", "--env", "e2e"]).await;
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("deploy lock: a manual lock by ci-alice@"),
+        "ferry status shows the lock: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
     // A manual lock does not expire, however short the lease.
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let args = deploy_args(GOOD, COMMIT_A);

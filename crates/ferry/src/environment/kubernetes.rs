@@ -226,6 +226,11 @@ impl super::Environment for Kubernetes {
         let target = pipeline::target(config, k);
         let cluster = pipeline::connect(config, k).await?;
         let deployments = deploy::status(&cluster, &k.namespace).await?;
+        // Best effort: a cluster that will not show its Leases still shows its Deployments.
+        let lock = lease::current(&cluster, &k.namespace, &self.lease_name())
+            .await
+            .ok()
+            .flatten();
         if reporter.mode() == Mode::Json {
             let doc = serde_json::json!({
                 "environment": name,
@@ -234,11 +239,15 @@ impl super::Environment for Kubernetes {
                 "server": cluster.server,
                 "namespace": k.namespace,
                 "deployments": deployments,
+                "lock": lock,
             });
             println!("{}", serde_json::to_string_pretty(&doc)?);
             return Ok(());
         }
         println!("{}", where_it_runs(name, k, &target, &cluster.server));
+        if let Some(lock) = &lock {
+            println!("deploy lock: {}", lock.describe());
+        }
         println!(
             "{:<16} {:<9} {:<8} {:<14} IMAGE",
             "DEPLOYMENT", "READY", "REVISION", "COMMIT"
