@@ -70,6 +70,8 @@ pub enum Command {
     Render(commands::render::RenderArgs),
     /// Apply the manifest server-side, follow the rollout, roll back on failure.
     Deploy(commands::deploy::DeployArgs),
+    /// Rebuild, restart and verify on every save, behind one stable local URL.
+    Dev(commands::dev::DevArgs),
     /// Show what is deployed: image, commit, revision, replicas ready.
     Status(commands::status::StatusArgs),
     /// Stop the instance `ferry ship` left running in this project's local environment.

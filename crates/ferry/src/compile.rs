@@ -63,11 +63,45 @@ pub async fn test(
     })
 }
 
+/// How the service is compiled for its image.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Profile {
+    /// cargo's `release` profile, as the project sets it (fat LTO here): what production runs.
+    #[default]
+    Release,
+    /// Incremental and unoptimised (cargo's `dev`, no debug info): a one-line change rebuilds
+    /// in seconds. For the local environment and `ferry dev`; never reproducible across paths.
+    Fast,
+}
+
+/// The profile `Profile::Fast` builds with, defined on the command line so a project needs
+/// no change to its Cargo.toml.
+const FAST_PROFILE: [&str; 6] = [
+    "--profile",
+    "ferry-fast",
+    "--config",
+    "profile.ferry-fast.inherits=\"dev\"",
+    "--config",
+    "profile.ferry-fast.debug=false",
+];
+
 /// Builds `binary` of `package` statically for [`TARGET`] and returns its path.
 pub async fn build_static(
     root: &Path,
     package: &str,
     binary: &str,
+    profile: Profile,
     progress: impl Fn(&str),
 ) -> Result<PathBuf, CompileError> {
     let root_abs = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
@@ -84,18 +118,24 @@ pub async fn build_static(
         format!("--remap-path-prefix={}=/cargo", cargo_home.display()),
     ]
     .join("\x1f");
-    let args = [
-        "build",
-        "--release",
-        "--locked",
-        "-p",
-        package,
-        "--bin",
-        binary,
-        "--target",
-        TARGET,
-        "--message-format=json-render-diagnostics",
-    ];
+    let profile_args: &[&str] = match profile {
+        Profile::Release => &["--release"],
+        Profile::Fast => &FAST_PROFILE,
+    };
+    let args: Vec<&str> = ["build"]
+        .into_iter()
+        .chain(profile_args.iter().copied())
+        .chain([
+            "--locked",
+            "-p",
+            package,
+            "--bin",
+            binary,
+            "--target",
+            TARGET,
+            "--message-format=json-render-diagnostics",
+        ])
+        .collect();
     let output = run_program(
         root,
         "cargo",

@@ -195,7 +195,7 @@ pub enum Environment {
     Kubernetes(Box<KubernetesEnv>),
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LocalEnv {
     /// Host port to publish the service on (default: a free port).
@@ -203,10 +203,30 @@ pub struct LocalEnv {
     /// `auto` (podman, then docker, then the bare binary), `podman`, `docker` or `binary`.
     #[serde(default)]
     pub runtime: LocalRuntime,
+    /// `fast` (incremental, unoptimised: a one-line change ships in seconds) or `release` (the
+    /// bytes production runs). Kubernetes environments always build `release`.
+    #[serde(default = "default_local_profile")]
+    pub profile: crate::compile::Profile,
+    /// Secrets for the service, `NAME = "env:VAR"` or `"gcpsm://projects/P/secrets/S/versions/V"`:
+    /// given to the local instance as environment variables, never printed.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, String>,
     /// The `kind` key that selected this struct (read by [`parse_environments`]).
     #[serde(default, rename = "kind", skip_serializing)]
     #[doc(hidden)]
     pub kind_tag: Option<String>,
+}
+
+impl Default for LocalEnv {
+    fn default() -> Self {
+        Self {
+            port: None,
+            runtime: LocalRuntime::default(),
+            profile: default_local_profile(),
+            secrets: BTreeMap::new(),
+            kind_tag: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
@@ -257,6 +277,10 @@ pub struct KubernetesEnv {
     /// readiness failing past its probes' grace). `false`: wait out the progress deadline.
     #[serde(default = "yes")]
     pub fail_fast: bool,
+    /// Secrets for the service, `NAME = "env:VAR"` or `"gcpsm://projects/P/secrets/S/versions/V"`:
+    /// written into a Kubernetes Secret named `${SECRETS}` with server-side apply, never printed.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, String>,
     /// The `kind` key that selected this struct (read by [`parse_environments`]).
     #[serde(default, rename = "kind", skip_serializing)]
     #[doc(hidden)]
@@ -408,7 +432,7 @@ impl GkeCluster {
     /// The command that writes this cluster's context and credentials into the kubeconfig.
     pub fn get_credentials_command(&self) -> String {
         format!(
-            "gcloud container clusters get-credentials {} --location {} --project {}",
+            "gcloud container clusters get-credentials {} --location {} --project {} --dns-endpoint",
             self.cluster, self.location, self.project
         )
     }
@@ -424,6 +448,9 @@ impl std::fmt::Display for GkeCluster {
     }
 }
 
+fn default_local_profile() -> crate::compile::Profile {
+    crate::compile::Profile::Fast
+}
 fn default_port() -> u16 {
     8080
 }
@@ -688,7 +715,8 @@ impl Config {
                 )
                 .map_err(|e| ConfigError::Service {
                     path: path.to_path_buf(),
-                    message: e.to_string(),
+                    // The first line: its own hint is for `ferry init`'s flags.
+                    message: e.to_string().lines().next().unwrap_or_default().to_string(),
                     hint: "set [service] package and binary in ferry.toml".into(),
                 })?;
             self.service.package = package;
@@ -876,7 +904,7 @@ mod tests {
         );
         assert_eq!(
             env.gke.unwrap().get_credentials_command(),
-            "gcloud container clusters get-credentials hello --location europe-west1 --project ferry-staging"
+            "gcloud container clusters get-credentials hello --location europe-west1 --project ferry-staging --dns-endpoint"
         );
     }
 

@@ -539,6 +539,130 @@ mod tests {
         );
     }
 
+    /// (path, mode, uid, mtime, is_dir) of every entry of a gzip layer, in order.
+    fn entries(image: &Image, layer: usize) -> Vec<(String, u32, u64, u64, bool)> {
+        let file = std::fs::File::open(image.blob_path(&image.layers[layer].digest)).unwrap();
+        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+        archive
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let h = e.header();
+                (
+                    e.path().unwrap().display().to_string(),
+                    h.mode().unwrap(),
+                    h.uid().unwrap(),
+                    h.mtime().unwrap(),
+                    h.entry_type().is_dir(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn files_and_the_ca_bundle_go_into_a_second_layer_sorted_and_pinned() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let static_dir = dir.path().join("static");
+        std::fs::create_dir_all(static_dir.join("css")).unwrap();
+        std::fs::write(static_dir.join("index.html"), "<h1>hi</h1>").unwrap();
+        std::fs::write(static_dir.join("css/site.css"), "h1{}").unwrap();
+        std::fs::write(static_dir.join("run.sh"), "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(
+            static_dir.join("run.sh"),
+            std::fs::Permissions::from_mode(0o700),
+        )
+        .unwrap();
+        std::fs::set_permissions(
+            static_dir.join("index.html"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+        let mut spec = spec(dir.path());
+        spec.files = vec![(static_dir.clone(), "/srv/static".into())];
+        spec.ca_certificates = true;
+        let a = assemble(&spec, &dir.path().join("a")).unwrap();
+        assert_eq!(a.layers.len(), 2);
+        let listed = entries(&a, 1);
+        let paths: Vec<&str> = listed.iter().map(|e| e.0.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "etc/",
+                "etc/ssl/",
+                "etc/ssl/certs/",
+                "etc/ssl/certs/ca-certificates.crt",
+                "srv/",
+                "srv/static/",
+                "srv/static/css/",
+                "srv/static/css/site.css",
+                "srv/static/index.html",
+                "srv/static/run.sh",
+            ]
+        );
+        for (path, mode, uid, mtime, is_dir) in &listed {
+            assert_eq!((*uid, *mtime), (0, spec.created_unix), "{path}");
+            let want = if *is_dir || path.ends_with("run.sh") {
+                0o755
+            } else {
+                0o644
+            };
+            assert_eq!(*mode, want, "{path}");
+        }
+        // The bundle is PEM, every certificate of webpki-root-certs.
+        let bundle = String::from_utf8(ca_bundle()).unwrap();
+        assert_eq!(
+            bundle.matches("-----BEGIN CERTIFICATE-----").count(),
+            webpki_root_certs::TLS_SERVER_ROOT_CERTS.len()
+        );
+        assert!(webpki_root_certs::TLS_SERVER_ROOT_CERTS.len() > 100);
+
+        // Same inputs, same digest — file modes and mtimes on disk do not leak in.
+        std::fs::set_permissions(
+            static_dir.join("index.html"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+        let b = assemble(&spec, &dir.path().join("b")).unwrap();
+        assert_eq!(a.manifest.digest, b.manifest.digest);
+        // A changed file changes the files layer, not the binary's.
+        std::fs::write(static_dir.join("index.html"), "<h1>changed</h1>").unwrap();
+        let c = assemble(&spec, &dir.path().join("c")).unwrap();
+        assert_eq!(a.layers[0], c.layers[0]);
+        assert_ne!(a.layers[1], c.layers[1]);
+    }
+
+    #[test]
+    fn args_env_and_user_reach_the_config_and_a_bad_from_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spec = spec(dir.path());
+        spec.args = vec!["--root".into(), "/srv".into()];
+        spec.env = vec!["Z=1".into(), "APP_PORT=8000".into()];
+        spec.user = 1000;
+        let image = assemble(&spec, &dir.path().join("a")).unwrap();
+        assert_eq!(image.layers.len(), 1, "no files: one layer");
+        let config: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(image.blob_path(&image.config.digest)).unwrap())
+                .unwrap();
+        assert_eq!(config["config"]["Cmd"], json!(["--root", "/srv"]));
+        assert_eq!(
+            config["config"]["Env"],
+            json!(["APP_PORT=8000", "Z=1"]),
+            "sorted"
+        );
+        assert_eq!(config["config"]["User"], "1000:1000");
+
+        spec.files = vec![(dir.path().join("nope"), "/x".into())];
+        let err = assemble(&spec, &dir.path().join("b"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("nope") && err.contains("[image] files"),
+            "{err}"
+        );
+    }
+
     #[test]
     fn a_tampered_blob_is_detected() {
         let dir = tempfile::tempdir().unwrap();

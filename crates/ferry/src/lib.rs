@@ -24,6 +24,7 @@ pub mod commands;
 pub mod compile;
 pub mod config;
 pub mod deploy;
+pub mod dev;
 pub mod environment;
 pub mod git;
 pub mod image;
@@ -35,6 +36,7 @@ pub mod pipeline;
 pub mod project;
 pub mod registry;
 pub mod render;
+pub mod secrets;
 pub mod verify;
 
 use std::process::ExitCode;

@@ -60,6 +60,9 @@ pub struct RunSpec {
     pub service: crate::config::Service,
     /// Where `[image] files` go in the image (the binary runtime cannot provide them).
     pub image_files: Vec<String>,
+    /// The environment's secrets, given to the instance as variables (values never on a
+    /// command line: a container gets `-e NAME` with the value in podman's environment).
+    pub secrets: crate::secrets::Resolved,
     pub runtime: LocalRuntime,
     /// Where ferry keeps the running instance's state, logs and extracted binary.
     pub state_dir: PathBuf,
@@ -117,7 +120,7 @@ pub enum LocalError {
     Verify {
         runtime: Runtime,
         #[source]
-        source: VerifyError,
+        source: Box<VerifyError>,
         log: String,
     },
     #[error(
@@ -175,7 +178,7 @@ pub async fn start(spec: &RunSpec) -> Result<Running, LocalError> {
             instance.remove().await;
             return Err(LocalError::Verify {
                 runtime,
-                source,
+                source: Box::new(source),
                 log,
             });
         }
@@ -347,10 +350,19 @@ async fn start_container(
     if runtime == Runtime::Podman && which("runc") {
         args.push("--runtime=runc".into());
     }
+    for key in spec.secrets.keys() {
+        args.push("-e".into());
+        args.push(key.to_string());
+    }
     let image = load_image(runtime, spec).await?;
     args.push(image);
     let program = runtime.to_string();
-    run_ok(&program, &args).await?;
+    let secret_env: Vec<(String, String)> = spec
+        .secrets
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.expose().to_string()))
+        .collect();
+    run_ok_with(&program, &args, &secret_env).await?;
     Ok(name)
 }
 
@@ -455,6 +467,7 @@ async fn start_binary(spec: &RunSpec, host_port: u16) -> Result<(u32, PathBuf), 
     let child = Command::new(&binary)
         .args(spec.service.args_for(host_port))
         .envs(spec.service.env_for(host_port))
+        .envs(spec.secrets.iter().map(|(k, v)| (k, v.expose())))
         .current_dir(&dir)
         .stdin(Stdio::null())
         .stdout(log_file)
@@ -655,8 +668,18 @@ async fn run_ok<S: AsRef<std::ffi::OsStr>>(
     program: &str,
     args: &[S],
 ) -> Result<String, LocalError> {
+    run_ok_with(program, args, &[]).await
+}
+
+/// [`run_ok`] with extra variables in the program's environment (never shown in errors).
+async fn run_ok_with<S: AsRef<std::ffi::OsStr>>(
+    program: &str,
+    args: &[S],
+    env: &[(String, String)],
+) -> Result<String, LocalError> {
     let out = Command::new(program)
         .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .output()
         .await

@@ -36,11 +36,21 @@ pub enum Tests {
 
 /// Where `ferry build` writes the OCI image layout.
 pub fn layout_dir(config: &Config) -> PathBuf {
+    layout_dir_for(config, crate::compile::Profile::Release)
+}
+
+/// Where the image built with `profile` goes: fast builds never replace the release image
+/// that `ferry push` sends.
+pub fn layout_dir_for(config: &Config, profile: crate::compile::Profile) -> PathBuf {
+    let dir = match profile {
+        crate::compile::Profile::Release => "oci",
+        crate::compile::Profile::Fast => "oci-fast",
+    };
     config
         .root
         .join("target")
         .join("ferry")
-        .join("oci")
+        .join(dir)
         .join(&config.image.name)
 }
 
@@ -202,6 +212,8 @@ pub struct Request {
     pub offline: bool,
     /// What the history records this delivery as (default `ship`).
     pub operation: Option<&'static str>,
+    /// How the binary is compiled (the environment's `profile`; release unless it says fast).
+    pub profile: crate::compile::Profile,
 }
 
 /// The result of the shared front half of every pipeline: a tested, built image.
@@ -261,11 +273,20 @@ pub async fn build_image(
     let binary = recorder
         .stage(
             "build",
-            &format!("static release build of {binary_name}"),
+            &match request.profile {
+                crate::compile::Profile::Release => {
+                    format!("static release build of {binary_name}")
+                }
+                crate::compile::Profile::Fast => format!("fast static build of {binary_name}"),
+            },
             async |stage| {
-                let path = crate::compile::build_static(&root, &package, &binary_name, |l| {
-                    stage.progress(l)
-                })
+                let path = crate::compile::build_static(
+                    &root,
+                    &package,
+                    &binary_name,
+                    request.profile,
+                    |l| stage.progress(l),
+                )
                 .await?;
                 let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
                 let detail = format!("{} ({})", path.display(), bytes(size));
@@ -275,7 +296,7 @@ pub async fn build_image(
         .await?;
 
     let tag = commit.tag(request.tag_scheme.unwrap_or(config.image.tag));
-    let layout = layout_dir(config);
+    let layout = layout_dir_for(config, request.profile);
     let spec = crate::image::ImageSpec {
         binary,
         binary_name: config.service.binary.clone(),
@@ -735,7 +756,7 @@ mod tests {
         assert!(err.contains("/home/me/.kube/config"), "{err}");
         assert!(
             err.contains(
-                "run `gcloud container clusters get-credentials ferry-staging --location europe-west1 --project ferry-staging`"
+                "run `gcloud container clusters get-credentials ferry-staging --location europe-west1 --project ferry-staging --dns-endpoint`"
             ),
             "{err}"
         );

@@ -334,7 +334,7 @@ mod tests {
     }
 
     #[test]
-    fn the_repository_manifest_renders_to_a_service_and_a_deployment() {
+    fn the_repository_manifest_renders_to_a_service_a_deployment_and_its_guards() {
         let template = include_str!("../../../k8s.yml");
         let rendered = render(template, Path::new("k8s.yml"), &repo_manifest_vars()).unwrap();
         let kinds: Vec<&str> = rendered
@@ -342,7 +342,15 @@ mod tests {
             .iter()
             .map(|o| o["kind"].as_str().unwrap())
             .collect();
-        assert_eq!(kinds, ["Service", "Deployment"]);
+        assert_eq!(
+            kinds,
+            [
+                "Service",
+                "Deployment",
+                "PodDisruptionBudget",
+                "NetworkPolicy"
+            ]
+        );
         let deploy = &rendered.objects[1];
         assert_eq!(deploy["spec"]["replicas"], 3);
         assert_eq!(
@@ -353,6 +361,22 @@ mod tests {
         assert!(container["image"].as_str().unwrap().contains("@sha256:"));
         assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
         assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+        // Hard spread over nodes, soft over zones, so a node drain takes one replica at most.
+        let spread = &deploy["spec"]["template"]["spec"]["topologySpreadConstraints"];
+        assert_eq!(spread[0]["topologyKey"], "kubernetes.io/hostname");
+        assert_eq!(spread[0]["whenUnsatisfiable"], "DoNotSchedule");
+        assert_eq!(spread[1]["topologyKey"], "topology.kubernetes.io/zone");
+        let (pdb, policy) = (&rendered.objects[2], &rendered.objects[3]);
+        assert_eq!(pdb["spec"]["maxUnavailable"], 1);
+        assert_eq!(pdb["metadata"]["namespace"], "hello");
+        assert_eq!(
+            policy["spec"]["policyTypes"],
+            serde_json::json!(["Ingress"])
+        );
+        assert_eq!(
+            policy["spec"]["ingress"],
+            serde_json::json!([{"ports": [{"port": "http", "protocol": "TCP"}]}])
+        );
         insta::assert_snapshot!("k8s_rendered", rendered.text);
     }
 

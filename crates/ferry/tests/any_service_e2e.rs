@@ -339,7 +339,8 @@ fn e2e_shelf_ships_with_podman_and_two_projects_keep_to_themselves() {
     assert!(body.contains("only in the image"), "{body}");
 
     // The image carries shelf's settings: SHELF_PORT, its argument, its files, its user.
-    let layout = a.path().join("target/ferry/oci/shelf");
+    // The local environment builds the fast profile; its images live apart from release ones.
+    let layout = a.path().join("target/ferry/oci-fast/shelf");
     let image = ferry::image::open(&layout, None).unwrap();
     let config: serde_json::Value =
         serde_json::from_slice(&std::fs::read(image.blob_path(&image.config.digest)).unwrap())
@@ -547,4 +548,68 @@ fn e2e_a_published_web_server_ships_with_ferry_toml_alone() {
         assert!(after.contains(line), "{line} changed");
     }
     let _ = Duration::ZERO;
+}
+
+#[test]
+fn e2e_two_ships_at_once_in_one_checkout_take_turns_and_stop_leaves_nothing() {
+    require_tool("podman", "apt-get install podman runc");
+    let project = shelf_project();
+    let _stop = Stop(project.path().to_path_buf());
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(["ship", "--runtime", "podman", "--skip-tests"])
+            .current_dir(project.path())
+            .env(
+                "CARGO_TARGET_DIR",
+                workspace().join("target").join("e2e").join("target"),
+            )
+            .env("FERRY_OUTPUT", "plain")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (first, second) = (spawn(), spawn());
+    let outs = [
+        first.wait_with_output().unwrap(),
+        second.wait_with_output().unwrap(),
+    ];
+    for out in &outs {
+        assert!(out.status.success(), "{}", stderr(out));
+        let err = stderr(out);
+        for raw in ["Directory not empty", "Text file busy", "File exists"] {
+            assert!(!err.contains(raw), "{raw}: {err}");
+        }
+    }
+    let waited: Vec<&Output> = outs
+        .iter()
+        .filter(|o| stderr(o).contains("; waiting for it to finish"))
+        .collect();
+    assert_eq!(waited.len(), 1, "exactly one waited for the other");
+    assert!(
+        stderr(waited[0]).contains("is shipping in this checkout"),
+        "{}",
+        stderr(waited[0])
+    );
+    // The one that waited ran last: its instance is the one that serves.
+    let last = url_port(waited[0]);
+    assert_eq!(http_get(last, "/health").unwrap().0, 200);
+    let stopped = ferry(project.path(), &["stop"]);
+    assert!(stopped.status.success(), "{}", stderr(&stopped));
+    for out in &outs {
+        assert!(
+            http_get(url_port(out), "/health").is_err(),
+            "nothing survives ferry stop"
+        );
+    }
+    let containers = run_ok(Command::new("podman").args(["ps", "-a", "--format", "{{.Names}}"]));
+    let config = ferry::config::Config::load(None, project.path()).unwrap();
+    let name = format!("ferry-{}", config.instance_name());
+    assert!(
+        !String::from_utf8_lossy(&containers.stdout)
+            .lines()
+            .any(|l| l == name),
+        "no orphaned container {name}"
+    );
 }

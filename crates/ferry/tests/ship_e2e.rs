@@ -93,8 +93,20 @@ fn e2e_ship_local_with_the_binary_runtime_serves_the_image_layer() {
     let port = port_of(summary["url"].as_str().unwrap());
     wait_for_200(port, "/readyz", Duration::from_secs(5));
     // The running binary is byte-for-byte the one in the image's layer.
-    let extracted = repo.join("target/ferry/local/hello");
-    assert!(extracted.is_file());
+    let config = ferry::config::Config::load(None, &repo).unwrap();
+    let extracted = repo.join("target/ferry/local").join(config.instance_name());
+    assert!(extracted.is_file(), "{}", extracted.display());
+    let pid = summary["stages"][3]["detail"]
+        .as_str()
+        .unwrap()
+        .rsplit_once('(')
+        .map(|(_, pid)| pid.trim_end_matches(')').to_string())
+        .unwrap();
+    assert_eq!(
+        std::fs::read(format!("/proc/{pid}/exe")).unwrap(),
+        std::fs::read(&extracted).unwrap(),
+        "the process runs the extracted bytes"
+    );
 }
 
 /// A failing stage is named, the JSON still comes out, and it says what failed.

@@ -43,7 +43,7 @@ fn write_e2e_config(
     std::fs::write(
         repo.join("ferry.e2e.toml"),
         format!(
-            "[image]\nname = \"hello\"\ntag = \"commit\"\n\n[environments.e2e]\nkind = \"kubernetes\"\nrepository = \"{repository}\"\nkubeconfig = \"{}\"\nnamespace = \"default\"\nmanifest = \"k8s.yml\"\nvars = {{ REPLICAS = \"2\" }}\n{extra}",
+            "[service]\npackage = \"hello\"\nbinary = \"hello\"\nport = 8000\nready_path = \"/readyz\"\n\n[image]\nname = \"hello\"\ntag = \"commit\"\n\n[environments.e2e]\nkind = \"kubernetes\"\nrepository = \"{repository}\"\nkubeconfig = \"{}\"\nnamespace = \"default\"\nmanifest = \"k8s.yml\"\nvars = {{ REPLICAS = \"2\" }}\n{extra}",
             fake.kubeconfig_path().display()
         ),
     )
@@ -374,7 +374,7 @@ async fn gke_environments_use_the_gcloud_context_and_say_how_to_get_it() {
     );
     assert!(
         err.contains(
-            "run `gcloud container clusters get-credentials other --location us-central1 --project ferry-e2e`"
+            "run `gcloud container clusters get-credentials other --location us-central1 --project ferry-e2e --dns-endpoint`"
         ),
         "{err}"
     );
@@ -390,4 +390,237 @@ async fn gke_environments_use_the_gcloud_context_and_say_how_to_get_it() {
     assert_eq!(doc["gke"]["cluster"], "hello");
     assert_eq!(doc["context"], "gke_ferry-e2e_europe-west1_hello");
     assert_eq!(doc["deployments"], serde_json::json!([]));
+}
+
+/// A fake Google on loopback: the OAuth token endpoint a service-account key names, and
+/// Secret Manager's `:access`, which wants that token.
+async fn fake_google(secret: &'static str) -> String {
+    use axum::http::{StatusCode, Uri};
+    use base64::Engine as _;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new().fallback(
+        move |uri: Uri, headers: axum::http::HeaderMap| async move {
+            let path = uri.path().to_string();
+            if path == "/oauth2/token" {
+                let body = serde_json::json!({"access_token": "fake-google-token", "expires_in": 3600, "token_type": "Bearer"});
+                return (StatusCode::OK, body.to_string());
+            }
+            let authorized = headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                == Some("Bearer fake-google-token");
+            if !authorized {
+                return (StatusCode::UNAUTHORIZED, r#"{"error":{"message":"no token"}}"#.into());
+            }
+            if path == "/v1/projects/ferry-e2e/secrets/api-key/versions/latest:access" {
+                let data = base64::engine::general_purpose::STANDARD.encode(secret);
+                return (StatusCode::OK, serde_json::json!({"payload": {"data": data}}).to_string());
+            }
+            (
+                StatusCode::NOT_FOUND,
+                format!(r#"{{"error":{{"message":"Secret [{path}] not found"}}}}"#),
+            )
+        },
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}")
+}
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_secrets_reach_the_pods_through_a_secret_roll_them_on_change_and_never_print() {
+    use base64::Engine as _;
+    require_tool("openssl", "apt-get install openssl");
+    let repo = checkout();
+    let registry = Registry::start();
+    let fake = FakeCluster::start(Options {
+        clock_scale: 60.0,
+        ..Options::default()
+    })
+    .await
+    .unwrap();
+    let google = fake_google("sm-api-key-5f1e2d").await;
+    // A service-account key whose token endpoint is the fake.
+    let keys = tempfile::tempdir().unwrap();
+    let pem = run_ok(Command::new("openssl").args([
+        "genpkey",
+        "-algorithm",
+        "RSA",
+        "-pkeyopt",
+        "rsa_keygen_bits:2048",
+    ]));
+    let key_path = keys.path().join("key.json");
+    std::fs::write(
+        &key_path,
+        serde_json::json!({
+            "type": "service_account", "project_id": "ferry-e2e", "private_key_id": "0",
+            "private_key": String::from_utf8(pem.stdout).unwrap(),
+            "client_email": "ci@ferry-e2e.iam.gserviceaccount.com", "client_id": "1",
+            "token_uri": format!("{google}/oauth2/token"),
+        })
+        .to_string(),
+    )
+    .unwrap();
+    // The manifest hands the Secret to the container by the name ferry gives it.
+    let manifest = std::fs::read_to_string(repo.join("k8s.yml")).unwrap().replace(
+        "          env:\n",
+        "          envFrom:\n            - secretRef:\n                name: ${SECRETS}\n          env:\n",
+    );
+    assert!(manifest.contains("${SECRETS}"));
+    std::fs::write(repo.join("k8s.secrets.yml"), manifest).unwrap();
+    write_e2e_config(
+        &repo,
+        &registry,
+        &fake,
+        "manifest = \"k8s.secrets.yml\"\nsecrets = { DATABASE_URL = \"env:E2E_DATABASE_URL\", API_KEY = \"gcpsm://projects/ferry-e2e/secrets/api-key/versions/latest\" }\n",
+    );
+    std::fs::write(
+        repo.join(".git/info/exclude"),
+        "ferry.e2e.toml\nk8s.secrets.yml\n",
+    )
+    .unwrap();
+    let ship = |db_url: Option<&str>, command: &str| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
+        cmd.args([
+            "--config",
+            "ferry.e2e.toml",
+            "--output",
+            "json",
+            "-vv",
+            command,
+            "--env",
+            "e2e",
+            "--skip-tests",
+        ])
+        .current_dir(&repo)
+        .env("CARGO_TARGET_DIR", workspace().join("target/e2e/target"))
+        .env("GOOGLE_APPLICATION_CREDENTIALS", &key_path)
+        .env("HOME", keys.path())
+        .env("FERRY_SECRETMANAGER_ENDPOINT", &google)
+        .env_remove("E2E_DATABASE_URL")
+        .stdin(std::process::Stdio::null());
+        if let Some(url) = db_url {
+            cmd.env("E2E_DATABASE_URL", url);
+        }
+        cmd.output().unwrap()
+    };
+    let values = [
+        "postgres://app:pa55-first@db/app",
+        "postgres://app:pa55-second@db/app",
+        "sm-api-key-5f1e2d",
+    ];
+    let assert_silent = |out: &std::process::Output| {
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for v in values {
+            let b64 = base64::engine::general_purpose::STANDARD.encode(v);
+            assert!(
+                !all.contains(v) && !all.contains(&b64),
+                "a secret value was printed:\n{all}"
+            );
+        }
+    };
+
+    // A missing secret stops everything before anything is built or applied.
+    let out = ship(None, "ship");
+    assert!(!out.status.success());
+    assert_silent(&out);
+    let err = stderr(&out);
+    assert!(
+        err.contains("secret DATABASE_URL: env:E2E_DATABASE_URL is not set"),
+        "{err}"
+    );
+    assert_eq!(summary(&out)["failed_stage"], "secrets");
+    assert!(
+        fake.get_json("/apis/apps/v1/namespaces/default/deployments/hello")
+            .is_none(),
+        "nothing applied"
+    );
+
+    // Both sources resolve; the Secret holds them; the pods get it; nothing prints them.
+    let out = ship(Some(values[0]), "ship");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_silent(&out);
+    assert_matches_schema(&out);
+    let secret = fake
+        .get_json("/api/v1/namespaces/default/secrets/hello-secrets")
+        .expect("the Secret");
+    let decode = |k: &str| {
+        String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(secret["data"][k].as_str().unwrap())
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    assert_eq!(decode("DATABASE_URL"), values[0]);
+    assert_eq!(decode("API_KEY"), values[2]);
+    let deployed = fake
+        .get_json("/apis/apps/v1/namespaces/default/deployments/hello")
+        .unwrap();
+    let template = &deployed["spec"]["template"];
+    assert_eq!(
+        template["spec"]["containers"][0]["envFrom"][0]["secretRef"]["name"],
+        "hello-secrets"
+    );
+    let first_checksum = template["metadata"]["annotations"]["ferry.dev/secrets-checksum"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // The plan names the Secret's keys, never their values.
+    let out = ship(Some(values[1]), "plan");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_silent(&out);
+
+    // A changed value rolls the pods: a new template, a new revision.
+    let out = ship(Some(values[1]), "ship");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_silent(&out);
+    let deployed = fake
+        .get_json("/apis/apps/v1/namespaces/default/deployments/hello")
+        .unwrap();
+    let checksum =
+        deployed["spec"]["template"]["metadata"]["annotations"]["ferry.dev/secrets-checksum"]
+            .as_str()
+            .unwrap();
+    assert_ne!(checksum, first_checksum, "the pod template changed");
+    assert_eq!(
+        deployed["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "2"
+    );
+
+    // No file ferry wrote holds a value.
+    for file in files_under(&repo.join("target")) {
+        let bytes = std::fs::read(&file).unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes);
+        for v in values {
+            let b64 = base64::engine::general_purpose::STANDARD.encode(v);
+            assert!(
+                !text.contains(v) && !text.contains(&b64),
+                "{} holds a secret",
+                file.display()
+            );
+        }
+    }
 }

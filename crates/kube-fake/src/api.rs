@@ -51,24 +51,15 @@ pub async fn handle(
         })),
         ["api"] => json_ok(json!({"kind": "APIVersions", "versions": ["v1"],
             "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]})),
-        ["apis"] => {
-            let groups: Vec<Value> = store::GROUPS
-                .iter()
-                .map(|g| {
-                    json!({"name": g, "versions": [{"groupVersion": format!("{g}/v1"), "version": "v1"}],
-                        "preferredVersion": {"groupVersion": format!("{g}/v1"), "version": "v1"}})
-                })
-                .collect();
-            json_ok(json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}))
-        }
+        ["apis"] => json_ok(group_list()),
         ["api", "v1"] => json_ok(resource_list("v1", "")),
-        ["apis", group, "v1"] if store::GROUPS.contains(group) => {
+        ["apis", group, "v1"] if store::serves_group(group) => {
             json_ok(resource_list(&format!("{group}/v1"), group))
         }
         ["api", "v1", rest @ ..] => {
             resource_request(&shared, "", rest, &method, &params, &headers, &body).await
         }
-        ["apis", group, "v1", rest @ ..] if store::GROUPS.contains(group) => {
+        ["apis", group, "v1", rest @ ..] if store::serves_group(group) => {
             resource_request(&shared, group, rest, &method, &params, &headers, &body).await
         }
         _ => status_error(
@@ -78,6 +69,17 @@ pub async fn handle(
             None,
         ),
     }
+}
+
+fn group_list() -> Value {
+    let groups: Vec<Value> = store::groups()
+        .into_iter()
+        .map(|g| {
+            let version = json!({"groupVersion": format!("{g}/v1"), "version": "v1"});
+            json!({"name": g, "versions": [version], "preferredVersion": version})
+        })
+        .collect();
+    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
 fn resource_list(group_version: &str, group: &str) -> Value {
@@ -91,7 +93,7 @@ fn resource_list(group_version: &str, group: &str) -> Value {
         if r.kind == "Pod" {
             resources.push(json!({"name": "pods/log", "singularName": "", "namespaced": true, "kind": "Pod", "verbs": ["get"]}));
         }
-        if r.kind == "Deployment" || r.kind == "ReplicaSet" {
+        if matches!(r.kind, "Deployment" | "ReplicaSet" | "PodDisruptionBudget") {
             resources.push(json!({"name": format!("{}/status", r.plural), "singularName": "", "namespaced": true, "kind": r.kind, "verbs": ["get", "patch", "update"]}));
         }
     }
@@ -107,6 +109,8 @@ fn short_names(plural: &str) -> Vec<&'static str> {
         "configmaps" => vec!["cm"],
         "deployments" => vec!["deploy"],
         "replicasets" => vec!["rs"],
+        "poddisruptionbudgets" => vec!["pdb"],
+        "networkpolicies" => vec!["netpol"],
         _ => vec![],
     }
 }
@@ -837,7 +841,7 @@ fn confine(
 ) -> Value {
     if !matches!(
         resource.kind,
-        "Deployment" | "ReplicaSet" | "Pod" | "Service" | "Namespace"
+        "Deployment" | "ReplicaSet" | "Pod" | "Service" | "Namespace" | "PodDisruptionBudget"
     ) {
         return new;
     }

@@ -69,6 +69,13 @@ pub const RESOURCES: &[Resource] = &[
         namespaced: true,
     },
     Resource {
+        group: "",
+        version: "v1",
+        plural: "secrets",
+        kind: "Secret",
+        namespaced: true,
+    },
+    Resource {
         group: "apps",
         version: "v1",
         plural: "deployments",
@@ -89,10 +96,38 @@ pub const RESOURCES: &[Resource] = &[
         kind: "Lease",
         namespaced: true,
     },
+    // Stored and served, with no controller behind them: nothing evicts pods, so no
+    // disruption budget is ever consulted, and no network is simulated to enforce a policy.
+    Resource {
+        group: "policy",
+        version: "v1",
+        plural: "poddisruptionbudgets",
+        kind: "PodDisruptionBudget",
+        namespaced: true,
+    },
+    Resource {
+        group: "networking.k8s.io",
+        version: "v1",
+        plural: "networkpolicies",
+        kind: "NetworkPolicy",
+        namespaced: true,
+    },
 ];
 
-/// The API groups beside the core one, in discovery order.
-pub const GROUPS: &[&str] = &["apps", "coordination.k8s.io"];
+/// The API groups served besides the core group, in discovery order.
+pub fn groups() -> Vec<&'static str> {
+    let mut out: Vec<&'static str> = Vec::new();
+    for r in RESOURCES.iter().filter(|r| !r.group.is_empty()) {
+        if !out.contains(&r.group) {
+            out.push(r.group);
+        }
+    }
+    out
+}
+
+pub fn serves_group(group: &str) -> bool {
+    !group.is_empty() && RESOURCES.iter().any(|r| r.group == group)
+}
 
 pub fn resource(group: &str, plural: &str) -> Option<Resource> {
     RESOURCES
@@ -320,7 +355,10 @@ fn ns_key(resource: Resource, namespace: &str) -> String {
 }
 
 fn has_generation(resource: Resource) -> bool {
-    matches!(resource.kind, "Deployment" | "ReplicaSet")
+    matches!(
+        resource.kind,
+        "Deployment" | "ReplicaSet" | "PodDisruptionBudget" | "NetworkPolicy"
+    )
 }
 
 pub fn namespace_resource() -> Resource {

@@ -248,6 +248,55 @@ pub fn table(
                 ]
             }),
         ),
+        "PodDisruptionBudget" => (
+            vec![
+                col("Name", 0),
+                col("Min Available", 0),
+                col("Max Unavailable", 0),
+                col("Allowed Disruptions", 0),
+                col("Age", 0),
+            ],
+            Box::new(move |o: &Value| {
+                // An int or a percentage; unset prints as N/A.
+                let bound = |f: &str| match &o["spec"][f] {
+                    Value::Null => json!("N/A"),
+                    Value::String(s) => json!(s),
+                    other => json!(other.to_string()),
+                };
+                vec![
+                    o["metadata"]["name"].clone(),
+                    bound("minAvailable"),
+                    bound("maxUnavailable"),
+                    json!(o["status"]["disruptionsAllowed"].as_i64().unwrap_or(0)),
+                    json!(age(
+                        o["metadata"]["creationTimestamp"]
+                            .as_str()
+                            .unwrap_or_default(),
+                        now
+                    )),
+                ]
+            }),
+        ),
+        "NetworkPolicy" => (
+            vec![col("Name", 0), col("Pod-Selector", 0), col("Age", 0)],
+            Box::new(move |o: &Value| {
+                let labels = label_selector(&o["spec"]["podSelector"]);
+                vec![
+                    o["metadata"]["name"].clone(),
+                    json!(if labels.is_empty() {
+                        "<none>".to_string()
+                    } else {
+                        labels
+                    }),
+                    json!(age(
+                        o["metadata"]["creationTimestamp"]
+                            .as_str()
+                            .unwrap_or_default(),
+                        now
+                    )),
+                ]
+            }),
+        ),
         _ => (
             vec![col("Name", 0), col("Age", 0)],
             Box::new(move |o: &Value| {
@@ -281,7 +330,12 @@ fn containers(o: &Value, field: &str) -> String {
 }
 
 fn selector(o: &Value) -> String {
-    o["spec"]["selector"]["matchLabels"]
+    label_selector(&o["spec"]["selector"])
+}
+
+/// A LabelSelector's `matchLabels` as `a=b,c=d`.
+fn label_selector(selector: &Value) -> String {
+    selector["matchLabels"]
         .as_object()
         .map(|m| {
             m.iter()

@@ -327,6 +327,14 @@ async fn kubectl_applies_the_repository_k8s_yml_and_lists_what_it_made() {
         applied.contains("deployment.apps/hello serverside-applied"),
         "{applied}"
     );
+    assert!(
+        applied.contains("poddisruptionbudget.policy/hello serverside-applied"),
+        "{applied}"
+    );
+    assert!(
+        applied.contains("networkpolicy.networking.k8s.io/hello serverside-applied"),
+        "{applied}"
+    );
     let status = ok(&kubectl(
         &cluster,
         &[
@@ -382,6 +390,40 @@ async fn kubectl_applies_the_repository_k8s_yml_and_lists_what_it_made() {
     assert_eq!(d["metadata"]["annotations"]["ferry.dev/commit"], commit);
     assert_eq!(d["metadata"]["labels"]["ferry.dev/environment"], "staging");
     assert_eq!(d["spec"]["minReadySeconds"], 5);
+
+    // The disruption budget and the network policy, by their short names, as kubectl prints them.
+    let guards = ok(&kubectl(&cluster, &["get", "pdb,netpol", "-n", "hello"]));
+    let pdb_row = guards
+        .lines()
+        .find(|l| l.starts_with("poddisruptionbudget.policy/hello "))
+        .unwrap_or_else(|| panic!("no PodDisruptionBudget row:\n{guards}"));
+    let pdb_cells: Vec<&str> = pdb_row.split_whitespace().collect();
+    assert_eq!(
+        pdb_cells[1..3],
+        ["N/A", "1"],
+        "min available, max unavailable: {guards}"
+    );
+    let netpol_row = guards
+        .lines()
+        .find(|l| l.starts_with("networkpolicy.networking.k8s.io/hello "))
+        .unwrap_or_else(|| panic!("no NetworkPolicy row:\n{guards}"));
+    assert!(
+        netpol_row.contains(" app.kubernetes.io/name=hello "),
+        "{guards}"
+    );
+    let pdb = cluster
+        .get_json("/apis/policy/v1/namespaces/hello/poddisruptionbudgets/hello")
+        .unwrap();
+    assert_eq!(pdb["spec"]["unhealthyPodEvictionPolicy"], "AlwaysAllow");
+    assert_eq!(pdb["metadata"]["generation"], 1);
+    let policy = cluster
+        .get_json("/apis/networking.k8s.io/v1/namespaces/hello/networkpolicies/hello")
+        .unwrap();
+    assert_eq!(policy["spec"]["ingress"][0]["ports"][0]["port"], "http");
+    assert_eq!(
+        policy["metadata"]["managedFields"][0]["manager"], "kubectl",
+        "{policy}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,11 +14,16 @@ output "ci_service_account" {
 }
 
 output "ci_workload_identity_provider" {
-  description = "GCP_WIP_PROVIDER for both CircleCI contexts (gcp-production and gcp-terraform-production)."
+  description = "GCP_WIP_PROVIDER for the three CircleCI contexts (gcp-production, gcp-terraform-production, gcp-terraform-plan-production)."
   value       = module.ci_access.workload_identity_provider
 }
 
 output "terraform_service_account" {
   description = "GCP_TERRAFORM_SERVICE_ACCOUNT for the CircleCI context gcp-terraform-production."
   value       = module.ci_access.terraform_service_account_email
+}
+
+output "terraform_plan_service_account" {
+  description = "GCP_TERRAFORM_SERVICE_ACCOUNT for the CircleCI context gcp-terraform-plan-production (read-only)."
+  value       = module.ci_access.terraform_plan_service_account_email
 }

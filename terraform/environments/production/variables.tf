@@ -23,8 +23,18 @@ variable "circleci_project_id" {
   type        = string
 }
 
+variable "circleci_deploy_context_id" {
+  description = "Id of the CircleCI context gcp-production: only master jobs running with it may impersonate the deploy account."
+  type        = string
+}
+
 variable "circleci_terraform_context_id" {
-  description = "Id of the CircleCI context gcp-terraform-production: only its jobs may impersonate Terraform's service account."
+  description = "Id of the CircleCI context gcp-terraform-production: only master jobs running with it may impersonate Terraform's apply account."
+  type        = string
+}
+
+variable "circleci_terraform_plan_context_id" {
+  description = "Id of the CircleCI context gcp-terraform-plan-production: jobs on any branch running with it may impersonate Terraform's read-only plan account."
   type        = string
 }
 

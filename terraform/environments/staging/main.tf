@@ -28,8 +28,12 @@ module "ci_access" {
   repository_location = module.registry.location
   repository_id       = module.registry.repository_id
 
+  node_service_account_email = module.cluster.node_service_account
+
+  circleci_deploy_context_id = var.circleci_deploy_context_id
   terraform_identity = {
-    circleci_context_id = var.circleci_terraform_context_id
-    state_bucket        = var.state_bucket
+    circleci_apply_context_id = var.circleci_terraform_context_id
+    circleci_plan_context_id  = var.circleci_terraform_plan_context_id
+    state_bucket              = var.state_bucket
   }
 }

@@ -14,11 +14,16 @@ output "ci_service_account" {
 }
 
 output "ci_workload_identity_provider" {
-  description = "GCP_WIP_PROVIDER for both CircleCI contexts (gcp-staging and gcp-terraform-staging)."
+  description = "GCP_WIP_PROVIDER for the three CircleCI contexts (gcp-staging, gcp-terraform-staging, gcp-terraform-plan-staging)."
   value       = module.ci_access.workload_identity_provider
 }
 
 output "terraform_service_account" {
   description = "GCP_TERRAFORM_SERVICE_ACCOUNT for the CircleCI context gcp-terraform-staging."
   value       = module.ci_access.terraform_service_account_email
+}
+
+output "terraform_plan_service_account" {
+  description = "GCP_TERRAFORM_SERVICE_ACCOUNT for the CircleCI context gcp-terraform-plan-staging (read-only)."
+  value       = module.ci_access.terraform_plan_service_account_email
 }

@@ -1,6 +1,13 @@
-# CI's identity: a service account with only what a deploy needs, impersonated through
-# CircleCI's OIDC tokens. No JSON key exists, so none can leak (the original kept one in a
-# CircleCI environment variable).
+# CI's identities in one environment, impersonated through CircleCI's OIDC tokens. No JSON
+# key exists, so none can leak (the original kept one in a CircleCI environment variable).
+#
+#   ferry-ci              deploys: master jobs with the gcp-<env> context only
+#   ferry-terraform       applies Terraform: master jobs with the gcp-terraform-<env> context only
+#   ferry-terraform-plan  plans Terraform, read-only: jobs on any branch with the
+#                         gcp-terraform-plan-<env> context
+#
+# No SSH rerun of any job gets a token: it hands a person a shell holding it.
+# scripts/check-ci-access reads this file and asserts these conditions, offline.
 
 resource "google_service_account" "ci" {
   project      = var.project_id
@@ -8,10 +15,12 @@ resource "google_service_account" "ci" {
   display_name = "CircleCI deploys (ferry)"
 }
 
-# Deploy to GKE: create and update workloads, no cluster administration.
+# What `gcloud container clusters get-credentials` needs at project level, and nothing that
+# reads or writes a Kubernetes object: what ferry may do in the environment's namespace is a
+# Role and RoleBinding inside the cluster (docs/infrastructure.md), not project-wide IAM.
 resource "google_project_iam_member" "deploy" {
   project = var.project_id
-  role    = "roles/container.developer"
+  role    = "roles/container.clusterViewer"
   member  = "serviceAccount:${google_service_account.ci.email}"
 }
 
@@ -31,6 +40,10 @@ resource "google_iam_workload_identity_pool" "circleci" {
   description               = "OIDC tokens issued by CircleCI jobs"
 }
 
+# Each identity has one attribute, "true" only for the jobs that may impersonate it; its
+# impersonation binding below names that attribute. The conditions are CEL over the token's
+# claims: `vcs-ref` is the branch (refs/heads/master), `context-ids` the contexts the job
+# runs with, `ssh-rerun` true for a job restarted with SSH.
 resource "google_iam_workload_identity_pool_provider" "circleci" {
   project                            = var.project_id
   workload_identity_pool_id          = google_iam_workload_identity_pool.circleci.workload_identity_pool_id
@@ -43,70 +56,111 @@ resource "google_iam_workload_identity_pool_provider" "circleci" {
   }
 
   attribute_mapping = {
-    "google.subject"       = "assertion.sub"
-    "attribute.project_id" = "assertion['oidc.circleci.com/project-id']"
-    "attribute.context_id" = "assertion['oidc.circleci.com/context-ids'][0]"
+    "google.subject"            = "assertion.sub"
+    "attribute.project_id"      = "assertion['oidc.circleci.com/project-id']"
+    "attribute.deploy"          = "(assertion['oidc.circleci.com/vcs-ref'] == 'refs/heads/master' && '${var.circleci_deploy_context_id}' in assertion['oidc.circleci.com/context-ids'] && assertion['oidc.circleci.com/ssh-rerun'] == false) ? 'true' : 'false'"
+    "attribute.terraform_apply" = "(assertion['oidc.circleci.com/vcs-ref'] == 'refs/heads/master' && '${var.terraform_identity.circleci_apply_context_id}' in assertion['oidc.circleci.com/context-ids'] && assertion['oidc.circleci.com/ssh-rerun'] == false) ? 'true' : 'false'"
+    "attribute.terraform_plan"  = "('${var.terraform_identity.circleci_plan_context_id}' in assertion['oidc.circleci.com/context-ids'] && assertion['oidc.circleci.com/ssh-rerun'] == false) ? 'true' : 'false'"
   }
 
-  # Only this CircleCI project's jobs may present tokens.
-  attribute_condition = "attribute.project_id == \"${var.circleci_project_id}\""
+  # Only this CircleCI project's jobs, never an SSH rerun, and only a job that may use one of
+  # the identities: any other token is refused at the exchange.
+  attribute_condition = "assertion['oidc.circleci.com/project-id'] == '${var.circleci_project_id}' && assertion['oidc.circleci.com/ssh-rerun'] == false && (attribute.deploy == 'true' || attribute.terraform_apply == 'true' || attribute.terraform_plan == 'true')"
+}
+
+locals {
+  principal_set = "principalSet://iam.googleapis.com/${google_iam_workload_identity_pool.circleci.name}"
 }
 
 resource "google_service_account_iam_member" "circleci_impersonation" {
   service_account_id = google_service_account.ci.name
   role               = "roles/iam.workloadIdentityUser"
-  member             = "principalSet://iam.googleapis.com/${google_iam_workload_identity_pool.circleci.name}/attribute.project_id/${var.circleci_project_id}"
+  member             = "${local.principal_set}/attribute.deploy/true"
 }
 
-# Terraform's own CI identity (optional): the account CircleCI's terraform-plan and
-# terraform-apply jobs impersonate. Only jobs running with one CircleCI context (the
-# environment's gcp-terraform-<env>) can use it, not every job of the project: deploys cannot.
-locals {
-  terraform_enabled = var.terraform_identity != null
-
-  # What managing this environment's resources takes, and no more: the cluster and node pool,
-  # the repository, service accounts (and actAs on the node account a node pool runs as),
-  # the workload identity pool, and the project IAM bindings the modules make.
-  terraform_roles = local.terraform_enabled ? toset([
-    "roles/container.admin",
-    "roles/artifactregistry.admin",
-    "roles/iam.serviceAccountAdmin",
-    "roles/iam.serviceAccountUser",
-    "roles/iam.workloadIdentityPoolAdmin",
-    "roles/resourcemanager.projectIamAdmin",
-  ]) : toset([])
-}
-
+# Terraform's apply identity. What managing this environment's resources takes, and no more:
+# the cluster and node pool, the repository, service accounts (and actAs on the node account
+# a node pool runs as), the workload identity pool, and the project IAM bindings the modules
+# make.
 resource "google_service_account" "terraform" {
-  count = local.terraform_enabled ? 1 : 0
-
   project      = var.project_id
   account_id   = "ferry-terraform"
-  display_name = "CircleCI terraform plan/apply (ferry)"
+  display_name = "CircleCI terraform apply (ferry)"
 }
 
 resource "google_project_iam_member" "terraform" {
-  for_each = local.terraform_roles
+  for_each = toset([
+    "roles/container.admin",
+    "roles/artifactregistry.admin",
+    "roles/iam.workloadIdentityPoolAdmin",
+    "roles/resourcemanager.projectIamAdmin",
+  ])
 
   project = var.project_id
   role    = each.value
-  member  = "serviceAccount:${google_service_account.terraform[0].email}"
+  member  = "serviceAccount:${google_service_account.terraform.email}"
+}
+
+# Creating service accounts is a project-level permission (iam.serviceAccounts.create).
+resource "google_project_iam_member" "terraform_service_accounts" {
+  #checkov:skip=CKV_GCP_49:Terraform creates this environment's service accounts and their bindings, which only a project-level grant allows; only the master-only apply identity has it
+  project = var.project_id
+  role    = "roles/iam.serviceAccountAdmin"
+  member  = "serviceAccount:${google_service_account.terraform.email}"
+}
+
+# actAs on the one account a node pool runs as, not on every account of the project.
+resource "google_service_account_iam_member" "terraform_acts_as_nodes" {
+  service_account_id = "projects/${var.project_id}/serviceAccounts/${var.node_service_account_email}"
+  role               = "roles/iam.serviceAccountUser"
+  member             = "serviceAccount:${google_service_account.terraform.email}"
 }
 
 # The state bucket only: its objects (state and lock) and its IAM policy, which holds this
 # very binding (objectAdmin cannot read a bucket's policy, so a plan would fail refreshing it).
 resource "google_storage_bucket_iam_member" "terraform_state" {
-  count = local.terraform_enabled ? 1 : 0
-
   bucket = var.terraform_identity.state_bucket
   role   = "roles/storage.admin"
-  member = "serviceAccount:${google_service_account.terraform[0].email}"
+  member = "serviceAccount:${google_service_account.terraform.email}"
 }
 
 resource "google_service_account_iam_member" "terraform_impersonation" {
-  count = local.terraform_enabled ? 1 : 0
-
-  service_account_id = google_service_account.terraform[0].name
+  service_account_id = google_service_account.terraform.name
   role               = "roles/iam.workloadIdentityUser"
-  member             = "principalSet://iam.googleapis.com/${google_iam_workload_identity_pool.circleci.name}/attribute.context_id/${var.terraform_identity.circleci_context_id}"
+  member             = "${local.principal_set}/attribute.terraform_apply/true"
+}
+
+# Terraform's plan identity: reads everything a plan refreshes (resources, their IAM
+# policies, the state) and can change nothing. Plans run with -lock=false, as taking the
+# state lock is a write; an apply re-locks and refuses a plan the state has moved past.
+resource "google_service_account" "terraform_plan" {
+  project      = var.project_id
+  account_id   = "ferry-terraform-plan"
+  display_name = "CircleCI terraform plan, read-only (ferry)"
+}
+
+resource "google_project_iam_member" "terraform_plan" {
+  for_each = toset([
+    "roles/container.clusterViewer",
+    "roles/artifactregistry.reader",
+    "roles/iam.serviceAccountViewer",
+    "roles/iam.workloadIdentityPoolViewer",
+    "roles/iam.securityReviewer",
+  ])
+
+  project = var.project_id
+  role    = each.value
+  member  = "serviceAccount:${google_service_account.terraform_plan.email}"
+}
+
+resource "google_storage_bucket_iam_member" "terraform_plan_state" {
+  bucket = var.terraform_identity.state_bucket
+  role   = "roles/storage.objectViewer"
+  member = "serviceAccount:${google_service_account.terraform_plan.email}"
+}
+
+resource "google_service_account_iam_member" "terraform_plan_impersonation" {
+  service_account_id = google_service_account.terraform_plan.name
+  role               = "roles/iam.workloadIdentityUser"
+  member             = "${local.principal_set}/attribute.terraform_plan/true"
 }

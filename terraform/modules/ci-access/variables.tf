@@ -14,8 +14,18 @@ variable "circleci_org_id" {
 }
 
 variable "circleci_project_id" {
-  description = "CircleCI project id allowed to impersonate the CI service account."
+  description = "CircleCI project whose jobs may present tokens (the provider's attribute condition)."
   type        = string
+}
+
+variable "circleci_deploy_context_id" {
+  description = "Id of this environment's CircleCI deploy context (gcp-<env>): only jobs on master running with it may impersonate the deploy account."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[0-9a-f-]{36}$", var.circleci_deploy_context_id))
+    error_message = "circleci_deploy_context_id must be the CircleCI context's UUID (Organization Settings > Contexts)."
+  }
 }
 
 variable "repository_location" {
@@ -28,6 +38,11 @@ variable "repository_id" {
   type        = string
 }
 
+variable "node_service_account_email" {
+  description = "The service account the cluster's node pools run as (gke-cluster's node_service_account): Terraform's apply identity may act as it, and as no other."
+  type        = string
+}
+
 variable "pool_id" {
   description = "Workload identity pool id."
   type        = string
@@ -35,15 +50,23 @@ variable "pool_id" {
 }
 
 variable "terraform_identity" {
-  description = "Create the service account CircleCI's terraform jobs impersonate: the CircleCI context whose jobs may use it, and the GCS bucket holding this environment's state. null creates nothing."
+  description = "Terraform's CI identities: the CircleCI context whose master jobs may apply (gcp-terraform-<env>), the one whose jobs on any branch may plan read-only (gcp-terraform-plan-<env>), and the GCS bucket holding this environment's state."
   type = object({
-    circleci_context_id = string
-    state_bucket        = string
+    circleci_apply_context_id = string
+    circleci_plan_context_id  = string
+    state_bucket              = string
   })
-  default = null
 
   validation {
-    condition     = var.terraform_identity == null || can(regex("^[0-9a-f-]{36}$", var.terraform_identity.circleci_context_id))
-    error_message = "terraform_identity.circleci_context_id must be the CircleCI context's UUID (Organization Settings > Contexts)."
+    condition = alltrue([
+      for id in [var.terraform_identity.circleci_apply_context_id, var.terraform_identity.circleci_plan_context_id] :
+      can(regex("^[0-9a-f-]{36}$", id))
+    ])
+    error_message = "terraform_identity's context ids must be CircleCI context UUIDs (Organization Settings > Contexts)."
+  }
+
+  validation {
+    condition     = var.terraform_identity.circleci_apply_context_id != var.terraform_identity.circleci_plan_context_id
+    error_message = "The apply and plan contexts must differ: a branch job with the plan context would otherwise hold the apply identity's context too."
   }
 }

@@ -15,8 +15,8 @@ output "endpoint" {
 }
 
 output "get_credentials" {
-  description = "The command that writes a kubeconfig entry for this cluster."
-  value       = "gcloud container clusters get-credentials ${google_container_cluster.this.name} --location ${google_container_cluster.this.location} --project ${var.project_id}"
+  description = "The command that writes a kubeconfig entry for this cluster, through its DNS endpoint (the public IP endpoint is off)."
+  value       = "gcloud container clusters get-credentials ${google_container_cluster.this.name} --location ${google_container_cluster.this.location} --project ${var.project_id} --dns-endpoint"
 }
 
 output "node_service_account" {

@@ -6,6 +6,7 @@
 pub mod build;
 pub mod completions;
 pub mod deploy;
+pub mod dev;
 pub mod history;
 pub mod init;
 pub mod lock;
@@ -133,6 +134,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Push(args) => push::run(args, &ctx).await,
         Command::Render(args) => render::run(args, &ctx).await,
         Command::Deploy(args) => deploy::run(args, &ctx).await,
+        Command::Dev(args) => dev::run(args, &ctx).await,
         Command::Status(args) => status::run(args, &ctx).await,
         Command::Stop(args) => stop::run(args, &ctx).await,
         Command::History(args) => history::run(args, &ctx).await,

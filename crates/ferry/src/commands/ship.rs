@@ -33,6 +33,10 @@ pub struct ShipArgs {
     /// Wait this long for another run's deploy lock instead of failing at once (kubernetes).
     #[arg(long, value_name = "SECONDS", default_value_t = 0)]
     pub lock_timeout: u64,
+    /// How to compile: `fast` or `release` (default: the environment's `profile`; kubernetes
+    /// environments build release).
+    #[arg(long, value_enum)]
+    pub profile: Option<crate::compile::Profile>,
     /// Local environment: how to run the image (default: ferry.toml's `runtime`, normally auto).
     #[arg(long, value_enum, env = "FERRY_LOCAL_RUNTIME")]
     pub runtime: Option<crate::config::LocalRuntime>,
@@ -60,6 +64,7 @@ pub async fn run(args: ShipArgs, ctx: &Context) -> anyhow::Result<()> {
         approve: args.approve,
         offline: false,
         operation: None,
+        profile: args.profile.unwrap_or_else(|| environment.profile()),
     };
     let lock_request = crate::environment::LockRequest {
         operation: "ship",

@@ -18,6 +18,26 @@ pub struct Kubernetes {
     pub config: Config,
     pub name: String,
     pub settings: KubernetesEnv,
+    /// Resolved by `preflight`, before anything is built.
+    pub secrets: std::sync::Mutex<crate::secrets::Resolved>,
+}
+
+impl Kubernetes {
+    /// The settings the manifest is rendered with: `${SECRETS}` names the environment's
+    /// Secret when it declares secrets.
+    fn render_settings(&self) -> KubernetesEnv {
+        let mut settings = self.settings.clone();
+        if !settings.secrets.is_empty() {
+            settings
+                .vars
+                .insert("SECRETS".into(), super::secret_name(&self.config));
+        }
+        settings
+    }
+
+    fn resolved_secrets(&self) -> crate::secrets::Resolved {
+        self.secrets.lock().map(|s| s.clone()).unwrap_or_default()
+    }
 }
 
 #[async_trait]
@@ -46,7 +66,9 @@ impl super::Environment for Kubernetes {
         recorder: &mut Recorder<'_>,
     ) -> Result<(), Halted> {
         let config = &self.config;
-        let env = &self.settings;
+        let render_settings = self.render_settings();
+        let env = &render_settings;
+        let secrets = self.resolved_secrets();
         let env_name = recorder.summary.environment.clone();
         let pushed = recorder
             .stage("push", &format!("→ {}", env.repository), async |_s| {
@@ -71,18 +93,26 @@ impl super::Environment for Kubernetes {
         }
         let rendered = recorder
             .stage("render", &env.manifest.display().to_string(), async |_s| {
-                let rendered = pipeline::render_for(
+                let mut rendered = pipeline::render_for(
                     config,
                     &env_name,
                     env,
                     &pushed.pinned(),
                     Some(&built.commit.hash),
                 )?;
-                let detail = format!(
+                let mut detail = format!(
                     "{} objects from {}",
                     rendered.objects.len(),
                     env.manifest.display()
                 );
+                if !secrets.is_empty() {
+                    add_secret(config, env, &secrets, &mut rendered.objects);
+                    detail.push_str(&format!(
+                        ", and Secret {} ({})",
+                        super::secret_name(config),
+                        secrets.keys().collect::<Vec<_>>().join(", ")
+                    ));
+                }
                 Ok((rendered, detail))
             })
             .await?;
@@ -163,14 +193,21 @@ impl super::Environment for Kubernetes {
         request: &Request,
         recorder: &mut Recorder<'_>,
     ) -> Result<(), Halted> {
-        let (config, env, name) = (&self.config, &self.settings, &self.name);
+        let render_settings = self.render_settings();
+        let (config, env, name) = (&self.config, &render_settings, &self.name);
+        let secrets = self.resolved_secrets();
         let reference = format!("{}@{}", env.repository, built.image.manifest.digest);
         recorder.skip("push", &format!("plan: would push {reference}"));
         let rendered = recorder
             .stage("render", &env.manifest.display().to_string(), async |_s| {
-                let r =
+                let mut r =
                     pipeline::render_for(config, name, env, &reference, Some(&built.commit.hash))?;
                 let detail = format!("{} objects", r.objects.len());
+                if !secrets.is_empty() {
+                    // The dry run sees the Secret (values included) like the apply would;
+                    // the diff below never shows its data.
+                    add_secret(config, env, &secrets, &mut r.objects);
+                }
                 Ok((r, detail))
             })
             .await?;
@@ -187,7 +224,7 @@ impl super::Environment for Kubernetes {
                     .await?;
                 if !json {
                     for d in diffs {
-                        println!("{d}");
+                        println!("{}", secrets.redact(&d.to_string()));
                     }
                 }
             }
@@ -708,6 +745,21 @@ pub async fn record_rollout(
             tracing::warn!("the deploy of {deployment} was not recorded in the history: {e}");
         }
     }
+}
+
+/// Adds the environment's Secret to the objects to apply, and the checksum of its values to
+/// every pod template, so a changed secret rolls the pods.
+fn add_secret(
+    config: &Config,
+    env: &KubernetesEnv,
+    secrets: &crate::secrets::Resolved,
+    objects: &mut Vec<serde_json::Value>,
+) {
+    crate::secrets::annotate_templates(objects, &secrets.checksum());
+    objects.insert(
+        0,
+        crate::secrets::secret_object(&super::secret_name(config), &env.namespace, secrets),
+    );
 }
 
 /// `staging: GKE cluster ferry-staging (project ferry-staging, location europe-west1), context

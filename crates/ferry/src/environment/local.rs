@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use super::resolve_secrets;
 use crate::config::{Config, LocalEnv};
 use crate::output::{Mode, Reporter};
 use crate::pipeline::{Built, Halted, Recorder, Request, local_state_dir};
@@ -14,6 +15,8 @@ pub struct LocalEnvironment {
     pub config: Config,
     pub name: String,
     pub settings: LocalEnv,
+    /// Resolved by `preflight`, before anything is built.
+    pub secrets: std::sync::Mutex<crate::secrets::Resolved>,
 }
 
 impl LocalEnvironment {
@@ -21,7 +24,7 @@ impl LocalEnvironment {
         Readiness::from_path(self.config.service.ready_path.as_deref())
     }
 
-    fn run_spec(&self, built: &Built) -> crate::local::RunSpec {
+    fn run_spec(&self, built: &Built, secrets: crate::secrets::Resolved) -> crate::local::RunSpec {
         let config = &self.config;
         crate::local::RunSpec {
             layout: built.image.layout.clone(),
@@ -33,6 +36,7 @@ impl LocalEnvironment {
             readiness: self.readiness(),
             service: config.service.clone(),
             image_files: config.image.files.iter().map(|f| f.to.clone()).collect(),
+            secrets,
             runtime: self.settings.runtime,
             state_dir: local_state_dir(config),
         }
@@ -49,7 +53,11 @@ impl super::Environment for LocalEnvironment {
         "local"
     }
 
-    async fn preflight(&self, _: &Request, _: &mut Recorder<'_>) -> Result<(), Halted> {
+    async fn preflight(&self, _: &Request, recorder: &mut Recorder<'_>) -> Result<(), Halted> {
+        let resolved = resolve_secrets(&self.settings.secrets, recorder).await?;
+        if let Ok(mut slot) = self.secrets.lock() {
+            *slot = resolved;
+        }
         Ok(())
     }
 
@@ -59,7 +67,8 @@ impl super::Environment for LocalEnvironment {
         _request: &Request,
         recorder: &mut Recorder<'_>,
     ) -> Result<(), Halted> {
-        let spec = self.run_spec(built);
+        let secrets = self.secrets.lock().map(|s| s.clone()).unwrap_or_default();
+        let spec = self.run_spec(built, secrets);
         let running = recorder
             .stage("run", "start the image on this machine", async |_stage| {
                 let running = crate::local::start(&spec).await?;
@@ -166,6 +175,10 @@ impl super::Environment for LocalEnvironment {
         _reporter: &Reporter,
     ) -> anyhow::Result<()> {
         Err(self.not_supported("rollback"))
+    }
+
+    fn profile(&self) -> crate::compile::Profile {
+        self.settings.profile
     }
 }
 

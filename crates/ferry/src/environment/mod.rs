@@ -83,9 +83,13 @@ pub trait Environment: Send + Sync {
     async fn history(&self, reporter: &Reporter) -> anyhow::Result<()>;
     /// `ferry rollback`: back to an earlier revision, followed like a deploy.
     async fn rollback(&self, request: &RollbackRequest, reporter: &Reporter) -> anyhow::Result<()>;
-    /// Where the service answers after a successful delivery, for the closing line.
+    /// What to say after a successful delivery about stopping it.
     fn stop_hint(&self) -> Option<&'static str> {
         None
+    }
+    /// How the binary is compiled for this environment.
+    fn profile(&self) -> crate::compile::Profile {
+        crate::compile::Profile::Release
     }
 }
 
@@ -96,11 +100,57 @@ pub fn open(config: &Config, name: &str, settings: config::Environment) -> Box<d
             config: config.clone(),
             name: name.to_string(),
             settings,
+            secrets: Default::default(),
         }),
         config::Environment::Kubernetes(settings) => Box::new(kubernetes::Kubernetes {
             config: config.clone(),
             name: name.to_string(),
             settings: *settings,
+            secrets: Default::default(),
         }),
     }
+}
+
+/// Resolves an environment's secrets as a `secrets` stage (recorded only when there are any):
+/// keys and sources are shown, values never.
+pub async fn resolve_secrets(
+    declared: &std::collections::BTreeMap<String, String>,
+    recorder: &mut Recorder<'_>,
+) -> Result<crate::secrets::Resolved, Halted> {
+    if declared.is_empty() {
+        return Ok(Default::default());
+    }
+    let what = declared
+        .iter()
+        .map(|(k, v)| format!("{k} ← {v}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    recorder
+        .stage("secrets", &what, async |_s| {
+            let resolved = crate::secrets::resolve_declared(declared).await?;
+            let detail = format!(
+                "{} resolved",
+                resolved.keys().collect::<Vec<_>>().join(", ")
+            );
+            Ok((resolved, detail))
+        })
+        .await
+}
+
+/// The name of the Secret ferry writes an environment's secrets to (`${SECRETS}` in the
+/// manifest): the image name, made a Kubernetes name, and `-secrets`.
+pub fn secret_name(config: &Config) -> String {
+    let base: String = config
+        .image
+        .name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    format!("{}-secrets", base.trim_matches('-'))
 }
