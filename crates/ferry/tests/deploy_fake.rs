@@ -1455,3 +1455,141 @@ async fn an_environment_with_fail_fast_off_waits_out_the_deadline() {
     assert!(err.contains("which is serving again"), "{err}");
     assert_eq!(image_of(&fake), GOOD);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_removed_from_the_manifest_is_pruned_after_a_successful_deploy_only() {
+    let (fake, _cluster) = cluster().await;
+    let dir = tempfile::tempdir().unwrap();
+    lifecycle_project(dir.path(), &fake);
+    let base = std::fs::read_to_string(k8s_yml()).unwrap();
+    let admin = "---\napiVersion: v1\nkind: Service\nmetadata:\n  name: hello-admin\n  namespace: ${NAMESPACE}\nspec:\n  selector:\n    app.kubernetes.io/name: hello\n  ports:\n    - port: 9000\n      targetPort: http\n";
+    let with_admin = dir.path().join("with-admin.yml");
+    let without = dir.path().join("without.yml");
+    std::fs::write(&with_admin, format!("{base}{admin}")).unwrap();
+    std::fs::write(&without, &base).unwrap();
+    // Not ferry's: made by hand, never part of the set.
+    kubectl(
+        &fake,
+        &["create", "configmap", "not-ours", "--from-literal=a=b"],
+    );
+    let deploy = |manifest: &Path, image: &str, commit: &str, extra: &[&str]| {
+        let mut args = deploy_args(image, commit);
+        args.extend(["-f".to_string(), manifest.display().to_string()]);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let dir = dir.path().to_path_buf();
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            ferry_in(&dir, &args).await
+        }
+    };
+    let admin_service = "/api/v1/namespaces/default/services/hello-admin";
+
+    let out = deploy(&with_admin, GOOD, COMMIT_A, &[]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = kube_fake_label(&fake, admin_service);
+    assert!(id.starts_with("applyset-") && id.ends_with("-v1"), "{id}");
+    let parent = fake
+        .get_json("/api/v1/namespaces/default/secrets/ferry-set-hello")
+        .expect("the ApplySet parent");
+    assert_eq!(
+        parent["metadata"]["labels"]["applyset.kubernetes.io/id"],
+        id.as_str()
+    );
+    assert_eq!(
+        parent["metadata"]["annotations"]["applyset.kubernetes.io/contains-group-kinds"],
+        "Deployment.apps,NetworkPolicy.networking.k8s.io,PodDisruptionBudget.policy,Service"
+    );
+    assert!(
+        parent["metadata"]["annotations"]["applyset.kubernetes.io/tooling"]
+            .as_str()
+            .unwrap()
+            .starts_with("ferry/")
+    );
+    // kubectl sees the members by the ApplySet label.
+    let members = kubectl(
+        &fake,
+        &[
+            "get",
+            "svc,deploy",
+            "-l",
+            &format!("applyset.kubernetes.io/part-of={id}"),
+            "-o",
+            "name",
+        ],
+    );
+    assert_eq!(
+        members.lines().collect::<Vec<_>>(),
+        [
+            "service/hello",
+            "service/hello-admin",
+            "deployment.apps/hello"
+        ],
+        "{members}"
+    );
+
+    // The plan (a dry run) lists what would be deleted and deletes nothing.
+    let out = deploy(&without, GOOD2, COMMIT_B, &["--dry-run"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("+++ deleted: no longer in the manifest (ApplySet ferry-set-hello)")
+            && String::from_utf8_lossy(&out.stdout).contains("--- live Service/hello-admin"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(fake.get_json(admin_service).is_some());
+
+    // A failed rollout prunes nothing.
+    fake.inject(BAD, Fault::ImagePull);
+    let out = deploy(&without, BAD, COMMIT_B, &[]).await;
+    assert!(!out.status.success());
+    assert!(
+        fake.get_json(admin_service).is_some(),
+        "kept after a failed deploy"
+    );
+
+    // A successful one deletes it, and nothing outside the set.
+    let out = deploy(&without, GOOD2, COMMIT_B, &[]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("deleted Service/hello-admin: no longer in the manifest"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(fake.get_json(admin_service), None);
+    assert!(
+        fake.get_json("/api/v1/namespaces/default/services/hello")
+            .is_some()
+    );
+    assert!(
+        fake.get_json("/api/v1/namespaces/default/configmaps/not-ours")
+            .is_some(),
+        "outside the set: never deleted"
+    );
+
+    // A set whose parent another tool owns is not ferry's to prune.
+    kubectl(
+        &fake,
+        &[
+            "annotate",
+            "secret",
+            "ferry-set-hello",
+            "--overwrite",
+            "applyset.kubernetes.io/tooling=kubectl/v1.32",
+        ],
+    );
+    let out = deploy(&without, GOOD, COMMIT_A, &[]).await;
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("belongs to \"kubectl/v1.32\", not ferry"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+fn kube_fake_label(fake: &FakeCluster, path: &str) -> String {
+    fake.get_json(path).expect(path)["metadata"]["labels"]["applyset.kubernetes.io/part-of"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}

@@ -102,11 +102,25 @@ pub async fn run(args: DeployArgs, ctx: &Context) -> anyhow::Result<()> {
             return Err(e.into());
         }
     };
+    let set = deploy::applyset::ApplySet::new(&ctx.config.image.name, &namespace);
     if args.dry_run {
-        let diffs = deploy::dry_run(&cluster, &rendered.objects, &namespace).await?;
-        stage.done(format!("dry run: {} objects would change", diffs.len()));
+        let mut objects = rendered.objects.clone();
+        set.label(&mut objects);
+        let diffs = deploy::dry_run(&cluster, &objects, &namespace).await?;
+        let pruned = deploy::would_prune(&cluster, &set, &objects).await?;
+        stage.done(format!(
+            "dry run: {} objects would change, {} would be deleted",
+            diffs.len(),
+            pruned.len()
+        ));
         for d in diffs {
             println!("{d}");
+        }
+        for member in pruned {
+            println!(
+                "--- live {member}\n+++ deleted: no longer in the manifest (ApplySet {})",
+                set.parent
+            );
         }
         return Ok(());
     }
@@ -146,6 +160,7 @@ pub async fn run(args: DeployArgs, ctx: &Context) -> anyhow::Result<()> {
         rollback: !args.no_rollback,
         timeout: args.timeout.map(Duration::from_secs),
         fail_fast,
+        applyset: Some(set),
         ..DeployOptions::default()
     };
     let rollout = deploy::deploy(&cluster, &rendered.objects, &options, &|line| {

@@ -121,6 +121,10 @@ impl super::Environment for Kubernetes {
             namespace: env.namespace.clone(),
             rollback: !request.no_rollback,
             fail_fast: env.fail_fast,
+            applyset: Some(deploy::applyset::ApplySet::new(
+                &config.image.name,
+                &env.namespace,
+            )),
             ..Default::default()
         };
         let rollout = recorder
@@ -214,17 +218,37 @@ impl super::Environment for Kubernetes {
         let json = recorder.reporter().mode() == Mode::Json;
         match pipeline::connect(config, env).await {
             Ok(cluster) => {
-                let diffs = recorder
+                let set = deploy::applyset::ApplySet::new(&config.image.name, &env.namespace);
+                let (diffs, pruned) = recorder
                     .stage("dry-run", "server-side dry run", async |_s| {
-                        let diffs =
-                            deploy::dry_run(&cluster, &rendered.objects, &env.namespace).await?;
-                        let detail = format!("{} objects would change", diffs.len());
-                        Ok((diffs, detail))
+                        let mut objects = rendered.objects.clone();
+                        set.label(&mut objects);
+                        let diffs = deploy::dry_run(&cluster, &objects, &env.namespace).await?;
+                        let pruned = deploy::would_prune(&cluster, &set, &objects).await?;
+                        let mut detail = format!("{} objects would change", diffs.len());
+                        if !pruned.is_empty() {
+                            detail.push_str(&format!(
+                                ", {} would be deleted ({})",
+                                pruned.len(),
+                                pruned
+                                    .iter()
+                                    .map(ToString::to_string)
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ));
+                        }
+                        Ok(((diffs, pruned), detail))
                     })
                     .await?;
                 if !json {
                     for d in diffs {
                         println!("{}", secrets.redact(&d.to_string()));
+                    }
+                    for member in pruned {
+                        println!(
+                            "--- live {member}\n+++ deleted: no longer in the manifest (ApplySet {})",
+                            set.parent
+                        );
                     }
                 }
             }
