@@ -78,6 +78,8 @@ pub enum Command {
     Stop(commands::stop::StopArgs),
     /// The last deploys of an environment: revision, commit, digest, time, who, what, outcome.
     History(commands::history::HistoryArgs),
+    /// Deploy to one environment exactly the image another runs (by digest, nothing rebuilt).
+    Promote(commands::promote::PromoteArgs),
     /// Roll an environment back to the previous healthy revision, or to --to REVISION|COMMIT.
     Rollback(commands::rollback::RollbackArgs),
     /// Freeze deploys to an environment until `ferry unlock` (a Lease in its namespace).

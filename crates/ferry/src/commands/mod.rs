@@ -11,6 +11,7 @@ pub mod history;
 pub mod init;
 pub mod lock;
 pub mod plan;
+pub mod promote;
 pub mod push;
 pub mod render;
 pub mod rollback;
@@ -138,6 +139,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Status(args) => status::run(args, &ctx).await,
         Command::Stop(args) => stop::run(args, &ctx).await,
         Command::History(args) => history::run(args, &ctx).await,
+        Command::Promote(args) => promote::run(args, &ctx).await,
         Command::Rollback(args) => rollback::run(args, &ctx).await,
         Command::Lock(args) => lock::run(args, &ctx).await,
         Command::Unlock(args) => lock::run_unlock(args, &ctx).await,

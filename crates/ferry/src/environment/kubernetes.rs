@@ -7,7 +7,7 @@ use async_trait::async_trait;
 
 use anyhow::Context as _;
 
-use super::{LockRequest, RollbackRequest};
+use super::{LockRequest, PromoteRequest, RollbackRequest, RunningImage};
 use crate::config::{Config, KubernetesEnv};
 use crate::deploy::{self, history, lease, rollback};
 use crate::output::{Mode, Reporter};
@@ -480,6 +480,77 @@ impl super::Environment for Kubernetes {
         Ok(())
     }
 
+    async fn running_image(&self, commit: Option<&str>) -> anyhow::Result<RunningImage> {
+        let namespace = &self.settings.namespace;
+        let cluster = pipeline::connect(&self.config, &self.settings).await?;
+        let records = history::read(&cluster, namespace, &self.config.image.name).await?;
+        let deployment = self.the_deployment(&cluster, &records, None).await?;
+        let (image, commit) = match commit {
+            Some(commit) => {
+                let available = history::available(&cluster, namespace, &deployment).await?;
+                let found = history::choose(&available, commit).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "{} keeps no revision of {deployment} built from commit {commit:?}; these are:\n{}\n  hint: pass one of their commits to --commit",
+                        self.name,
+                        available.iter().map(|a| format!("    {a}")).collect::<Vec<_>>().join("\n")
+                    )
+                })?;
+                (found.image.clone(), found.commit.clone())
+            }
+            None => {
+                let live = deploy::status(&cluster, namespace)
+                    .await?
+                    .into_iter()
+                    .find(|d| d.name == deployment)
+                    .ok_or_else(|| {
+                        anyhow::anyhow!("deployment {deployment} is gone from {namespace}")
+                    })?;
+                (live.image, live.commit)
+            }
+        };
+        if !image.contains("@sha256:") {
+            anyhow::bail!(
+                "{} runs {image}, which is not pinned by digest, so what it runs cannot be promoted exactly\n  hint: ship it with ferry, which deploys REPO@sha256:…",
+                self.name
+            );
+        }
+        Ok(RunningImage {
+            environment: self.name.clone(),
+            deployment,
+            image,
+            commit,
+        })
+    }
+
+    async fn promote(
+        &self,
+        source: &RunningImage,
+        request: &PromoteRequest,
+        reporter: &Reporter,
+    ) -> anyhow::Result<()> {
+        let (namespace, name) = (&self.settings.namespace, self.lease_name());
+        let cluster = pipeline::connect(&self.config, &self.settings).await?;
+        let claim = lease::Claim::new("promote", source.commit.clone());
+        let held = lease::acquire(
+            &cluster,
+            namespace,
+            &name,
+            &claim,
+            request.lock_wait,
+            &|s| {
+                reporter.info(format!(
+                    "the deploy lock is held by {}; waiting",
+                    s.describe()
+                ))
+            },
+        )
+        .await
+        .with_context(|| format!("cannot promote to {}", self.name))?;
+        let result = self.promote_held(&cluster, source, request, reporter).await;
+        held.release().await;
+        result
+    }
+
     async fn rollback(&self, request: &RollbackRequest, reporter: &Reporter) -> anyhow::Result<()> {
         let (namespace, name) = (&self.settings.namespace, self.lease_name());
         let service = &self.config.image.name;
@@ -546,6 +617,169 @@ impl Kubernetes {
         .await;
     }
 
+    /// The Deployment this service's history names, else the only one in the namespace.
+    async fn the_deployment(
+        &self,
+        cluster: &deploy::Cluster,
+        records: &[history::Record],
+        named: Option<&str>,
+    ) -> anyhow::Result<String> {
+        let namespace = &self.settings.namespace;
+        if let Some(d) = named {
+            return Ok(d.to_string());
+        }
+        if let Some(r) = records.last() {
+            return Ok(r.deployment.clone());
+        }
+        let all = deploy::status(cluster, namespace).await?;
+        match all.as_slice() {
+            [one] => Ok(one.name.clone()),
+            [] => anyhow::bail!(
+                "there is no Deployment in namespace {namespace} of {}\n  hint: ship it first: ferry ship --env {}",
+                self.name,
+                self.name
+            ),
+            many => anyhow::bail!(
+                "namespace {namespace} has {} Deployments ({}) and no history says which is this service's\n  hint: name one with --deployment NAME",
+                many.len(),
+                many.iter()
+                    .map(|d| d.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+
+    async fn promote_held(
+        &self,
+        cluster: &deploy::Cluster,
+        source: &RunningImage,
+        request: &PromoteRequest,
+        reporter: &Reporter,
+    ) -> anyhow::Result<()> {
+        let env = self.render_settings();
+        let target: crate::registry::Repository = env.repository.parse()?;
+        let options = crate::registry::PushOptions {
+            insecure: env.insecure_registry,
+            auth: env.registry_auth,
+            ..Default::default()
+        };
+        let stage = reporter.stage("copy", format!("{} → {target}", source.image));
+        let copied = match crate::registry::copy(&source.image, &target, &options).await {
+            Ok(c) => {
+                stage.done(format!(
+                    "{} ({} mounted, {} copied, {} already there)",
+                    c.pinned(),
+                    c.mounted.len(),
+                    c.copied.len(),
+                    c.skipped.len()
+                ));
+                c
+            }
+            Err(e) => {
+                stage.failed(e.to_string().lines().next().unwrap_or_default());
+                return Err(e.into());
+            }
+        };
+        let image = copied.pinned();
+        let mut rendered = pipeline::render_for(
+            &self.config,
+            &self.name,
+            &env,
+            &image,
+            source.commit.as_deref(),
+        )?;
+        let secrets = self.resolved_secrets();
+        if !secrets.is_empty() {
+            add_secret(&self.config, &env, &secrets, &mut rendered.objects);
+        }
+        let stage = reporter.stage(
+            "deploy",
+            format!(
+                "{} objects → namespace {}",
+                rendered.objects.len(),
+                env.namespace
+            ),
+        );
+        let options = deploy::DeployOptions {
+            namespace: env.namespace.clone(),
+            rollback: !request.no_rollback,
+            fail_fast: env.fail_fast,
+            applyset: Some(deploy::applyset::ApplySet::new(
+                &self.config.image.name,
+                &env.namespace,
+            )),
+            ..Default::default()
+        };
+        let rollout = deploy::deploy(cluster, &rendered.objects, &options, &|l| stage.progress(l))
+            .await
+            .context("promote failed")?;
+        record_rollout(
+            cluster,
+            &env.namespace,
+            &self.config.image.name,
+            &rendered.objects,
+            &rollout,
+            "promote",
+            &image,
+            source.commit.as_deref(),
+        )
+        .await;
+        if reporter.mode() == Mode::Json {
+            let doc = serde_json::json!({
+                "environment": self.name,
+                "source": {
+                    "environment": source.environment,
+                    "deployment": source.deployment,
+                    "commit": source.commit,
+                    "digest": source.digest(),
+                    "image": source.image,
+                },
+                "image": image,
+                "copied": copied,
+                "rollout": rollout,
+            });
+            println!("{}", serde_json::to_string_pretty(&doc)?);
+        }
+        match &rollout {
+            deploy::Rollout::Succeeded { .. } => {
+                stage.done(rollout.to_string());
+                reporter.info(format!(
+                    "promoted {} (commit {}, {}) from {} to {}",
+                    image,
+                    source
+                        .commit
+                        .as_deref()
+                        .map(|c| c.chars().take(12).collect::<String>())
+                        .unwrap_or_else(|| "-".into()),
+                    source.digest(),
+                    source.environment,
+                    self.name
+                ));
+                Ok(())
+            }
+            deploy::Rollout::RolledBack {
+                deployment,
+                restored,
+                ..
+            } => {
+                stage.failed(format!(
+                    "{deployment}: rolled back to revision {}",
+                    restored.revision
+                ));
+                anyhow::bail!("promote failed: {rollout}")
+            }
+            deploy::Rollout::Failed {
+                deployment,
+                failure,
+                ..
+            } => {
+                stage.failed(format!("{deployment}: {}", failure.headline()));
+                anyhow::bail!("promote failed: {rollout}")
+            }
+        }
+    }
+
     async fn roll_back(
         &self,
         cluster: &deploy::Cluster,
@@ -555,30 +789,9 @@ impl Kubernetes {
         let namespace = &self.settings.namespace;
         let service = &self.config.image.name;
         let records = history::read(cluster, namespace, service).await?;
-        let deployment = match &request.deployment {
-            Some(d) => d.clone(),
-            None => match records.last() {
-                Some(r) => r.deployment.clone(),
-                None => {
-                    let all = deploy::status(cluster, namespace).await?;
-                    match all.as_slice() {
-                        [one] => one.name.clone(),
-                        [] => anyhow::bail!(
-                            "there is no Deployment in namespace {namespace} to roll back\n  hint: ship it first: ferry ship --env {}",
-                            self.name
-                        ),
-                        many => anyhow::bail!(
-                            "namespace {namespace} has {} Deployments ({}) and no history says which is this service's\n  hint: name one with --deployment NAME",
-                            many.len(),
-                            many.iter()
-                                .map(|d| d.name.as_str())
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ),
-                    }
-                }
-            },
-        };
+        let deployment = self
+            .the_deployment(cluster, &records, request.deployment.as_deref())
+            .await?;
         let (live, sets) = history::deployment_and_sets(&cluster.client, namespace, &deployment)
             .await
             .map_err(|e| {

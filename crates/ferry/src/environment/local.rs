@@ -177,6 +177,19 @@ impl super::Environment for LocalEnvironment {
         Err(self.not_supported("rollback"))
     }
 
+    async fn running_image(&self, _commit: Option<&str>) -> anyhow::Result<super::RunningImage> {
+        Err(self.not_supported("promote"))
+    }
+
+    async fn promote(
+        &self,
+        _source: &super::RunningImage,
+        _request: &super::PromoteRequest,
+        _reporter: &Reporter,
+    ) -> anyhow::Result<()> {
+        Err(self.not_supported("promote"))
+    }
+
     fn profile(&self) -> crate::compile::Profile {
         self.settings.profile
     }

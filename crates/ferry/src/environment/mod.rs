@@ -27,6 +27,29 @@ pub struct LockRequest {
     pub wait: std::time::Duration,
 }
 
+/// The image an environment runs, pinned by digest: what `ferry promote` takes from its source.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RunningImage {
+    pub environment: String,
+    pub deployment: String,
+    /// `REPO@sha256:…`.
+    pub image: String,
+    pub commit: Option<String>,
+}
+
+impl RunningImage {
+    pub fn digest(&self) -> &str {
+        self.image.rsplit_once('@').map_or("", |(_, d)| d)
+    }
+}
+
+/// What `ferry promote` was asked for, on the target side.
+#[derive(Debug, Clone, Default)]
+pub struct PromoteRequest {
+    pub lock_wait: std::time::Duration,
+    pub no_rollback: bool,
+}
+
 /// What `ferry rollback` was asked for.
 #[derive(Debug, Clone, Default)]
 pub struct RollbackRequest {
@@ -81,6 +104,17 @@ pub trait Environment: Send + Sync {
     async fn unlock(&self, force: bool, reporter: &Reporter) -> anyhow::Result<()>;
     /// `ferry history`: the last deploys, as recorded there.
     async fn history(&self, reporter: &Reporter) -> anyhow::Result<()>;
+    /// `ferry promote`, source side: the image that runs there now or, with `commit`, the kept
+    /// revision built from that commit.
+    async fn running_image(&self, commit: Option<&str>) -> anyhow::Result<RunningImage>;
+    /// `ferry promote`, target side: copies `source`'s image into this environment's
+    /// repository (same digest, nothing rebuilt) and deploys it like `ferry deploy`.
+    async fn promote(
+        &self,
+        source: &RunningImage,
+        request: &PromoteRequest,
+        reporter: &Reporter,
+    ) -> anyhow::Result<()>;
     /// `ferry rollback`: back to an earlier revision, followed like a deploy.
     async fn rollback(&self, request: &RollbackRequest, reporter: &Reporter) -> anyhow::Result<()>;
     /// What to say after a successful delivery about stopping it.
