@@ -1567,6 +1567,38 @@ async fn a_service_removed_from_the_manifest_is_pruned_after_a_successful_deploy
         "outside the set: never deleted"
     );
 
+    // kubectl recognises ferry's set: its own ApplySet prune reads the parent and, as the
+    // convention says, leaves a set another tool manages alone.
+    let out = std::process::Command::new("kubectl")
+        .env("KUBECTL_APPLYSET", "true")
+        .arg("--kubeconfig")
+        .arg(fake.kubeconfig_path())
+        .args([
+            "apply",
+            "--server-side",
+            "--validate=false",
+            "--prune",
+            "--applyset=secret/ferry-set-hello",
+            "-n",
+            "default",
+            "-f",
+        ])
+        .arg(&with_admin)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        said.contains("ApplySet parent object \"secrets./ferry-set-hello\" already exists and is managed by tooling \"ferry\""),
+        "{said}"
+    );
+    assert!(
+        fake.get_json(admin_service).is_none()
+            && fake
+                .get_json("/api/v1/namespaces/default/configmaps/not-ours")
+                .is_some()
+    );
+
     // A set whose parent another tool owns is not ferry's to prune.
     kubectl(
         &fake,
