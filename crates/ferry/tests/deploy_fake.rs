@@ -1489,7 +1489,7 @@ async fn a_service_removed_from_the_manifest_is_pruned_after_a_successful_deploy
     let id = kube_fake_label(&fake, admin_service);
     assert!(id.starts_with("applyset-") && id.ends_with("-v1"), "{id}");
     let parent = fake
-        .get_json("/api/v1/namespaces/default/secrets/ferry-set-hello")
+        .get_json("/api/v1/namespaces/default/configmaps/ferry-set-hello")
         .expect("the ApplySet parent");
     assert_eq!(
         parent["metadata"]["labels"]["applyset.kubernetes.io/id"],
@@ -1578,7 +1578,7 @@ async fn a_service_removed_from_the_manifest_is_pruned_after_a_successful_deploy
             "--server-side",
             "--validate=false",
             "--prune",
-            "--applyset=secret/ferry-set-hello",
+            "--applyset=configmap/ferry-set-hello",
             "-n",
             "default",
             "-f",
@@ -1589,7 +1589,7 @@ async fn a_service_removed_from_the_manifest_is_pruned_after_a_successful_deploy
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
-        said.contains("ApplySet parent object \"secrets./ferry-set-hello\" already exists and is managed by tooling \"ferry\""),
+        said.contains("ApplySet parent object \"configmaps./ferry-set-hello\" already exists and is managed by tooling \"ferry\""),
         "{said}"
     );
     assert!(
@@ -1604,7 +1604,7 @@ async fn a_service_removed_from_the_manifest_is_pruned_after_a_successful_deploy
         &fake,
         &[
             "annotate",
-            "secret",
+            "configmap",
             "ferry-set-hello",
             "--overwrite",
             "applyset.kubernetes.io/tooling=kubectl/v1.32",

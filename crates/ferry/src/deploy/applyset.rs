@@ -1,8 +1,10 @@
 //! Pruning with kubectl's ApplySet convention (KEP-3659): what ferry applied for a service is
 //! one set, so an object removed from the manifest can be deleted, and nothing else ever is.
 //!
-//! - The parent is a Secret `ferry-set-SERVICE` in the namespace, labelled
-//!   `applyset.kubernetes.io/id: applyset-<base64url(sha256(NAME.NAMESPACE.Secret.))>-v1`, with
+//! - The parent is a ConfigMap `ferry-set-SERVICE` in the namespace (kubectl's
+//!   `--applyset=configmap/NAME`; a ConfigMap rather than a Secret, so deploying needs no access
+//!   to Secrets), labelled
+//!   `applyset.kubernetes.io/id: applyset-<base64url(sha256(NAME.NAMESPACE.ConfigMap.))>-v1`, with
 //!   `applyset.kubernetes.io/tooling: ferry/VERSION` and
 //!   `applyset.kubernetes.io/contains-group-kinds` (`Deployment.apps,Service`).
 //! - Every member carries the label `applyset.kubernetes.io/part-of: <id>`.
@@ -59,7 +61,7 @@ impl ApplySet {
 
 /// KEP-3659's id: `applyset-` + unpadded base64url of sha256(`NAME.NAMESPACE.KIND.GROUP`) + `-v1`.
 pub fn id_for(parent: &str, namespace: &str) -> String {
-    let digest = Sha256::digest(format!("{parent}.{namespace}.Secret.").as_bytes());
+    let digest = Sha256::digest(format!("{parent}.{namespace}.ConfigMap.").as_bytes());
     format!(
         "applyset-{}-v1",
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest)
@@ -92,7 +94,7 @@ impl std::fmt::Display for Member {
 #[derive(Debug, thiserror::Error)]
 pub enum ApplySetError {
     #[error(
-        "the ApplySet parent Secret {namespace}/{parent} belongs to {tooling:?}, not ferry\n  hint: ferry prunes only sets it made; remove that Secret's applyset.kubernetes.io labels and annotations, or deploy this service to another namespace"
+        "the ApplySet parent ConfigMap {namespace}/{parent} belongs to {tooling:?}, not ferry\n  hint: ferry prunes only sets it made; remove that ConfigMap's applyset.kubernetes.io labels and annotations, or deploy this service to another namespace"
     )]
     OtherTool {
         namespace: String,
@@ -103,8 +105,8 @@ pub enum ApplySetError {
     Cluster(#[from] DeployError),
 }
 
-fn secrets(cluster: &Cluster, namespace: &str) -> Api<DynamicObject> {
-    let gvk = GroupVersionKind::gvk("", "v1", "Secret");
+fn parents(cluster: &Cluster, namespace: &str) -> Api<DynamicObject> {
+    let gvk = GroupVersionKind::gvk("", "v1", "ConfigMap");
     Api::namespaced_with(
         cluster.client.clone(),
         namespace,
@@ -118,10 +120,10 @@ pub async fn recorded_kinds(
     cluster: &Cluster,
     set: &ApplySet,
 ) -> Result<BTreeSet<String>, ApplySetError> {
-    let live = secrets(cluster, &set.namespace)
+    let live = parents(cluster, &set.namespace)
         .get_opt(&set.parent)
         .await
-        .map_err(|e| DeployError::from_kube(e, "Secret", &set.parent, &cluster.server))?;
+        .map_err(|e| DeployError::from_kube(e, "ConfigMap", &set.parent, &cluster.server))?;
     let Some(live) = live else {
         return Ok(BTreeSet::new());
     };
@@ -154,7 +156,7 @@ pub async fn write_parent(
 ) -> Result<(), DeployError> {
     let body = serde_json::json!({
         "apiVersion": "v1",
-        "kind": "Secret",
+        "kind": "ConfigMap",
         "metadata": {
             "name": set.parent,
             "namespace": set.namespace,
@@ -164,16 +166,15 @@ pub async fn write_parent(
                 CONTAINS: kinds.iter().cloned().collect::<Vec<_>>().join(","),
             },
         },
-        "type": "Opaque",
     });
-    secrets(cluster, &set.namespace)
+    parents(cluster, &set.namespace)
         .patch(
             &set.parent,
             &PatchParams::apply(super::apply::FIELD_MANAGER).force(),
             &Patch::Apply(&body),
         )
         .await
-        .map_err(|e| DeployError::from_kube(e, "Secret", &set.parent, &cluster.server))?;
+        .map_err(|e| DeployError::from_kube(e, "ConfigMap", &set.parent, &cluster.server))?;
     Ok(())
 }
 
@@ -267,7 +268,7 @@ mod tests {
     fn the_id_is_the_kep_3659_hash_of_the_parent() {
         let set = ApplySet::new("hello", "default");
         assert_eq!(set.parent, "ferry-set-hello");
-        let digest = Sha256::digest(b"ferry-set-hello.default.Secret.");
+        let digest = Sha256::digest(b"ferry-set-hello.default.ConfigMap.");
         let expected = format!(
             "applyset-{}-v1",
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest)
