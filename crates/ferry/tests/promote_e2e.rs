@@ -139,6 +139,9 @@ async fn promote_copies_the_running_digest_to_another_repository_and_deploys_it(
             manifest.display()
         )
     };
+    // An environment with `approval = true` is not promoted to without --approve.
+    let gated = env("production").replace("[environments.production]", "[environments.gated]")
+        + "approval = true\n\n";
     // A third environment in another registry: there blobs are copied, not mounted.
     let other = Registry::start();
     kubectl(&fake, &["create", "namespace", "mirror"]);
@@ -146,7 +149,7 @@ async fn promote_copies_the_running_digest_to_another_repository_and_deploys_it(
     std::fs::write(
         dir.path().join("ferry.toml"),
         format!(
-            "[image]\nname = \"hello\"\n\n{}{}{mirror}",
+            "[image]\nname = \"hello\"\n\n{}{}{mirror}{gated}",
             env("staging"),
             env("production")
         ),
@@ -209,6 +212,19 @@ async fn promote_copies_the_running_digest_to_another_repository_and_deploys_it(
     assert!(
         !dir.path().join("target").exists(),
         "nothing was built: no target/ in the project"
+    );
+
+    let out = ferry_in(
+        dir.path(),
+        &["promote", "--from", "staging", "--to", "gated"],
+    )
+    .await;
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("environment `gated` requires approval")
+            && stderr(&out).contains("re-run with --approve"),
+        "{}",
+        stderr(&out)
     );
 
     let out = ferry_in(

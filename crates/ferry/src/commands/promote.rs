@@ -24,6 +24,9 @@ pub struct PromoteArgs {
     /// Leave a failed rollout as it is instead of rolling the target back.
     #[arg(long)]
     pub no_rollback: bool,
+    /// Confirm the promote to a target with `approval = true`.
+    #[arg(long)]
+    pub approve: bool,
     /// Wait this long for another run's deploy lock on the target instead of failing at once.
     #[arg(long, value_name = "SECONDS", default_value_t = 0)]
     pub lock_timeout: u64,
@@ -49,6 +52,7 @@ pub async fn run(args: PromoteArgs, ctx: &Context) -> anyhow::Result<()> {
     let request = PromoteRequest {
         lock_wait: Duration::from_secs(args.lock_timeout),
         no_rollback: args.no_rollback,
+        approve: args.approve,
     };
     target.promote(&running, &request, &ctx.reporter).await
 }

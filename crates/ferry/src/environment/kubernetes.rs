@@ -528,6 +528,13 @@ impl super::Environment for Kubernetes {
         request: &PromoteRequest,
         reporter: &Reporter,
     ) -> anyhow::Result<()> {
+        if self.settings.approval && !request.approve {
+            anyhow::bail!(
+                "environment `{}` requires approval (approval = true in ferry.toml); nothing was copied or deployed\n  \
+                 hint: re-run with --approve",
+                self.name
+            );
+        }
         let (namespace, name) = (&self.settings.namespace, self.lease_name());
         let cluster = pipeline::connect(&self.config, &self.settings).await?;
         let claim = lease::Claim::new("promote", source.commit.clone());

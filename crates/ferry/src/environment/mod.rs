@@ -48,6 +48,8 @@ impl RunningImage {
 pub struct PromoteRequest {
     pub lock_wait: std::time::Duration,
     pub no_rollback: bool,
+    /// Confirms a promote to an environment with `approval = true`.
+    pub approve: bool,
 }
 
 /// What `ferry rollback` was asked for.
