@@ -78,6 +78,16 @@ pub enum Command {
     Status(commands::status::StatusArgs),
     /// Stop the instance `ferry ship` left running in this project's local environment.
     Stop(commands::stop::StopArgs),
+    /// The last deploys of an environment: revision, commit, digest, time, who, what, outcome.
+    History(commands::history::HistoryArgs),
+    /// Deploy to one environment exactly the image another runs (by digest, nothing rebuilt).
+    Promote(commands::promote::PromoteArgs),
+    /// Roll an environment back to the previous healthy revision, or to --to REVISION|COMMIT.
+    Rollback(commands::rollback::RollbackArgs),
+    /// Freeze deploys to an environment until `ferry unlock` (a Lease in its namespace).
+    Lock(commands::lock::LockArgs),
+    /// Lift a lock taken by `ferry lock`.
+    Unlock(commands::lock::UnlockArgs),
     /// Print shell completions.
     Completions(commands::completions::CompletionsArgs),
 }

@@ -273,6 +273,10 @@ pub struct KubernetesEnv {
     pub approval: bool,
     /// Public URL checked after the rollout: readiness, then every `[[verify]]` check.
     pub url: Option<String>,
+    /// Stop a rollout at the first cause that will not fix itself (a pull error, a crash loop,
+    /// readiness failing past its probes' grace). `false`: wait out the progress deadline.
+    #[serde(default = "yes")]
+    pub fail_fast: bool,
     /// Secrets for the service, `NAME = "env:VAR"` or `"gcpsm://projects/P/secrets/S/versions/V"`:
     /// written into a Kubernetes Secret named `${SECRETS}` with server-side apply, never printed.
     #[serde(default)]
@@ -466,6 +470,9 @@ fn default_status() -> u16 {
 }
 fn default_env_name() -> String {
     "local".into()
+}
+fn yes() -> bool {
+    true
 }
 fn default_namespace() -> String {
     "default".into()

@@ -210,6 +210,8 @@ pub struct Request {
     pub approve: bool,
     /// `ferry plan`: an unreachable cluster is expected (no dry run), not an error.
     pub offline: bool,
+    /// What the history records this delivery as (default `ship`).
+    pub operation: Option<&'static str>,
     /// How the binary is compiled (the environment's `profile`; release unless it says fast).
     pub profile: crate::compile::Profile,
 }
@@ -653,7 +655,9 @@ mod tests {
                 pod: "p".into(),
                 container: "c".into(),
                 restarts: 3,
-                exit_code: None,
+                exit_code: Some(1),
+                terminated_reason: Some("Error".into()),
+                terminated_message: Some("m".into()),
                 evidence: evidence(),
             },
             RolloutFailure::ContainerConfig {
@@ -667,6 +671,8 @@ mod tests {
                 pod: "p".into(),
                 container: "c".into(),
                 failures: 5,
+                grace_s: Some(4),
+                probes: Some("readiness: 2 × 2s".into()),
                 evidence: evidence(),
             },
             RolloutFailure::Unschedulable {
@@ -696,6 +702,7 @@ mod tests {
                 restored: Restored {
                     revision: 2,
                     image: "i".into(),
+                    commit: Some("c".into()),
                 },
             },
             Rollout::Failed {

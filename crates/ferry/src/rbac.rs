@@ -1,7 +1,8 @@
 //! The least a deploy identity needs in its namespace: the Role `ferry rbac` prints. It lists
-//! every verb on every resource ferry's commands use — applying the manifest's kinds (and the
-//! environment's Secret), following a rollout (Deployments, ReplicaSets, Pods, their logs,
-//! Events), status and rollback — and nothing else: no wildcards, no other namespace.
+//! every verb on every resource ferry's commands use — applying and pruning the manifest's
+//! kinds (and the environment's Secret), following a rollout (Deployments, ReplicaSets, Pods,
+//! their logs, Events), status, history, rollback, promote and the deploy lock — and nothing
+//! else: no wildcards, no other namespace, nothing cluster-wide.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -17,11 +18,25 @@ const FOLLOW: &[(&str, &str, &[&str])] = &[
     ("", "pods", &["get", "list", "watch"]),
     ("", "pods/log", &["get"]),
     ("", "events", &["list", "watch"]),
+    // The history (ConfigMap ferry-history-SERVICE) and the ApplySet parent
+    // (ConfigMap ferry-set-SERVICE): read, created, replaced with their resourceVersion.
+    (
+        "",
+        "configmaps",
+        &["create", "get", "list", "patch", "update"],
+    ),
+    // The deploy lock (Lease ferry-lock-SERVICE): taken, renewed, released.
+    (
+        "coordination.k8s.io",
+        "leases",
+        &["create", "delete", "get", "update"],
+    ),
 ];
 
 /// Apply is a server-side apply PATCH, which creates what is not there yet; the dry run and
-/// the diff read the live object.
-const APPLY: &[&str] = &["create", "get", "patch"];
+/// the diff read the live object; pruning lists the set's members by label and deletes what
+/// the manifest no longer has.
+const APPLY: &[&str] = &["create", "delete", "get", "list", "patch"];
 
 /// The plural resource name of `kind` (`NetworkPolicy` → `networkpolicies`).
 pub fn plural(kind: &str) -> String {

@@ -255,6 +255,114 @@ pub async fn push(
     })
 }
 
+/// What [`copy`] did: the same manifest in the target repository, so the same digest.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Copied {
+    pub repository: String,
+    /// Manifest digest, identical in both repositories.
+    pub digest: String,
+    /// Blobs mounted from the source repository (one registry: nothing is transferred).
+    pub mounted: Vec<String>,
+    /// Blobs downloaded from the source registry and uploaded to the target's.
+    pub copied: Vec<String>,
+    /// Blobs the target already had.
+    pub skipped: Vec<String>,
+}
+
+impl Copied {
+    pub fn pinned(&self) -> String {
+        format!("{}@{}", self.repository, self.digest)
+    }
+}
+
+const MANIFEST_TYPES: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
+
+/// Copies the image `source` (`REPO@sha256:…`) into `target` byte for byte, so its digest
+/// stays the same: within one registry the blobs are mounted from the source repository
+/// (cross-repository blob mount), across registries they are downloaded and uploaded; then the
+/// manifest is put by digest. Nothing is rebuilt. Source and target use `options` each for
+/// their own host's credentials.
+pub async fn copy(
+    source: &str,
+    target: &Repository,
+    options: &PushOptions,
+) -> Result<Copied, RegistryError> {
+    let invalid = |why: &str| RegistryError::InvalidReference {
+        reference: source.to_string(),
+        why: why.to_string(),
+    };
+    let (repo, digest) = source
+        .split_once('@')
+        .ok_or_else(|| invalid("not pinned by digest (REPO@sha256:…)"))?;
+    let from: Repository = repo.parse()?;
+    let mut src = Client::new(&from, options).await?;
+    let url = format!("{}/v2/{}/manifests/{digest}", src.base, from.path);
+    src.accept = Some(MANIFEST_TYPES);
+    let resp = src.send(Method::GET, &url, None, None).await?;
+    src.accept = None;
+    if resp.status() != StatusCode::OK {
+        return Err(src.failure("GET", &url, resp).await);
+    }
+    let media_type = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/vnd.oci.image.manifest.v1+json")
+        .to_string();
+    let manifest = resp.bytes().await.map_err(|e| RegistryError::Unreachable {
+        url: url.clone(),
+        reason: e.to_string(),
+    })?;
+    if crate::image::sha256(&manifest) != digest {
+        return Err(invalid(
+            "the registry's manifest does not hash to that digest",
+        ));
+    }
+    let parsed: serde_json::Value = serde_json::from_slice(&manifest)
+        .map_err(|e| invalid(&format!("the manifest is not JSON: {e}")))?;
+    let blobs: Vec<String> = std::iter::once(&parsed["config"])
+        .chain(parsed["layers"].as_array().into_iter().flatten())
+        .filter_map(|b| b["digest"].as_str().map(str::to_string))
+        .collect();
+    if blobs.is_empty() {
+        return Err(invalid(
+            "not a single-platform image manifest (an index cannot be promoted)",
+        ));
+    }
+    let mut dst = Client::new(target, options).await?;
+    let (mut mounted, mut copied, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
+    for blob in blobs {
+        if dst.has_blob(&blob).await? {
+            skipped.push(blob);
+            continue;
+        }
+        if from.host == target.host && dst.mount_blob(&blob, &from.path).await? {
+            mounted.push(blob);
+            continue;
+        }
+        let url = format!("{}/v2/{}/blobs/{blob}", src.base, from.path);
+        let resp = src.send(Method::GET, &url, None, None).await?;
+        if resp.status() != StatusCode::OK {
+            return Err(src.failure("GET", &url, resp).await);
+        }
+        let bytes = resp.bytes().await.map_err(|e| RegistryError::Unreachable {
+            url: url.clone(),
+            reason: e.to_string(),
+        })?;
+        dst.upload_blob(&blob, bytes).await?;
+        copied.push(blob);
+    }
+    dst.put_manifest(digest, &media_type, bytes::Bytes::from(manifest.to_vec()))
+        .await?;
+    Ok(Copied {
+        repository: target.to_string(),
+        digest: digest.to_string(),
+        mounted,
+        copied,
+        skipped,
+    })
+}
+
 /// A distribution-API client for one repository, holding its authorization.
 struct Client {
     http: reqwest::Client,
@@ -262,6 +370,8 @@ struct Client {
     repository: Repository,
     credentials: Option<Credentials>,
     authorization: Option<Secret>,
+    /// `Accept` for the next requests (manifests).
+    accept: Option<&'static str>,
 }
 
 impl Client {
@@ -301,7 +411,23 @@ impl Client {
             repository: repository.clone(),
             credentials,
             authorization: None,
+            accept: None,
         })
+    }
+
+    /// Cross-repository mount of `digest` from `from` (same registry). `false`: the registry
+    /// declined (it then opened an upload, which is left to expire) and the blob must be sent.
+    async fn mount_blob(&mut self, digest: &str, from: &str) -> Result<bool, RegistryError> {
+        let url = format!(
+            "{}/v2/{}/blobs/uploads/?mount={digest}&from={from}",
+            self.base, self.repository.path
+        );
+        let resp = self.send(Method::POST, &url, None, None).await?;
+        match resp.status() {
+            StatusCode::CREATED => Ok(true),
+            StatusCode::ACCEPTED => Ok(false),
+            _ => Err(self.failure("POST", &url, resp).await),
+        }
     }
 
     async fn has_blob(&mut self, digest: &str) -> Result<bool, RegistryError> {
@@ -427,6 +553,9 @@ impl Client {
             }
             if let Some(ct) = content_type {
                 request = request.header(header::CONTENT_TYPE, ct);
+            }
+            if let Some(accept) = self.accept {
+                request = request.header(header::ACCEPT, accept);
             }
             if let Some(body) = &body {
                 request = request.body(body.clone());

@@ -965,3 +965,817 @@ async fn an_empty_manifest_is_an_error_not_a_rollout() {
     );
     assert!(!err.contains("rolled out"), "{err}");
 }
+
+// The release lifecycle through the real binary: the deploy lock, history and rollback.
+
+const LEASE: &str = "/apis/coordination.k8s.io/v1/namespaces/default/leases/ferry-lock-hello";
+const COMMIT_A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+const COMMIT_B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+/// A checkout-less project in `dir` whose `e2e` environment deploys k8s.yml to `fake`.
+fn lifecycle_project(dir: &Path, fake: &FakeCluster) {
+    std::fs::write(
+        dir.join("ferry.toml"),
+        format!(
+            "[image]\nname = \"hello\"\n\n[environments.e2e]\nkind = \"kubernetes\"\nrepository = \"registry.example/ferry/hello\"\nkubeconfig = \"{}\"\nnamespace = \"default\"\nmanifest = \"{}\"\nvars = {{ REPLICAS = \"2\" }}\n",
+            fake.kubeconfig_path().display(),
+            k8s_yml().display()
+        ),
+    )
+    .unwrap();
+}
+
+/// `ferry ARGS` in `dir` as a child process, with plain output, `lease` seconds of deploy
+/// lock, and none of the manifest's variables inherited.
+fn ferry_command(dir: &Path, args: &[&str], lease: u64) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"));
+    command
+        .args(args)
+        .current_dir(dir)
+        .env("FERRY_OUTPUT", "plain")
+        .env("FERRY_LOCK_LEASE_SECONDS", lease.to_string())
+        .env("CIRCLE_USERNAME", "ci-alice")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for name in [
+        "FERRY_ENV",
+        "FERRY_CONFIG",
+        "KUBECONFIG",
+        "IMAGE",
+        "COMMIT",
+        "ENVIRONMENT",
+        "NAMESPACE",
+        "REPLICAS",
+        "FERRY_ACTOR",
+    ] {
+        command.env_remove(name);
+    }
+    command
+}
+
+async fn ferry_in(dir: &Path, args: &[&str]) -> std::process::Output {
+    let mut command = ferry_command(dir, args, 30);
+    tokio::task::spawn_blocking(move || command.output().expect("run ferry"))
+        .await
+        .unwrap()
+}
+
+fn deploy_args<'a>(image: &'a str, commit: &'a str) -> Vec<String> {
+    ["deploy", "--env", "e2e", "--image", image, "--var"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([format!("COMMIT={commit}")])
+        .collect()
+}
+
+async fn history_json(dir: &Path) -> serde_json::Value {
+    let out = ferry_in(dir, &["--output", "json", "history", "--env", "e2e"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn kubectl(fake: &FakeCluster, args: &[&str]) -> String {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("kubectl").is_file()));
+    assert!(
+        found,
+        "kubectl not found on PATH: install kubectl 1.32 (curl -LO https://dl.k8s.io/release/v1.32.0/bin/linux/amd64/kubectl && sudo install -m 0755 kubectl /usr/local/bin/kubectl)"
+    );
+    let out = std::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(fake.kubeconfig_path())
+        .args(args)
+        .output()
+        .expect("run kubectl");
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_deploys_at_once_one_runs_and_the_other_names_the_holder() {
+    let (fake, _cluster) = cluster().await;
+    let dir = tempfile::tempdir().unwrap();
+    lifecycle_project(dir.path(), &fake);
+    // Pods that take 3 s (180 s simulated) to become ready keep the winner holding the lock.
+    fake.inject(GOOD, Fault::SlowStart(Duration::from_secs(180)));
+    let a: Vec<String> = deploy_args(GOOD, COMMIT_A);
+    let b: Vec<String> = deploy_args(GOOD, COMMIT_B);
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let b: Vec<&str> = b.iter().map(String::as_str).collect();
+    let first = ferry_command(dir.path(), &a, 30).spawn().unwrap();
+    let second = ferry_command(dir.path(), &b, 30).spawn().unwrap();
+    let (first, second) = tokio::task::spawn_blocking(move || {
+        (
+            first.wait_with_output().unwrap(),
+            second.wait_with_output().unwrap(),
+        )
+    })
+    .await
+    .unwrap();
+    let outcomes = [&first, &second].map(|o| o.status.success());
+    assert_eq!(
+        outcomes.iter().filter(|ok| **ok).count(),
+        1,
+        "exactly one runs:\n--- first\n{}\n--- second\n{}",
+        stderr(&first),
+        stderr(&second)
+    );
+    let (winner, loser, winner_commit) = if outcomes[0] {
+        (&first, &second, COMMIT_A)
+    } else {
+        (&second, &first, COMMIT_B)
+    };
+    let err = stderr(loser);
+    assert!(
+        err.contains(
+            "the deploy lock (Lease default/ferry-lock-hello) is held: ferry deploy of commit"
+        ) && err.contains(&winner_commit[..12])
+            && err.contains("by ci-alice@")
+            && err.contains(", since 20"),
+        "names the holder, its commit and since when: {err}"
+    );
+    assert!(err.contains("--lock-timeout"), "says how to wait: {err}");
+    assert!(stderr(winner).contains("successfully rolled out"));
+    assert_eq!(fake.get_json(LEASE), None, "released at the end");
+    assert_eq!(
+        fake.get_json("/apis/apps/v1/namespaces/default/deployments/hello")
+            .unwrap()["metadata"]["annotations"]["ferry.dev/commit"],
+        winner_commit
+    );
+
+    // With --lock-timeout, a second deploy waits for the first and then runs.
+    let slow = "registry.example/ferry/hello@sha256:3333333333333333333333333333333333333333333333333333333333333333";
+    fake.inject(slow, Fault::SlowStart(Duration::from_secs(120)));
+    let a = deploy_args(slow, COMMIT_A);
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let first = ferry_command(dir.path(), &a, 30).spawn().unwrap();
+    wait_for("the first deploy's lease", || {
+        fake.get_json(LEASE).is_some()
+    })
+    .await;
+    let mut waiting = deploy_args(GOOD2, COMMIT_B);
+    waiting.extend(["--lock-timeout".to_string(), "30".to_string()]);
+    let waiting: Vec<&str> = waiting.iter().map(String::as_str).collect();
+    let second = ferry_in(dir.path(), &waiting).await;
+    let first = tokio::task::spawn_blocking(move || first.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert!(second.status.success(), "{}", stderr(&second));
+    assert!(
+        stderr(&second).contains("the deploy lock is held by ferry deploy"),
+        "{}",
+        stderr(&second)
+    );
+    assert_eq!(image_of(&fake), GOOD2, "the waiting deploy ran last");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_killed_with_sigkill_blocks_until_its_lease_expires() {
+    let (fake, _cluster) = cluster().await;
+    let dir = tempfile::tempdir().unwrap();
+    lifecycle_project(dir.path(), &fake);
+    fake.inject(BAD, Fault::SlowStart(Duration::from_secs(3600)));
+    let args = deploy_args(BAD, COMMIT_B);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut holder = ferry_command(dir.path(), &args, 2).spawn().unwrap();
+    wait_for("the deploy's lease", || fake.get_json(LEASE).is_some()).await;
+    holder.kill().unwrap(); // SIGKILL: no release, no cleanup.
+    holder.wait().unwrap();
+    let killed_at = Instant::now();
+
+    let next = deploy_args(GOOD, COMMIT_A);
+    let next: Vec<&str> = next.iter().map(String::as_str).collect();
+    let mut command = ferry_command(dir.path(), &next, 2);
+    let out = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    assert!(!out.status.success(), "still held right after the kill");
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("ferry deploy of commit {}", &COMMIT_B[..12]))
+            && err.contains("stops blocking 2s after its last renewal"),
+        "{err}"
+    );
+
+    tokio::time::sleep(Duration::from_millis(2500).saturating_sub(killed_at.elapsed())).await;
+    let mut command = ferry_command(dir.path(), &next, 2);
+    let out = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    assert!(out.status.success(), "the lease expired: {}", stderr(&out));
+    assert_eq!(image_of(&fake), GOOD);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manual_lock_refuses_deploys_until_unlock_and_kubectl_shows_it() {
+    let (fake, _cluster) = cluster().await;
+    let dir = tempfile::tempdir().unwrap();
+    lifecycle_project(dir.path(), &fake);
+    let out = ferry_in(
+        dir.path(),
+        &["lock", "--env", "e2e", "-m", "release freeze"],
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("locked e2e: a manual lock by ci-alice@"));
+
+    let leases = kubectl(&fake, &["get", "lease", "-n", "default"]);
+    assert!(
+        leases.contains("ferry-lock-hello") && leases.contains("ci-alice@"),
+        "kubectl get lease shows it and its holder:\n{leases}"
+    );
+
+    let out = ferry_in(dir.path(), &["status", "--env", "e2e"]).await;
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("deploy lock: a manual lock by ci-alice@"),
+        "ferry status shows the lock: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // A manual lock does not expire, however short the lease.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let args = deploy_args(GOOD, COMMIT_A);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut command = ferry_command(dir.path(), &args, 1);
+    let out = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("is held: a manual lock by ci-alice@")
+            && err.contains("(\"release freeze\")")
+            && err.contains("until `ferry unlock` removes it"),
+        "{err}"
+    );
+    assert_eq!(
+        fake.get_json("/apis/apps/v1/namespaces/default/deployments/hello"),
+        None,
+        "nothing applied"
+    );
+
+    let out = ferry_in(dir.path(), &["unlock", "--env", "e2e"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("unlocked e2e (it was a manual lock"));
+    let out = ferry_in(dir.path(), &args).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = ferry_in(dir.path(), &["unlock", "--env", "e2e"]).await;
+    assert!(
+        stderr(&out).contains("e2e was not locked"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Local environments have no lock.
+    let out = ferry_in(dir.path(), &["lock", "--env", "local", "-m", "x"]).await;
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("`ferry lock` is not supported for a local environment"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_lists_each_deploy_and_rollback_to_a_commit_restores_its_digest() {
+    let (fake, _cluster) = cluster().await;
+    let dir = tempfile::tempdir().unwrap();
+    lifecycle_project(dir.path(), &fake);
+    for (image, commit) in [(GOOD, COMMIT_A), (GOOD2, COMMIT_B)] {
+        let args = deploy_args(image, commit);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = ferry_in(dir.path(), &args).await;
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let doc = history_json(dir.path()).await;
+    assert_eq!(doc["where"], "ConfigMap default/ferry-history-hello");
+    let records = doc["history"].as_array().unwrap();
+    let rows: Vec<(i64, &str, &str, &str, &str, &str)> = records
+        .iter()
+        .map(|r| {
+            (
+                r["revision"].as_i64().unwrap(),
+                r["commit"].as_str().unwrap(),
+                r["digest"].as_str().unwrap(),
+                r["what"].as_str().unwrap(),
+                r["outcome"].as_str().unwrap(),
+                r["who"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let digest = |image: &'static str| image.rsplit_once('@').unwrap().1;
+    assert_eq!(
+        rows,
+        [
+            (
+                2,
+                COMMIT_B,
+                digest(GOOD2),
+                "deploy",
+                "succeeded",
+                "ci-alice"
+            ),
+            (1, COMMIT_A, digest(GOOD), "deploy", "succeeded", "ci-alice"),
+        ],
+        "newest first"
+    );
+    assert!(
+        records
+            .iter()
+            .all(|r| r["available"] == true && r["time"].as_str().unwrap().starts_with("20"))
+    );
+
+    // The human table has the same columns.
+    let out = ferry_in(dir.path(), &["history", "--env", "e2e"]).await;
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].starts_with("REVISION COMMIT"), "{table}");
+    assert!(
+        lines[1].starts_with("2        bbbbbbbbbbbb sha256:222222222222")
+            && lines[1].contains("ci-alice")
+            && lines[1].ends_with("deploy    succeeded"),
+        "{table}"
+    );
+
+    // A revision the cluster no longer keeps is refused, listing those it does.
+    let out = ferry_in(dir.path(), &["rollback", "--env", "e2e", "--to", "9"]).await;
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("revision \"9\" of deployment hello is no longer available")
+            && err.contains(&format!(
+                "revision 2 (commit bbbbbbbbbbbb, {GOOD2})  ← running"
+            ))
+            && err.contains(&format!("revision 1 (commit aaaaaaaaaaaa, {GOOD})")),
+        "{err}"
+    );
+
+    // Back to A by its commit: A's digest in the pod template, the rollout complete.
+    let out = ferry_in(
+        dir.path(),
+        &["rollback", "--env", "e2e", "--to", &COMMIT_A[..8]],
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "hello runs {GOOD} again (commit aaaaaaaaaaaa), now as revision 3"
+        )),
+        "{}",
+        stderr(&out)
+    );
+    let image = kubectl(
+        &fake,
+        &[
+            "get",
+            "deploy",
+            "hello",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].image}",
+        ],
+    );
+    assert_eq!(image, GOOD);
+    let status = kubectl(
+        &fake,
+        &["rollout", "status", "deploy/hello", "--timeout=20s"],
+    );
+    assert!(status.contains("successfully rolled out"), "{status}");
+    // kubectl's rollout history agrees: revisions 2 and 3, 3 running A's image.
+    let revisions = kubectl(&fake, &["rollout", "history", "deploy/hello"]);
+    let numbers: Vec<&str> = revisions
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(numbers, ["2", "3"], "{revisions}");
+    let third = kubectl(
+        &fake,
+        &["rollout", "history", "deploy/hello", "--revision=3"],
+    );
+    assert!(third.contains(GOOD) && third.contains(COMMIT_A), "{third}");
+
+    let doc = history_json(dir.path()).await;
+    let newest = &doc["history"][0];
+    assert_eq!(
+        (
+            newest["what"].as_str(),
+            newest["revision"].as_i64(),
+            newest["commit"].as_str(),
+            newest["digest"].as_str(),
+            newest["outcome"].as_str()
+        ),
+        (
+            Some("rollback"),
+            Some(3),
+            Some(COMMIT_A),
+            Some(digest(GOOD)),
+            Some("succeeded")
+        )
+    );
+    // Revision 1 became 3: the first record's revision is gone, kubectl agrees.
+    assert_eq!(doc["history"][2]["available"], false);
+
+    // `ferry status` names the commit that runs.
+    let out = ferry_in(dir.path(), &["status", "--env", "e2e"]).await;
+    let status = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(status.contains("aaaaaaaaaaaa"), "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_names_the_commit_that_runs_after_an_automatic_rollback() {
+    let (fake, _cluster) = cluster().await;
+    let dir = tempfile::tempdir().unwrap();
+    lifecycle_project(dir.path(), &fake);
+    fake.inject(BAD, Fault::ImagePull);
+    for (image, commit, ok) in [(GOOD, COMMIT_A, true), (BAD, COMMIT_B, false)] {
+        let args = deploy_args(image, commit);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = ferry_in(dir.path(), &args).await;
+        assert_eq!(out.status.success(), ok, "{}", stderr(&out));
+    }
+    let d = fake
+        .get_json("/apis/apps/v1/namespaces/default/deployments/hello")
+        .unwrap();
+    assert_eq!(d["metadata"]["annotations"]["ferry.dev/commit"], COMMIT_A);
+    let out = ferry_in(dir.path(), &["--output", "json", "status", "--env", "e2e"]).await;
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["deployments"][0]["commit"], COMMIT_A);
+    assert_eq!(doc["deployments"][0]["image"], GOOD);
+    let out = ferry_in(dir.path(), &["--output", "json", "history", "--env", "e2e"]).await;
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["history"][0]["commit"], COMMIT_B);
+    assert_eq!(doc["history"][0]["outcome"], "rolled_back");
+    assert!(
+        doc["history"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("ImagePullBackOff")
+            || doc["history"][0]["detail"]
+                .as_str()
+                .unwrap()
+                .contains("ErrImagePull"),
+        "{doc}"
+    );
+}
+
+// Rollout judgement: grace from the probes, crash reports, `fail_fast = false`.
+
+/// k8s.yml rendered for `image`, its container changed by `change`.
+fn manifest_with(image: &str, change: impl Fn(&mut serde_json::Value)) -> Vec<serde_json::Value> {
+    let mut objects = manifest(image, "default");
+    for o in objects.iter_mut().filter(|o| o["kind"] == "Deployment") {
+        change(&mut o["spec"]["template"]["spec"]["containers"][0]);
+    }
+    objects
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_failures_are_judged_against_the_grace_the_probes_allow() {
+    let (fake, cluster) = cluster().await;
+    fake.inject(BAD, Fault::NeverReady);
+    // 20 s + 3 × 10 s: 50 s simulated before the probes give up on the pod.
+    let slow_probe = manifest_with(BAD, |c| {
+        c["readinessProbe"] = serde_json::json!({
+            "httpGet": {"path": "/readyz", "port": "http"},
+            "initialDelaySeconds": 20, "periodSeconds": 10, "failureThreshold": 3});
+    });
+    let options = DeployOptions {
+        rollback: false,
+        ..options()
+    };
+    let started = fake.elapsed();
+    let rollout = deploy::deploy(&cluster, &slow_probe, &options, &|_| {})
+        .await
+        .unwrap();
+    let judged_after = fake.elapsed() - started;
+    let Rollout::Failed { failure, .. } = &rollout else {
+        panic!("{rollout:?}")
+    };
+    let RolloutFailure::NeverReady {
+        failures,
+        grace_s,
+        probes,
+        ..
+    } = failure
+    else {
+        panic!("{failure}")
+    };
+    assert_eq!(*grace_s, Some(50));
+    assert_eq!(probes.as_deref(), Some("readiness: 20s + 3 × 10s"));
+    assert!(*failures >= 3, "{failure}");
+    assert!(
+        judged_after >= Duration::from_secs(50),
+        "not before the probes' grace: judged after {judged_after:?} (simulated)"
+    );
+    assert!(
+        failure
+            .headline()
+            .contains("past the 50s its probes allow (readiness: 20s + 3 × 10s)"),
+        "{failure}"
+    );
+
+    // k8s.yml's own probe (every 2 s, 2 failures) allows 4 s: judged well before 50 s.
+    let (fake, cluster) = self::cluster().await;
+    fake.inject(BAD, Fault::NeverReady);
+    let started = fake.elapsed();
+    let rollout = ship(&cluster, BAD, &options).await;
+    let judged_after = fake.elapsed() - started;
+    assert!(
+        matches!(
+            &rollout,
+            Rollout::Failed {
+                failure: RolloutFailure::NeverReady {
+                    grace_s: Some(4),
+                    ..
+                },
+                ..
+            }
+        ),
+        "{rollout:?}"
+    );
+    assert!(
+        judged_after < Duration::from_secs(50),
+        "judged after {judged_after:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_loop_report_has_the_previous_containers_log_and_its_termination() {
+    let (fake, cluster) = cluster().await;
+    fake.inject(
+        BAD,
+        Fault::CrashLoop {
+            log: "starting\nhello: cannot bind 0.0.0.0:8000: address in use".into(),
+            exit_code: 3,
+        },
+    );
+    let objects = manifest_with(BAD, |c| {
+        c["terminationMessagePolicy"] = serde_json::json!("FallbackToLogsOnError");
+    });
+    let options = DeployOptions {
+        rollback: false,
+        ..options()
+    };
+    let rollout = deploy::deploy(&cluster, &objects, &options, &|_| {})
+        .await
+        .unwrap();
+    let Rollout::Failed { failure, .. } = &rollout else {
+        panic!("{rollout:?}")
+    };
+    let RolloutFailure::CrashLoop {
+        exit_code,
+        terminated_reason,
+        terminated_message,
+        evidence,
+        ..
+    } = failure
+    else {
+        panic!("{failure}")
+    };
+    assert_eq!(*exit_code, Some(3));
+    assert_eq!(terminated_reason.as_deref(), Some("Error"));
+    assert!(
+        terminated_message
+            .as_deref()
+            .is_some_and(|m| m.contains("address in use")),
+        "{terminated_message:?}"
+    );
+    assert_eq!(
+        evidence.logs,
+        [
+            "starting",
+            "hello: cannot bind 0.0.0.0:8000: address in use"
+        ],
+        "the log of the container that exited, asked for with previous=true"
+    );
+    let report = failure.to_string();
+    assert!(
+        report.contains("last exit code 3, reason Error): hello: cannot bind")
+            && report.contains("last log lines of the container that exited (previous=true):"),
+        "{report}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_environment_with_fail_fast_off_waits_out_the_deadline() {
+    let (fake, _cluster) = cluster().await;
+    let dir = tempfile::tempdir().unwrap();
+    lifecycle_project(dir.path(), &fake);
+    let toml = std::fs::read_to_string(dir.path().join("ferry.toml")).unwrap();
+    std::fs::write(
+        dir.path().join("ferry.toml"),
+        format!("{toml}fail_fast = false\n"),
+    )
+    .unwrap();
+    let args = deploy_args(GOOD, COMMIT_A);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = ferry_in(dir.path(), &args).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    fake.inject(BAD, Fault::ImagePull);
+    let mut args = deploy_args(BAD, COMMIT_B);
+    args.extend(["--timeout".to_string(), "2".to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let started = Instant::now();
+    let out = ferry_in(dir.path(), &args).await;
+    let err = stderr(&out);
+    assert!(!out.status.success());
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "waited: {:?}",
+        started.elapsed()
+    );
+    assert!(
+        err.contains("did not finish within 2s") && !err.contains("cannot pull image"),
+        "no fail fast, the deadline ended it: {err}"
+    );
+    assert!(err.contains("which is serving again"), "{err}");
+    assert_eq!(image_of(&fake), GOOD);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_removed_from_the_manifest_is_pruned_after_a_successful_deploy_only() {
+    let (fake, _cluster) = cluster().await;
+    let dir = tempfile::tempdir().unwrap();
+    lifecycle_project(dir.path(), &fake);
+    let base = std::fs::read_to_string(k8s_yml()).unwrap();
+    let admin = "---\napiVersion: v1\nkind: Service\nmetadata:\n  name: hello-admin\n  namespace: ${NAMESPACE}\nspec:\n  selector:\n    app.kubernetes.io/name: hello\n  ports:\n    - port: 9000\n      targetPort: http\n";
+    let with_admin = dir.path().join("with-admin.yml");
+    let without = dir.path().join("without.yml");
+    std::fs::write(&with_admin, format!("{base}{admin}")).unwrap();
+    std::fs::write(&without, &base).unwrap();
+    // Not ferry's: made by hand, never part of the set.
+    kubectl(
+        &fake,
+        &["create", "configmap", "not-ours", "--from-literal=a=b"],
+    );
+    let deploy = |manifest: &Path, image: &str, commit: &str, extra: &[&str]| {
+        let mut args = deploy_args(image, commit);
+        args.extend(["-f".to_string(), manifest.display().to_string()]);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let dir = dir.path().to_path_buf();
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            ferry_in(&dir, &args).await
+        }
+    };
+    let admin_service = "/api/v1/namespaces/default/services/hello-admin";
+
+    let out = deploy(&with_admin, GOOD, COMMIT_A, &[]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = kube_fake_label(&fake, admin_service);
+    assert!(id.starts_with("applyset-") && id.ends_with("-v1"), "{id}");
+    let parent = fake
+        .get_json("/api/v1/namespaces/default/configmaps/ferry-set-hello")
+        .expect("the ApplySet parent");
+    assert_eq!(
+        parent["metadata"]["labels"]["applyset.kubernetes.io/id"],
+        id.as_str()
+    );
+    assert_eq!(
+        parent["metadata"]["annotations"]["applyset.kubernetes.io/contains-group-kinds"],
+        "Deployment.apps,NetworkPolicy.networking.k8s.io,PodDisruptionBudget.policy,Service"
+    );
+    assert!(
+        parent["metadata"]["annotations"]["applyset.kubernetes.io/tooling"]
+            .as_str()
+            .unwrap()
+            .starts_with("ferry/")
+    );
+    // kubectl sees the members by the ApplySet label.
+    let members = kubectl(
+        &fake,
+        &[
+            "get",
+            "svc,deploy",
+            "-l",
+            &format!("applyset.kubernetes.io/part-of={id}"),
+            "-o",
+            "name",
+        ],
+    );
+    assert_eq!(
+        members.lines().collect::<Vec<_>>(),
+        [
+            "service/hello",
+            "service/hello-admin",
+            "deployment.apps/hello"
+        ],
+        "{members}"
+    );
+
+    // The plan (a dry run) lists what would be deleted and deletes nothing.
+    let out = deploy(&without, GOOD2, COMMIT_B, &["--dry-run"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("+++ deleted: no longer in the manifest (ApplySet ferry-set-hello)")
+            && String::from_utf8_lossy(&out.stdout).contains("--- live Service/hello-admin"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(fake.get_json(admin_service).is_some());
+
+    // A failed rollout prunes nothing.
+    fake.inject(BAD, Fault::ImagePull);
+    let out = deploy(&without, BAD, COMMIT_B, &[]).await;
+    assert!(!out.status.success());
+    assert!(
+        fake.get_json(admin_service).is_some(),
+        "kept after a failed deploy"
+    );
+
+    // A successful one deletes it, and nothing outside the set.
+    let out = deploy(&without, GOOD2, COMMIT_B, &[]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("deleted Service/hello-admin: no longer in the manifest"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(fake.get_json(admin_service), None);
+    assert!(
+        fake.get_json("/api/v1/namespaces/default/services/hello")
+            .is_some()
+    );
+    assert!(
+        fake.get_json("/api/v1/namespaces/default/configmaps/not-ours")
+            .is_some(),
+        "outside the set: never deleted"
+    );
+
+    // kubectl recognises ferry's set: its own ApplySet prune reads the parent and, as the
+    // convention says, leaves a set another tool manages alone.
+    let out = std::process::Command::new("kubectl")
+        .env("KUBECTL_APPLYSET", "true")
+        .arg("--kubeconfig")
+        .arg(fake.kubeconfig_path())
+        .args([
+            "apply",
+            "--server-side",
+            "--validate=false",
+            "--prune",
+            "--applyset=configmap/ferry-set-hello",
+            "-n",
+            "default",
+            "-f",
+        ])
+        .arg(&with_admin)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        said.contains("ApplySet parent object \"configmaps./ferry-set-hello\" already exists and is managed by tooling \"ferry\""),
+        "{said}"
+    );
+    assert!(
+        fake.get_json(admin_service).is_none()
+            && fake
+                .get_json("/api/v1/namespaces/default/configmaps/not-ours")
+                .is_some()
+    );
+
+    // A set whose parent another tool owns is not ferry's to prune.
+    kubectl(
+        &fake,
+        &[
+            "annotate",
+            "configmap",
+            "ferry-set-hello",
+            "--overwrite",
+            "applyset.kubernetes.io/tooling=kubectl/v1.32",
+        ],
+    );
+    let out = deploy(&without, GOOD, COMMIT_A, &[]).await;
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("belongs to \"kubectl/v1.32\", not ferry"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+fn kube_fake_label(fake: &FakeCluster, path: &str) -> String {
+    fake.get_json(path).expect(path)["metadata"]["labels"]["applyset.kubernetes.io/part-of"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}

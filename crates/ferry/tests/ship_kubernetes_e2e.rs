@@ -118,7 +118,7 @@ async fn e2e_ship_to_kubernetes_pushes_deploys_rolls_forward_and_rolls_back() {
     assert_eq!(
         stages,
         [
-            "test", "build", "image", "push", "render", "deploy", "verify"
+            "lock", "test", "build", "image", "push", "render", "deploy", "verify"
         ]
     );
     let reference = first["image"]["reference"].as_str().unwrap().to_string();
@@ -193,6 +193,118 @@ async fn e2e_ship_to_kubernetes_pushes_deploys_rolls_forward_and_rolls_back() {
     );
     assert!(status.status.success(), "{}", stderr(&status));
     assert!(stdout(&status).contains(&reference2), "{}", stdout(&status));
+    let commit2 = second["commit"]["hash"].as_str().unwrap();
+    assert!(
+        stdout(&status).contains(&commit2[..12]),
+        "the commit that runs after the automatic rollback, not the third: {}",
+        stdout(&status)
+    );
+
+    // The history, kept in the cluster: all three ships, newest first.
+    let out = ferry(
+        &repo,
+        &[
+            "--config",
+            "ferry.e2e.toml",
+            "--output",
+            "json",
+            "history",
+            "--env",
+            "e2e",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let history = summary(&out);
+    let rows: Vec<(&str, &str, &str, &str)> = history["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["commit"].as_str().unwrap(),
+                r["image"].as_str().unwrap(),
+                r["what"].as_str().unwrap(),
+                r["outcome"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let commit1 = first["commit"]["hash"].as_str().unwrap();
+    let commit3 = third["commit"]["hash"].as_str().unwrap();
+    let reference3 = format!("{repository}@{digest}");
+    assert_eq!(
+        rows,
+        [
+            (commit3, reference3.as_str(), "ship", "rolled_back"),
+            (commit2, reference2.as_str(), "ship", "succeeded"),
+            (commit1, reference.as_str(), "ship", "succeeded"),
+        ]
+    );
+
+    // Back to the first commit: its digest in the pod template, the rollout complete, and
+    // kubectl's rollout history agreeing with ferry's.
+    let out = ferry(
+        &repo,
+        &[
+            "--config",
+            "ferry.e2e.toml",
+            "rollback",
+            "--env",
+            "e2e",
+            "--to",
+            commit1,
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let kubectl = |args: &[&str]| {
+        stdout(&run_ok(
+            Command::new("kubectl")
+                .arg("--kubeconfig")
+                .arg(fake.kubeconfig_path())
+                .args(args),
+        ))
+    };
+    assert_eq!(
+        kubectl(&[
+            "get",
+            "deploy",
+            "hello",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].image}"
+        ]),
+        reference
+    );
+    assert!(
+        kubectl(&["rollout", "status", "deploy/hello", "--timeout=30s"])
+            .contains("successfully rolled out")
+    );
+    let out = ferry(
+        &repo,
+        &[
+            "--config",
+            "ferry.e2e.toml",
+            "--output",
+            "json",
+            "history",
+            "--env",
+            "e2e",
+        ],
+    );
+    let history = summary(&out);
+    let newest = &history["history"][0];
+    assert_eq!(newest["what"], "rollback");
+    assert_eq!(newest["commit"], commit1);
+    assert_eq!(newest["image"], reference.as_str());
+    let revision = newest["revision"].as_i64().unwrap().to_string();
+    let shown = kubectl(&[
+        "rollout",
+        "history",
+        "deploy/hello",
+        &format!("--revision={revision}"),
+    ]);
+    assert!(
+        shown.contains(&reference) && shown.contains(commit1),
+        "{shown}"
+    );
 }
 
 /// `ferry plan`: the server-side dry run's diff on stdout, `--var` applied; nothing pushed to

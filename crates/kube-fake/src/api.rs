@@ -205,7 +205,7 @@ async fn resource_request(
             let writer = writer(shared, resource, params, headers, sub.first().copied());
             replace(shared, resource, ns, name, body, &writer)
         }
-        (Method::DELETE, [name]) => delete(shared, resource, ns, name),
+        (Method::DELETE, [name]) => delete(shared, resource, ns, name, body),
         _ => status_error(
             StatusCode::METHOD_NOT_ALLOWED,
             "MethodNotAllowed",
@@ -596,7 +596,16 @@ fn logs(shared: &Arc<Shared>, ns: &str, name: &str, params: &HashMap<String, Str
         }
         Some(reason) => reason.to_string(),
     };
+    let previous_exists = status["lastState"]["terminated"].is_object();
     drop(store);
+    if params.get("previous").is_some_and(|p| p == "true") && !previous_exists {
+        return status_error(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            &format!("previous terminated container \"{container}\" in pod \"{name}\" not found"),
+            None,
+        );
+    }
     if !started {
         return status_error(
             StatusCode::BAD_REQUEST,
@@ -728,8 +737,45 @@ fn replace(
     json_ok(store.update(resource, ns, object))
 }
 
-fn delete(shared: &Arc<Shared>, resource: Resource, ns: &str, name: &str) -> Response {
+/// A delete; `DeleteOptions.preconditions` (`resourceVersion`, `uid`) in the body make it
+/// conditional, 409 `Conflict` when the live object no longer matches.
+fn delete(
+    shared: &Arc<Shared>,
+    resource: Resource,
+    ns: &str,
+    name: &str,
+    body: &Bytes,
+) -> Response {
+    let options = if body.is_empty() {
+        Value::Null
+    } else {
+        match parse_body(body) {
+            Ok(o) => o,
+            Err(r) => return r,
+        }
+    };
     let mut store = shared.lock();
+    if let Some(live) = store.get(resource, ns, name) {
+        let preconditions = &options["preconditions"];
+        let wanted = json!({"metadata": {"resourceVersion": preconditions["resourceVersion"]}});
+        if let Err(r) = check_fresh(resource, name, live, &wanted) {
+            return r;
+        }
+        let uid = &preconditions["uid"];
+        if !uid.is_null() && uid != &live["metadata"]["uid"] {
+            return status_error(
+                StatusCode::CONFLICT,
+                "Conflict",
+                &format!(
+                    "Operation cannot be fulfilled on {} \"{name}\": Precondition failed: UID in precondition: {}, UID in object meta: {}",
+                    qualified(resource),
+                    uid.as_str().unwrap_or_default(),
+                    live["metadata"]["uid"].as_str().unwrap_or_default()
+                ),
+                Some(json!({"name": name, "group": resource.group, "kind": resource.plural})),
+            );
+        }
+    }
     match store.delete(resource, ns, name) {
         Some(_) => json_ok(
             json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "details": {"name": name, "kind": resource.plural}}),

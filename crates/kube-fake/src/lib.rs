@@ -1,7 +1,7 @@
 //! kube-fake: a fake Kubernetes API server for tests, with simulated controllers.
 //!
 //! It serves the part of the API that ferry and `kubectl` use — discovery, Namespaces,
-//! Services, ConfigMaps, Deployments, ReplicaSets, Pods, Events, `pods/log`,
+//! Services, ConfigMaps, Deployments, ReplicaSets, Pods, Events, Leases, `pods/log`,
 //! PodDisruptionBudgets and NetworkPolicies (stored, not enforced); get, list with
 //! label and field selectors, watch, create, server-side apply, merge/strategic/JSON patch,
 //! replace, delete; errors as `Status` objects — and runs a deployment controller, a

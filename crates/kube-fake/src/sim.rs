@@ -763,7 +763,7 @@ fn kubelet(
                     ));
                     json!({"phase": "Pending", "qosClass": "Burstable", "conditions": base_conditions(false, 0.0), "containerStatuses": [waiting("CreateContainerConfigError", message, 0, json!({}))]})
                 }
-                Some(Fault::CrashLoop { exit_code, .. }) => {
+                Some(Fault::CrashLoop { exit_code, log }) => {
                     let restarts = ((age - start) / RESTART_EVERY).floor() as i64 + 1;
                     emits.push((
                         "Pulled".into(),
@@ -787,7 +787,22 @@ fn kubelet(
                         restarts,
                     ));
                     emits.push(("BackOff".into(), format!("Back-off restarting failed container {container} in pod {pod_name}_{ns}"), "Warning", "kubelet", restarts));
-                    let last = json!({"terminated": {"exitCode": exit_code, "reason": "Error", "startedAt": at(age - 1.0), "finishedAt": at(age)}});
+                    let mut last = json!({"terminated": {"exitCode": exit_code, "reason": "Error", "startedAt": at(age - 1.0), "finishedAt": at(age)}});
+                    // With FallbackToLogsOnError the kubelet takes the message from the log's tail.
+                    if pod["spec"]["containers"][0]["terminationMessagePolicy"]
+                        == "FallbackToLogsOnError"
+                    {
+                        last["terminated"]["message"] = json!(
+                            log.lines()
+                                .rev()
+                                .take(5)
+                                .collect::<Vec<_>>()
+                                .into_iter()
+                                .rev()
+                                .collect::<Vec<_>>()
+                                .join("\n")
+                        );
+                    }
                     json!({"phase": "Running", "qosClass": "Burstable", "conditions": base_conditions(false, 0.0), "containerStatuses": [waiting("CrashLoopBackOff", &format!("back-off 10s restarting failed container={container} pod={pod_name}_{ns}"), restarts, last)]})
                 }
                 other => {
@@ -818,8 +833,19 @@ fn kubelet(
                         _ => ready_after,
                     };
                     let ready = age >= ready_at;
-                    if other == &Some(Fault::NeverReady) && age - start >= PROBE_EVERY {
-                        let failures = ((age - start) / PROBE_EVERY).floor() as i64;
+                    // The probe runs after its initialDelaySeconds, every periodSeconds (2 s
+                    // without a readinessProbe).
+                    let probe = &pod["spec"]["containers"][0]["readinessProbe"];
+                    let (delay, every) = if probe.is_object() {
+                        (
+                            probe["initialDelaySeconds"].as_f64().unwrap_or(0.0),
+                            probe["periodSeconds"].as_f64().unwrap_or(10.0).max(1.0),
+                        )
+                    } else {
+                        (0.0, PROBE_EVERY)
+                    };
+                    if other == &Some(Fault::NeverReady) && age - start - delay >= every {
+                        let failures = ((age - start - delay) / every).floor() as i64;
                         emits.push((
                             "Unhealthy".into(),
                             "Readiness probe failed: HTTP probe failed with statuscode: 503".into(),

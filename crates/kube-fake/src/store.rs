@@ -89,6 +89,13 @@ pub const RESOURCES: &[Resource] = &[
         kind: "ReplicaSet",
         namespaced: true,
     },
+    Resource {
+        group: "coordination.k8s.io",
+        version: "v1",
+        plural: "leases",
+        kind: "Lease",
+        namespaced: true,
+    },
     // Stored and served, with no controller behind them: nothing evicts pods, so no
     // disruption budget is ever consulted, and no network is simulated to enforce a policy.
     Resource {

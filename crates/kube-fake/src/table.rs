@@ -217,6 +217,21 @@ pub fn table(
                 ]
             }),
         ),
+        "Lease" => (
+            vec![col("Name", 0), col("Holder", 0), col("Age", 0)],
+            Box::new(move |o: &Value| {
+                vec![
+                    o["metadata"]["name"].clone(),
+                    json!(o["spec"]["holderIdentity"].as_str().unwrap_or("<none>")),
+                    json!(age(
+                        o["metadata"]["creationTimestamp"]
+                            .as_str()
+                            .unwrap_or_default(),
+                        now
+                    )),
+                ]
+            }),
+        ),
         "ConfigMap" => (
             vec![col("Name", 0), col("Data", 0), col("Age", 0)],
             Box::new(move |o: &Value| {

@@ -373,3 +373,75 @@ async fn a_replace_with_the_current_or_no_resource_version_succeeds() {
         "the name of the object (other) does not match the name on the URL (c)"
     );
 }
+
+const LEASES: &str = "/apis/coordination.k8s.io/v1/namespaces/default/leases";
+
+/// Leases (coordination.k8s.io/v1) with optimistic concurrency: of two writers that read the
+/// same resourceVersion, the second gets 409 `Conflict`, as leader election and ferry's deploy
+/// lock rely on; a delete with a stale precondition is refused the same way.
+#[tokio::test]
+async fn a_lease_is_taken_by_one_of_two_writers_that_read_the_same_version() {
+    let (_cluster, client) = start().await;
+    let lease = created(
+        &client,
+        LEASES,
+        json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": "lock"}, "spec": {"leaseDurationSeconds": 15}}),
+    )
+    .await;
+    assert_eq!(lease["kind"], "Lease");
+    assert_eq!(lease["apiVersion"], "coordination.k8s.io/v1");
+    failure(
+        &client
+            .post(LEASES, &json!({"metadata": {"name": "lock"}, "spec": {}}))
+            .await,
+        409,
+        "AlreadyExists",
+    );
+    let read = lease["metadata"]["resourceVersion"].clone();
+    let mut first = lease.clone();
+    first["spec"]["holderIdentity"] = json!("first");
+    let reply = client.put(&format!("{LEASES}/lock"), &first).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_ne!(reply.json()["metadata"]["resourceVersion"], read);
+    let mut second = lease.clone();
+    second["spec"]["holderIdentity"] = json!("second");
+    let status = failure(
+        &client.put(&format!("{LEASES}/lock"), &second).await,
+        409,
+        "Conflict",
+    );
+    assert_eq!(
+        status["message"],
+        "Operation cannot be fulfilled on leases.coordination.k8s.io \"lock\": the object has been modified; please apply your changes to the latest version and try again"
+    );
+    let live = client.get(&format!("{LEASES}/lock")).await.json();
+    assert_eq!(live["spec"]["holderIdentity"], "first");
+
+    let stale = json!({"kind": "DeleteOptions", "apiVersion": "v1",
+        "preconditions": {"resourceVersion": read}});
+    let reply = client
+        .send(
+            "DELETE",
+            &format!("{LEASES}/lock"),
+            Some("application/json"),
+            &stale.to_string(),
+        )
+        .await;
+    failure(&reply, 409, "Conflict");
+    let fresh = json!({"preconditions": {"resourceVersion": live["metadata"]["resourceVersion"]}});
+    let reply = client
+        .send(
+            "DELETE",
+            &format!("{LEASES}/lock"),
+            Some("application/json"),
+            &fresh.to_string(),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    failure(
+        &client.get(&format!("{LEASES}/lock")).await,
+        404,
+        "NotFound",
+    );
+}

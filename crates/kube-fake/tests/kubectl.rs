@@ -526,3 +526,52 @@ async fn kubectl_server_side_apply_conflicts_between_managers_until_forced() {
     assert!(yaml.contains("operation: Update"), "{yaml}");
     assert!(!yaml.contains("$setElementOrder"), "{yaml}");
 }
+
+/// `kubectl get lease` lists Leases with their holder, and `kubectl delete lease` removes one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_gets_and_deletes_leases() {
+    let cluster = fast().await;
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        file.path(),
+        "apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata:\n  name: deploy-lock\nspec:\n  holderIdentity: alice@ci pid 7\n  leaseDurationSeconds: 30\n",
+    )
+    .unwrap();
+    ok(&kubectl(
+        &cluster,
+        &[
+            "apply",
+            "--server-side",
+            "--validate=false",
+            "-f",
+            file.path().to_str().unwrap(),
+        ],
+    ));
+    let listed = ok(&kubectl(&cluster, &["get", "lease"]));
+    let mut lines = listed.lines();
+    let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "HOLDER", "AGE"], "{listed}");
+    let row = lines.next().unwrap();
+    assert!(
+        row.starts_with("deploy-lock") && row.contains("alice@ci pid 7"),
+        "{listed}"
+    );
+    let holder = ok(&kubectl(
+        &cluster,
+        &[
+            "get",
+            "lease",
+            "deploy-lock",
+            "-o",
+            "jsonpath={.spec.holderIdentity}",
+        ],
+    ));
+    assert_eq!(holder, "alice@ci pid 7");
+    ok(&kubectl(&cluster, &["delete", "lease", "deploy-lock"]));
+    let after = kubectl(&cluster, &["get", "lease"]);
+    assert!(
+        String::from_utf8_lossy(&after.stderr).contains("No resources found"),
+        "{}",
+        String::from_utf8_lossy(&after.stderr)
+    );
+}

@@ -46,6 +46,9 @@ pub struct DeployArgs {
     /// Give up on a rollout after this many seconds (default: its progressDeadlineSeconds).
     #[arg(long, value_name = "SECONDS")]
     pub timeout: Option<u64>,
+    /// Wait this long for another run's deploy lock instead of failing at once.
+    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+    pub lock_timeout: u64,
 }
 
 /// `REPO@sha256:<64 hex>`: a reference no one can move.
@@ -94,10 +97,12 @@ pub async fn run(args: DeployArgs, ctx: &Context) -> anyhow::Result<()> {
     let mut target = Target::default();
     let mut namespace = "default".to_string();
     let mut gke = None;
+    let mut fail_fast = true;
     if let Environment::Kubernetes(k) = &environment {
         target = crate::pipeline::target(&ctx.config, k);
         namespace = k.namespace.clone();
         gke = k.gke.clone();
+        fail_fast = k.fail_fast;
     }
     if args.kubeconfig.is_some() {
         target.kubeconfig = args.kubeconfig.clone();
@@ -134,25 +139,86 @@ pub async fn run(args: DeployArgs, ctx: &Context) -> anyhow::Result<()> {
             return Err(e.into());
         }
     };
+    let set = deploy::applyset::ApplySet::new(&ctx.config.image.name, &namespace);
     if args.dry_run {
-        let diffs = deploy::dry_run(&cluster, &rendered.objects, &namespace).await?;
-        stage.done(format!("dry run: {} objects would change", diffs.len()));
+        let mut objects = rendered.objects.clone();
+        set.label(&mut objects);
+        let diffs = deploy::dry_run(&cluster, &objects, &namespace).await?;
+        let pruned = deploy::would_prune(&cluster, &set, &objects).await?;
+        stage.done(format!(
+            "dry run: {} objects would change, {} would be deleted",
+            diffs.len(),
+            pruned.len()
+        ));
         for d in diffs {
             println!("{d}");
         }
+        for member in pruned {
+            println!(
+                "--- live {member}\n+++ deleted: no longer in the manifest (ApplySet {})",
+                set.parent
+            );
+        }
         return Ok(());
     }
+    let commit = rendered
+        .objects
+        .iter()
+        .find(|o| o["kind"] == "Deployment")
+        .and_then(|o| o["metadata"]["annotations"][deploy::rollback::COMMIT].as_str())
+        .map(str::to_string);
+    let service = &ctx.config.image.name;
+    let lease_name = deploy::lease::lease_name(service);
+    let claim = deploy::lease::Claim::new("deploy", commit.clone());
+    let held = match deploy::lease::acquire(
+        &cluster,
+        &namespace,
+        &lease_name,
+        &claim,
+        Duration::from_secs(args.lock_timeout),
+        &|s| {
+            stage.progress(format!(
+                "the deploy lock is held by {}; waiting up to {}s",
+                s.describe(),
+                args.lock_timeout
+            ))
+        },
+    )
+    .await
+    {
+        Ok(held) => held,
+        Err(e) => {
+            stage.failed("the deploy lock is held");
+            return Err(e.into());
+        }
+    };
     let options = DeployOptions {
-        namespace,
+        namespace: namespace.clone(),
         rollback: !args.no_rollback,
         timeout: args.timeout.map(Duration::from_secs),
+        fail_fast,
+        applyset: Some(set),
         ..DeployOptions::default()
     };
     let rollout = deploy::deploy(&cluster, &rendered.objects, &options, &|line| {
         stage.progress(line)
     })
-    .await
-    .context("deploy failed")?;
+    .await;
+    if let Ok(rollout) = &rollout {
+        crate::environment::kubernetes::record_rollout(
+            &cluster,
+            &namespace,
+            service,
+            &rendered.objects,
+            rollout,
+            "deploy",
+            &args.image,
+            commit.as_deref(),
+        )
+        .await;
+    }
+    held.release().await;
+    let rollout = rollout.context("deploy failed")?;
     match &rollout {
         Rollout::Succeeded { .. } => {
             stage.done(rollout.to_string());

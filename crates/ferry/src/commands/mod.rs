@@ -7,11 +7,15 @@ pub mod build;
 pub mod completions;
 pub mod deploy;
 pub mod dev;
+pub mod history;
 pub mod init;
+pub mod lock;
 pub mod plan;
+pub mod promote;
 pub mod push;
 pub mod rbac;
 pub mod render;
+pub mod rollback;
 pub mod ship;
 pub mod status;
 pub mod stop;
@@ -149,6 +153,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Dev(args) => dev::run(args, &ctx).await,
         Command::Status(args) => status::run(args, &ctx).await,
         Command::Stop(args) => stop::run(args, &ctx).await,
+        Command::History(args) => history::run(args, &ctx).await,
+        Command::Promote(args) => promote::run(args, &ctx).await,
+        Command::Rollback(args) => rollback::run(args, &ctx).await,
+        Command::Lock(args) => lock::run(args, &ctx).await,
+        Command::Unlock(args) => lock::run_unlock(args, &ctx).await,
         Command::Completions(_) | Command::Init(_) => unreachable!("handled above"),
     }
 }

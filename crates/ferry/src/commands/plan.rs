@@ -42,6 +42,7 @@ pub async fn run(args: PlanArgs, ctx: &Context) -> anyhow::Result<()> {
         },
         allow_dirty: args.allow_dirty,
         offline: args.offline,
+        operation: None,
         ..Request::default()
     };
     let mut recorder = Recorder::new(

@@ -30,6 +30,9 @@ pub struct ShipArgs {
     /// Confirm the deploy for environments with `approval = true`.
     #[arg(long)]
     pub approve: bool,
+    /// Wait this long for another run's deploy lock instead of failing at once (kubernetes).
+    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+    pub lock_timeout: u64,
     /// How to compile: `fast` or `release` (default: the environment's `profile`; kubernetes
     /// environments build release).
     #[arg(long, value_enum)]
@@ -60,18 +63,37 @@ pub async fn run(args: ShipArgs, ctx: &Context) -> anyhow::Result<()> {
         no_rollback: args.no_rollback,
         approve: args.approve,
         offline: false,
+        operation: None,
         profile: args.profile.unwrap_or_else(|| environment.profile()),
+    };
+    let lock_request = crate::environment::LockRequest {
+        operation: "ship",
+        commit: crate::git::Commit::discover(&ctx.config.root)
+            .ok()
+            .map(|c| c.hash),
+        wait: std::time::Duration::from_secs(args.lock_timeout),
     };
     let mut recorder = Recorder::new(
         &ctx.reporter,
         pipeline::summary("ship", &name, environment.kind()),
     );
+    let mut held = None;
     let result = async {
         environment.preflight(&request, &mut recorder).await?;
+        // Held from before the build to the end, so a second ship fails at once.
+        held = environment.hold_lock(&lock_request, &mut recorder).await?;
         let built = pipeline::build_image(&ctx.config, &request, &mut recorder).await?;
         environment.deliver(&built, &request, &mut recorder).await
     }
     .await;
+    if let Some(held) = held {
+        if held.lost() {
+            ctx.reporter.info(
+                "warning: the deploy lock was taken over during this run (it could not be renewed in time)",
+            );
+        }
+        held.release().await;
+    }
     let summary = recorder.summary;
     if ctx.reporter.mode() == Mode::Json {
         println!("{}", serde_json::to_string_pretty(&summary)?);

@@ -8,7 +8,11 @@
 //!
 //! Not here: rendering ([`crate::render`]) or verifying the public URL ([`crate::verify`]).
 
+pub mod actor;
 pub mod apply;
+pub mod applyset;
+pub mod history;
+pub mod lease;
 pub mod rollback;
 pub mod rollout;
 
@@ -37,7 +41,12 @@ pub struct DeployOptions {
     pub rollback: bool,
     /// Overall limit per Deployment (default: its progressDeadlineSeconds).
     pub timeout: Option<Duration>,
+    /// Stop at the first cause that will not fix itself; `false` waits out the deadline.
+    pub fail_fast: bool,
     pub poll: Duration,
+    /// Label the objects as this ApplySet's members, and after a successful rollout delete
+    /// the members the manifest no longer has.
+    pub applyset: Option<applyset::ApplySet>,
 }
 
 impl Default for DeployOptions {
@@ -46,7 +55,9 @@ impl Default for DeployOptions {
             namespace: "default".into(),
             rollback: true,
             timeout: None,
+            fail_fast: true,
             poll: Duration::from_millis(500),
+            applyset: None,
         }
     }
 }
@@ -142,6 +153,17 @@ pub enum DeployError {
     },
     #[error("Kubernetes client error: {0}")]
     Client(String),
+    #[error("{0}")]
+    ApplySet(Box<applyset::ApplySetError>),
+}
+
+impl From<applyset::ApplySetError> for DeployError {
+    fn from(e: applyset::ApplySetError) -> Self {
+        match e {
+            applyset::ApplySetError::Cluster(e) => e,
+            other => DeployError::ApplySet(Box::new(other)),
+        }
+    }
 }
 
 fn fields_hint(fields: &[String]) -> String {
@@ -302,6 +324,57 @@ pub async fn deploy(
     options: &DeployOptions,
     progress: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<Rollout, DeployError> {
+    let mut objects = objects.to_vec();
+    // The parent lists the old kinds and the new before any member changes, so a run that
+    // dies half-way still knows every kind to look in.
+    let before = match &options.applyset {
+        Some(set) => {
+            let before = applyset::recorded_kinds(cluster, set).await?;
+            set.label(&mut objects);
+            let widened = &before | &applyset::kinds_of(&objects);
+            applyset::write_parent(cluster, set, &widened).await?;
+            Some(before)
+        }
+        None => None,
+    };
+    let rollout = follow(cluster, &objects, options, progress).await?;
+    if let (Some(set), Some(before), Rollout::Succeeded { .. }) =
+        (&options.applyset, &before, &rollout)
+    {
+        let now = applyset::kinds_of(&objects);
+        let orphans = applyset::orphans(cluster, set, &(before | &now), &objects).await?;
+        for member in applyset::prune(cluster, set, &orphans).await? {
+            progress(&format!(
+                "deleted {member}: no longer in the manifest (ApplySet {})",
+                set.parent
+            ));
+        }
+        applyset::write_parent(cluster, set, &now).await?;
+    }
+    Ok(rollout)
+}
+
+/// What pruning after a successful deploy of `objects` would delete.
+pub async fn would_prune(
+    cluster: &Cluster,
+    set: &applyset::ApplySet,
+    objects: &[serde_json::Value],
+) -> Result<Vec<applyset::Member>, DeployError> {
+    let before = applyset::recorded_kinds(cluster, set).await?;
+    let kinds = &before | &applyset::kinds_of(objects);
+    Ok(applyset::orphans(cluster, set, &kinds, objects)
+        .await?
+        .into_iter()
+        .map(|(m, _)| m)
+        .collect())
+}
+
+async fn follow(
+    cluster: &Cluster,
+    objects: &[serde_json::Value],
+    options: &DeployOptions,
+    progress: &(dyn Fn(&str) + Send + Sync),
+) -> Result<Rollout, DeployError> {
     let applied = apply_checked(cluster, objects, &options.namespace, false).await?;
     for a in &applied {
         progress(&format!(
@@ -318,7 +391,7 @@ pub async fn deploy(
             .unwrap_or_else(|| options.namespace.clone());
         let wait = rollout::WaitOptions {
             timeout: options.timeout,
-            fail_fast: true,
+            fail_fast: options.fail_fast,
             poll: options.poll,
         };
         let outcome = rollout::wait(&cluster.client, &namespace, &a.name, &wait, progress)
@@ -523,6 +596,7 @@ mod tests {
             restored: rollback::Restored {
                 revision: 4,
                 image: GOOD.into(),
+                commit: None,
             },
         };
         insta::assert_snapshot!("rolled_back_summary", rollout.to_string());

@@ -8,12 +8,16 @@ use kube::{Api, Client};
 
 use super::rollout::{REVISION, owned_replica_sets};
 
-/// The revision restored and the image it runs.
+/// The revision restored, the image it runs and the commit it was built from.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Restored {
     pub revision: i64,
     pub image: String,
+    pub commit: Option<String>,
 }
+
+/// The pod template's `ferry.dev/commit`, which ferry's manifests carry.
+pub const COMMIT: &str = "ferry.dev/commit";
 
 /// Restores the newest revision older than the current one. `Ok(None)`: there is none (a
 /// first deploy has nothing to go back to).
@@ -29,31 +33,81 @@ pub async fn rollback(
     let Some(previous) = previous_revision(&sets, current) else {
         return Ok(None);
     };
-    let revision = revision_of(previous.metadata.annotations.as_ref()).unwrap_or(0);
-    let Some(mut template) = previous.spec.as_ref().and_then(|s| s.template.clone()) else {
+    restore(client, namespace, &deployment, previous).await
+}
+
+/// Puts `set`'s pod template back into the Deployment, and its `ferry.dev/commit` on the
+/// Deployment too, so `ferry status` names the commit that runs. `Ok(None)`: the set has no
+/// template.
+pub async fn restore(
+    client: &Client,
+    namespace: &str,
+    deployment: &Deployment,
+    set: &ReplicaSet,
+) -> Result<Option<Restored>, kube::Error> {
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    let name = deployment.metadata.name.clone().unwrap_or_default();
+    let revision = revision_of(set.metadata.annotations.as_ref()).unwrap_or(0);
+    let Some(mut template) = set.spec.as_ref().and_then(|s| s.template.clone()) else {
         return Ok(None);
     };
     if let Some(labels) = template.metadata.as_mut().and_then(|m| m.labels.as_mut()) {
         labels.remove("pod-template-hash");
     }
-    let image = template
+    let image = image_of_template(&template);
+    let commit = commit_of_template(&template);
+    let mut ops = vec![serde_json::json!(
+        { "op": "replace", "path": "/spec/template", "value": template }
+    )];
+    if let Some(commit) = &commit {
+        if deployment.metadata.annotations.is_some() {
+            ops.push(serde_json::json!(
+                { "op": "add", "path": "/metadata/annotations/ferry.dev~1commit", "value": commit }
+            ));
+        } else {
+            ops.push(serde_json::json!(
+                { "op": "add", "path": "/metadata/annotations", "value": { COMMIT: commit } }
+            ));
+        }
+    }
+    let patch: json_patch::Patch =
+        serde_json::from_value(serde_json::Value::Array(ops)).map_err(kube::Error::SerdeError)?;
+    deployments
+        .patch(&name, &PatchParams::default(), &Patch::<()>::Json(patch))
+        .await?;
+    Ok(Some(Restored {
+        revision,
+        image,
+        commit,
+    }))
+}
+
+/// The first container's image.
+pub fn image_of_template(template: &k8s_openapi::api::core::v1::PodTemplateSpec) -> String {
+    template
         .spec
         .as_ref()
         .and_then(|s| s.containers.first())
         .and_then(|c| c.image.clone())
-        .unwrap_or_default();
-    let patch = serde_json::json!([
-        { "op": "replace", "path": "/spec/template", "value": template }
-    ]);
-    let patch: json_patch::Patch =
-        serde_json::from_value(patch).map_err(kube::Error::SerdeError)?;
-    deployments
-        .patch(name, &PatchParams::default(), &Patch::<()>::Json(patch))
-        .await?;
-    Ok(Some(Restored { revision, image }))
+        .unwrap_or_default()
 }
 
-fn revision_of(annotations: Option<&std::collections::BTreeMap<String, String>>) -> Option<i64> {
+/// The template's `ferry.dev/commit` annotation.
+pub fn commit_of_template(
+    template: &k8s_openapi::api::core::v1::PodTemplateSpec,
+) -> Option<String> {
+    template
+        .metadata
+        .as_ref()?
+        .annotations
+        .as_ref()?
+        .get(COMMIT)
+        .cloned()
+}
+
+pub fn revision_of(
+    annotations: Option<&std::collections::BTreeMap<String, String>>,
+) -> Option<i64> {
     annotations?.get(REVISION)?.parse().ok()
 }
 

@@ -101,6 +101,11 @@ pub enum RolloutFailure {
         container: String,
         restarts: i32,
         exit_code: Option<i32>,
+        /// `lastState.terminated.reason` (`Error`, `OOMKilled`, …).
+        terminated_reason: Option<String>,
+        /// `lastState.terminated.message`: the termination log, or with
+        /// `terminationMessagePolicy: FallbackToLogsOnError` the log's tail.
+        terminated_message: Option<String>,
         evidence: Evidence,
     },
     /// The container cannot be created (`CreateContainerConfigError`, `CreateContainerError`).
@@ -117,6 +122,10 @@ pub enum RolloutFailure {
         pod: String,
         container: String,
         failures: i32,
+        /// The grace its probes allow, in seconds, when the pod has a readiness probe.
+        grace_s: Option<i64>,
+        /// How that grace was computed, e.g. `readiness: 2 × 2s`.
+        probes: Option<String>,
         evidence: Evidence,
     },
     /// No node can take the pod.
@@ -173,11 +182,22 @@ impl RolloutFailure {
                 container,
                 restarts,
                 exit_code,
+                terminated_reason,
+                terminated_message,
                 ..
             } => format!(
-                "container {container} of pod {pod} is crash-looping (CrashLoopBackOff: {restarts} restarts{})",
+                "container {container} of pod {pod} is crash-looping (CrashLoopBackOff: {restarts} restarts{}{}){}",
                 exit_code
                     .map(|c| format!(", last exit code {c}"))
+                    .unwrap_or_default(),
+                terminated_reason
+                    .as_deref()
+                    .map(|r| format!(", reason {r}"))
+                    .unwrap_or_default(),
+                terminated_message
+                    .as_deref()
+                    .and_then(|m| m.lines().rev().find(|l| !l.trim().is_empty()))
+                    .map(|m| format!(": {}", m.trim()))
                     .unwrap_or_default()
             ),
             Self::ContainerConfig {
@@ -193,9 +213,15 @@ impl RolloutFailure {
                 pod,
                 container,
                 failures,
+                grace_s,
+                probes,
                 ..
             } => format!(
-                "container {container} of pod {pod} runs but never becomes ready (Unhealthy: {failures} readiness probe failures)"
+                "container {container} of pod {pod} runs but never becomes ready (Unhealthy: {failures} readiness probe failures{})",
+                match (grace_s, probes) {
+                    (Some(g), Some(p)) => format!(", past the {g}s its probes allow ({p})"),
+                    _ => String::new(),
+                }
             ),
             Self::Unschedulable { pod, message, .. } => {
                 format!("pod {pod} cannot be scheduled (Unschedulable): {message}")
@@ -291,7 +317,14 @@ impl std::fmt::Display for RolloutFailure {
                 }
             }
             if !evidence.logs.is_empty() {
-                writeln!(f, "  last log lines:")?;
+                if matches!(self, Self::CrashLoop { .. }) {
+                    writeln!(
+                        f,
+                        "  last log lines of the container that exited (previous=true):"
+                    )?;
+                } else {
+                    writeln!(f, "  last log lines:")?;
+                }
                 for l in &evidence.logs {
                     writeln!(f, "    {l}")?;
                 }
@@ -301,8 +334,69 @@ impl std::fmt::Display for RolloutFailure {
     }
 }
 
-/// How many readiness failures make a pod "never ready".
+/// How many readiness failures make a pod "never ready" when it has no readiness probe to
+/// judge by (the kubelet then reports none, so this is a backstop).
 pub const READINESS_FAILURES: i32 = 5;
+
+/// A pod's readiness failures as the kubelet's `Unhealthy` events tell them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReadinessSeen {
+    /// How many readiness probes failed.
+    pub failures: i32,
+    /// When the last one failed (the event's `lastTimestamp`, seconds since the epoch, on the
+    /// API server's clock: the clock the container's `startedAt` is on).
+    pub last_failure: Option<i64>,
+}
+
+impl ReadinessSeen {
+    pub fn count(failures: i32) -> Self {
+        Self {
+            failures,
+            last_failure: None,
+        }
+    }
+}
+
+/// How long a container may run unready before its probes say it has failed: the startup
+/// probe's budget (initial delay + period × failure threshold), then the readiness probe's
+/// (initial delay + period × failure threshold). Kubernetes' defaults fill what the probe
+/// leaves out (period 10 s, threshold 3). `None`: no readiness probe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeGrace {
+    pub seconds: i64,
+    /// Readiness failures the kubelet needs before it calls the container unready.
+    pub failures: i32,
+    /// `startup: 10s + 5 × 2s, readiness: 3 × 10s`.
+    pub described: String,
+}
+
+pub fn probe_grace(container: &k8s_openapi::api::core::v1::Container) -> Option<ProbeGrace> {
+    let readiness = container.readiness_probe.as_ref()?;
+    let budget = |p: &k8s_openapi::api::core::v1::Probe| {
+        let delay = i64::from(p.initial_delay_seconds.unwrap_or(0));
+        let period = i64::from(p.period_seconds.unwrap_or(10));
+        let threshold = p.failure_threshold.unwrap_or(3);
+        let described = if delay > 0 {
+            format!("{delay}s + {threshold} × {period}s")
+        } else {
+            format!("{threshold} × {period}s")
+        };
+        (delay + period * i64::from(threshold), threshold, described)
+    };
+    let (ready_s, failures, ready_said) = budget(readiness);
+    let (seconds, described) = match container.startup_probe.as_ref().map(budget) {
+        Some((start_s, _, start_said)) => (
+            start_s + ready_s,
+            format!("startup: {start_said}, readiness: {ready_said}"),
+        ),
+        None => (ready_s, format!("readiness: {ready_said}")),
+    };
+    Some(ProbeGrace {
+        seconds,
+        failures,
+        described,
+    })
+}
 
 /// How long a pod may stay in `ErrImagePull` before ferry counts it; `ImagePullBackOff` counts
 /// at once.
@@ -330,7 +424,7 @@ pub const PULL_GRACE: Duration = Duration::from_secs(10);
 pub fn diagnose(
     deployment: &Deployment,
     pods: &[Pod],
-    readiness_failures: &BTreeMap<String, i32>,
+    readiness_failures: &BTreeMap<String, ReadinessSeen>,
     pull_errors_since: &mut BTreeMap<String, Instant>,
 ) -> Option<RolloutFailure> {
     if !observed(deployment) {
@@ -392,11 +486,16 @@ pub fn diagnose(
                         .as_ref()
                         .and_then(|s| s.terminated.as_ref())
                         .map(|t| t.exit_code);
+                    let terminated = cs.last_state.as_ref().and_then(|s| s.terminated.as_ref());
                     return Some(RolloutFailure::CrashLoop {
                         pod: name,
                         container: cs.name.clone(),
                         restarts: cs.restart_count,
                         exit_code,
+                        terminated_reason: terminated.and_then(|t| t.reason.clone()),
+                        terminated_message: terminated
+                            .and_then(|t| t.message.clone())
+                            .filter(|m| !m.trim().is_empty()),
                         evidence: Evidence::default(),
                     });
                 }
@@ -412,12 +511,33 @@ pub fn diagnose(
                 _ => {}
             }
             let running = cs.state.as_ref().is_some_and(|s| s.running.is_some());
-            let failures = readiness_failures.get(&name).copied().unwrap_or(0);
-            if running && !cs.ready && failures >= READINESS_FAILURES {
+            let seen = readiness_failures.get(&name).copied().unwrap_or_default();
+            let grace = pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.containers.iter().find(|c| c.name == cs.name))
+                .and_then(probe_grace);
+            let started = cs
+                .state
+                .as_ref()
+                .and_then(|s| s.running.as_ref())
+                .and_then(|r| r.started_at.as_ref())
+                .map(|t| t.0.as_second());
+            let past_grace = match (&grace, started, seen.last_failure) {
+                // Both times on the API server's clock, so skew with this machine is no matter.
+                (Some(g), Some(started), Some(last)) => {
+                    seen.failures >= g.failures && last - started >= g.seconds
+                }
+                (Some(g), _, _) => seen.failures >= g.failures.max(READINESS_FAILURES),
+                (None, _, _) => seen.failures >= READINESS_FAILURES,
+            };
+            if running && !cs.ready && past_grace {
                 return Some(RolloutFailure::NeverReady {
                     pod: name,
                     container: cs.name.clone(),
-                    failures,
+                    failures: seen.failures,
+                    grace_s: grace.as_ref().map(|g| g.seconds),
+                    probes: grace.map(|g| g.described),
                     evidence: Evidence::default(),
                 });
             }
@@ -614,7 +734,14 @@ async fn check_pods(
                     .is_some_and(|m| m.starts_with("Readiness probe failed"))
                 && let Some(pod) = event.involved_object.name.clone()
             {
-                *readiness.entry(pod).or_insert(0) += event.count.unwrap_or(1);
+                let seen: &mut ReadinessSeen = readiness.entry(pod).or_default();
+                seen.failures += event.count.unwrap_or(1);
+                let at = event
+                    .last_timestamp
+                    .as_ref()
+                    .map(|t| t.0.as_second())
+                    .or_else(|| event.event_time.as_ref().map(|t| t.0.as_second()));
+                seen.last_failure = seen.last_failure.max(at);
             }
         }
     }
@@ -858,7 +985,7 @@ mod tests {
             "status": {"containerStatuses": [{"name": "hello", "image": "r/h:1", "imageID": "", "ready": false, "restartCount": 0,
                 "state": {"running": {}}}]}
         }));
-        let many = BTreeMap::from([("p".to_string(), READINESS_FAILURES)]);
+        let many = BTreeMap::from([("p".to_string(), ReadinessSeen::count(READINESS_FAILURES))]);
         let headline = diagnose(
             &observed_deployment(),
             &[running],
@@ -931,7 +1058,10 @@ mod tests {
             "status": {"containerStatuses": [{"name": "hello", "image": "r/h:1", "imageID": "", "ready": false, "restartCount": 0,
                 "state": {"running": {}}}]}
         }));
-        let few = BTreeMap::from([("r".to_string(), READINESS_FAILURES - 1)]);
+        let few = BTreeMap::from([(
+            "r".to_string(),
+            ReadinessSeen::count(READINESS_FAILURES - 1),
+        )]);
         assert_eq!(
             diagnose(
                 &d,
@@ -941,11 +1071,37 @@ mod tests {
             ),
             None
         );
-        let many = BTreeMap::from([("r".to_string(), READINESS_FAILURES)]);
+        let many = BTreeMap::from([("r".to_string(), ReadinessSeen::count(READINESS_FAILURES))]);
         assert!(matches!(
             diagnose(&d, &[running], &many, &mut BTreeMap::new()),
             Some(RolloutFailure::NeverReady { .. })
         ));
+    }
+
+    #[test]
+    fn the_readiness_grace_adds_the_startup_probe_to_the_readiness_probe() {
+        let container: k8s_openapi::api::core::v1::Container = serde_json::from_value(
+            serde_json::json!({"name": "hello",
+                "startupProbe": {"initialDelaySeconds": 5, "periodSeconds": 2, "failureThreshold": 10},
+                "readinessProbe": {"periodSeconds": 3}}),
+        )
+        .unwrap();
+        let grace = probe_grace(&container).unwrap();
+        assert_eq!(
+            grace,
+            ProbeGrace {
+                seconds: 5 + 2 * 10 + 3 * 3,
+                failures: 3,
+                described: "startup: 5s + 10 × 2s, readiness: 3 × 3s".into(),
+            }
+        );
+        let bare: k8s_openapi::api::core::v1::Container =
+            serde_json::from_value(serde_json::json!({"name": "hello"})).unwrap();
+        assert_eq!(
+            probe_grace(&bare),
+            None,
+            "no readiness probe, no grace to judge by"
+        );
     }
 
     // The failure reports, one per kind, built by hand so the snapshots are deterministic; the
@@ -967,6 +1123,10 @@ mod tests {
             container: "hello".into(),
             restarts: 3,
             exit_code: Some(2),
+            terminated_reason: Some("Error".into()),
+            terminated_message: Some(
+                "hello: invalid configuration: PORT=\"http\" is not valid".into(),
+            ),
             evidence: Evidence {
                 events: vec!["Warning BackOff: Back-off restarting failed container (x3)".into()],
                 logs: vec!["hello: invalid configuration: PORT=\"http\" is not valid".into()],
@@ -1052,6 +1212,8 @@ mod tests {
             pod: "hello-8d7c6b5a4-z9y8x".into(),
             container: "hello".into(),
             failures: 6,
+            grace_s: Some(4),
+            probes: Some("readiness: 2 × 2s".into()),
             evidence: evidence(
                 &[
                     &format!("Normal Pulled: Successfully pulled image \"{IMAGE}\""),

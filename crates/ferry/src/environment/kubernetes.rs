@@ -5,8 +5,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use anyhow::Context as _;
+
+use super::{LockRequest, PromoteRequest, RollbackRequest, RunningImage};
 use crate::config::{Config, KubernetesEnv};
-use crate::deploy;
+use crate::deploy::{self, history, lease, rollback};
 use crate::output::{Mode, Reporter};
 use crate::pipeline::{self, Built, Halted, Outcome, Recorder, Request};
 use crate::verify::Readiness;
@@ -76,7 +79,6 @@ impl super::Environment for Kubernetes {
         let render_settings = self.render_settings();
         let env = &render_settings;
         let secrets = self.resolved_secrets();
-        use anyhow::Context as _;
         let env_name = recorder.summary.environment.clone();
         let pushed = recorder
             .stage("push", &format!("→ {}", env.repository), async |_s| {
@@ -128,6 +130,11 @@ impl super::Environment for Kubernetes {
         let options = crate::deploy::DeployOptions {
             namespace: env.namespace.clone(),
             rollback: !request.no_rollback,
+            fail_fast: env.fail_fast,
+            applyset: Some(deploy::applyset::ApplySet::new(
+                &config.image.name,
+                &env.namespace,
+            )),
             ..Default::default()
         };
         let rollout = recorder
@@ -147,6 +154,14 @@ impl super::Environment for Kubernetes {
             )
             .await?;
         recorder.summary.rollout = Some(rollout.clone());
+        self.record_rollout(
+            &rendered.objects,
+            &rollout,
+            request.operation.unwrap_or("ship"),
+            &pushed.pinned(),
+            Some(&built.commit.hash),
+        )
+        .await;
         // One wording for the outcome, the one `ferry deploy` prints: `Rollout`'s Display.
         let outcome = match &rollout {
             crate::deploy::Rollout::Succeeded { .. } => {
@@ -215,17 +230,37 @@ impl super::Environment for Kubernetes {
         let json = recorder.reporter().mode() == Mode::Json;
         match pipeline::connect(config, env).await {
             Ok(cluster) => {
-                let diffs = recorder
+                let set = deploy::applyset::ApplySet::new(&config.image.name, &env.namespace);
+                let (diffs, pruned) = recorder
                     .stage("dry-run", "server-side dry run", async |_s| {
-                        let diffs =
-                            deploy::dry_run(&cluster, &rendered.objects, &env.namespace).await?;
-                        let detail = format!("{} objects would change", diffs.len());
-                        Ok((diffs, detail))
+                        let mut objects = rendered.objects.clone();
+                        set.label(&mut objects);
+                        let diffs = deploy::dry_run(&cluster, &objects, &env.namespace).await?;
+                        let pruned = deploy::would_prune(&cluster, &set, &objects).await?;
+                        let mut detail = format!("{} objects would change", diffs.len());
+                        if !pruned.is_empty() {
+                            detail.push_str(&format!(
+                                ", {} would be deleted ({})",
+                                pruned.len(),
+                                pruned
+                                    .iter()
+                                    .map(ToString::to_string)
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ));
+                        }
+                        Ok(((diffs, pruned), detail))
                     })
                     .await?;
                 if !json {
                     for d in diffs {
                         println!("{}", secrets.redact(&d.to_string()));
+                    }
+                    for member in pruned {
+                        println!(
+                            "--- live {member}\n+++ deleted: no longer in the manifest (ApplySet {})",
+                            set.parent
+                        );
                     }
                 }
             }
@@ -264,6 +299,11 @@ impl super::Environment for Kubernetes {
         let target = pipeline::target(config, k);
         let cluster = pipeline::connect(config, k).await?;
         let deployments = deploy::status(&cluster, &k.namespace).await?;
+        // Best effort: a cluster that will not show its Leases still shows its Deployments.
+        let lock = lease::current(&cluster, &k.namespace, &self.lease_name())
+            .await
+            .ok()
+            .flatten();
         if reporter.mode() == Mode::Json {
             let doc = serde_json::json!({
                 "environment": name,
@@ -272,11 +312,15 @@ impl super::Environment for Kubernetes {
                 "server": cluster.server,
                 "namespace": k.namespace,
                 "deployments": deployments,
+                "lock": lock,
             });
             println!("{}", serde_json::to_string_pretty(&doc)?);
             return Ok(());
         }
         println!("{}", where_it_runs(name, k, &target, &cluster.server));
+        if let Some(lock) = &lock {
+            println!("deploy lock: {}", lock.describe());
+        }
         println!(
             "{:<16} {:<9} {:<8} {:<14} IMAGE",
             "DEPLOYMENT", "READY", "REVISION", "COMMIT"
@@ -324,12 +368,666 @@ impl super::Environment for Kubernetes {
         ))
     }
 
+    async fn hold_lock(
+        &self,
+        request: &LockRequest,
+        recorder: &mut Recorder<'_>,
+    ) -> Result<Option<lease::Held>, Halted> {
+        let namespace = &self.settings.namespace;
+        let name = self.lease_name();
+        let held = recorder
+            .stage(
+                "lock",
+                &format!("Lease {namespace}/{name}"),
+                async |stage| {
+                    let cluster = pipeline::connect(&self.config, &self.settings).await?;
+                    let claim = lease::Claim::new(request.operation, request.commit.clone());
+                    let held =
+                        lease::acquire(&cluster, namespace, &name, &claim, request.wait, &|s| {
+                            stage.progress(format!(
+                                "held by {}; waiting up to {}s",
+                                s.describe(),
+                                request.wait.as_secs()
+                            ))
+                        })
+                        .await?;
+                    let detail = format!("held by {}", held.state.holder);
+                    Ok((held, detail))
+                },
+            )
+            .await?;
+        Ok(Some(held))
+    }
+
+    async fn lock(&self, message: &str, reporter: &Reporter) -> anyhow::Result<()> {
+        let (namespace, name) = (&self.settings.namespace, self.lease_name());
+        let cluster = pipeline::connect(&self.config, &self.settings).await?;
+        let mut claim = lease::Claim::new("lock", None);
+        claim.manual = true;
+        claim.message = Some(message.to_string());
+        let held = lease::acquire(&cluster, namespace, &name, &claim, Duration::ZERO, &|_| {})
+            .await
+            .with_context(|| format!("cannot lock {}", self.name))?;
+        if reporter.mode() == Mode::Json {
+            println!("{}", serde_json::to_string_pretty(&held.state)?);
+        } else {
+            reporter.info(format!(
+                "locked {}: {}; deploys are refused until `ferry unlock --env {}`",
+                self.name,
+                held.state.describe(),
+                self.name
+            ));
+        }
+        Ok(())
+    }
+
+    async fn unlock(&self, force: bool, reporter: &Reporter) -> anyhow::Result<()> {
+        let (namespace, name) = (&self.settings.namespace, self.lease_name());
+        let cluster = pipeline::connect(&self.config, &self.settings).await?;
+        let removed = lease::remove(&cluster, namespace, &name, force)
+            .await
+            .with_context(|| format!("cannot unlock {}", self.name))?;
+        if reporter.mode() == Mode::Json {
+            println!(
+                "{}",
+                serde_json::json!({"environment": self.name, "removed": removed})
+            );
+            return Ok(());
+        }
+        match removed {
+            Some(state) => reporter.info(format!(
+                "unlocked {} (it was {})",
+                self.name,
+                state.describe()
+            )),
+            None => reporter.info(format!("{} was not locked", self.name)),
+        }
+        Ok(())
+    }
+
+    async fn history(&self, reporter: &Reporter) -> anyhow::Result<()> {
+        let namespace = &self.settings.namespace;
+        let cluster = pipeline::connect(&self.config, &self.settings).await?;
+        let records = history::read(&cluster, namespace, &self.config.image.name).await?;
+        let mut kept = std::collections::BTreeMap::new();
+        for deployment in records.iter().map(|r| r.deployment.clone()) {
+            if let std::collections::btree_map::Entry::Vacant(slot) = kept.entry(deployment) {
+                let available = history::available(&cluster, namespace, slot.key())
+                    .await
+                    .unwrap_or_default();
+                slot.insert(available);
+            }
+        }
+        let is_kept = |r: &history::Record| {
+            kept.get(&r.deployment).is_some_and(|a| {
+                a.iter()
+                    .any(|a| Some(a.revision) == r.revision && a.image == r.image)
+            })
+        };
+        if reporter.mode() == Mode::Json {
+            let list: Vec<serde_json::Value> = records
+                .iter()
+                .rev()
+                .map(|r| {
+                    let mut v = serde_json::to_value(r).unwrap_or_default();
+                    v["digest"] = serde_json::json!(r.digest());
+                    v["available"] = serde_json::json!(is_kept(r));
+                    v
+                })
+                .collect();
+            let doc = serde_json::json!({
+                "environment": self.name,
+                "namespace": namespace,
+                "where": format!("ConfigMap {namespace}/{}", history::configmap_name(&self.config.image.name)),
+                "history": list,
+            });
+            println!("{}", serde_json::to_string_pretty(&doc)?);
+            return Ok(());
+        }
+        if records.is_empty() {
+            println!(
+                "{}: no deploys recorded yet (ferry ship --env {} records one)",
+                self.name, self.name
+            );
+            return Ok(());
+        }
+        println!(
+            "{:<8} {:<12} {:<19} {:<20} {:<16} {:<9} OUTCOME",
+            "REVISION", "COMMIT", "DIGEST", "TIME", "WHO", "WHAT"
+        );
+        for r in records.iter().rev() {
+            let revision = match r.revision {
+                Some(n) if is_kept(r) => n.to_string(),
+                Some(n) => format!("{n} (gone)"),
+                None => "-".into(),
+            };
+            println!(
+                "{:<8} {:<12} {:<19} {:<20} {:<16} {:<9} {}",
+                revision,
+                r.commit
+                    .as_deref()
+                    .map(|c| c.chars().take(12).collect::<String>())
+                    .unwrap_or_else(|| "-".into()),
+                r.digest()
+                    .map(|d| d.chars().take(19).collect::<String>())
+                    .unwrap_or_else(|| "-".into()),
+                r.time,
+                r.who,
+                r.what,
+                r.outcome.replace('_', " ")
+            );
+        }
+        Ok(())
+    }
+
+    async fn running_image(&self, commit: Option<&str>) -> anyhow::Result<RunningImage> {
+        let namespace = &self.settings.namespace;
+        let cluster = pipeline::connect(&self.config, &self.settings).await?;
+        let records = history::read(&cluster, namespace, &self.config.image.name).await?;
+        let deployment = self.the_deployment(&cluster, &records, None).await?;
+        let (image, commit) = match commit {
+            Some(commit) => {
+                let available = history::available(&cluster, namespace, &deployment).await?;
+                let found = history::choose(&available, commit).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "{} keeps no revision of {deployment} built from commit {commit:?}; these are:\n{}\n  hint: pass one of their commits to --commit",
+                        self.name,
+                        available.iter().map(|a| format!("    {a}")).collect::<Vec<_>>().join("\n")
+                    )
+                })?;
+                (found.image.clone(), found.commit.clone())
+            }
+            None => {
+                let live = deploy::status(&cluster, namespace)
+                    .await?
+                    .into_iter()
+                    .find(|d| d.name == deployment)
+                    .ok_or_else(|| {
+                        anyhow::anyhow!("deployment {deployment} is gone from {namespace}")
+                    })?;
+                (live.image, live.commit)
+            }
+        };
+        if !image.contains("@sha256:") {
+            anyhow::bail!(
+                "{} runs {image}, which is not pinned by digest, so what it runs cannot be promoted exactly\n  hint: ship it with ferry, which deploys REPO@sha256:…",
+                self.name
+            );
+        }
+        Ok(RunningImage {
+            environment: self.name.clone(),
+            deployment,
+            image,
+            commit,
+        })
+    }
+
+    async fn promote(
+        &self,
+        source: &RunningImage,
+        request: &PromoteRequest,
+        reporter: &Reporter,
+    ) -> anyhow::Result<()> {
+        if self.settings.approval && !request.approve {
+            anyhow::bail!(
+                "environment `{}` requires approval (approval = true in ferry.toml); nothing was copied or deployed\n  \
+                 hint: re-run with --approve",
+                self.name
+            );
+        }
+        let (namespace, name) = (&self.settings.namespace, self.lease_name());
+        let cluster = pipeline::connect(&self.config, &self.settings).await?;
+        let claim = lease::Claim::new("promote", source.commit.clone());
+        let held = lease::acquire(
+            &cluster,
+            namespace,
+            &name,
+            &claim,
+            request.lock_wait,
+            &|s| {
+                reporter.info(format!(
+                    "the deploy lock is held by {}; waiting",
+                    s.describe()
+                ))
+            },
+        )
+        .await
+        .with_context(|| format!("cannot promote to {}", self.name))?;
+        let result = self.promote_held(&cluster, source, request, reporter).await;
+        held.release().await;
+        result
+    }
+
+    async fn rollback(&self, request: &RollbackRequest, reporter: &Reporter) -> anyhow::Result<()> {
+        let (namespace, name) = (&self.settings.namespace, self.lease_name());
+        let service = &self.config.image.name;
+        let cluster = pipeline::connect(&self.config, &self.settings).await?;
+        let claim = lease::Claim::new("rollback", None);
+        let held = lease::acquire(
+            &cluster,
+            namespace,
+            &name,
+            &claim,
+            request.lock_wait,
+            &|s| {
+                reporter.info(format!(
+                    "the deploy lock is held by {}; waiting",
+                    s.describe()
+                ))
+            },
+        )
+        .await
+        .with_context(|| format!("cannot roll back {}", self.name))?;
+        let result = self.roll_back(&cluster, request, reporter).await;
+        held.release().await;
+        let _ = service;
+        result
+    }
+
     async fn stop(&self, _reporter: &Reporter) -> anyhow::Result<()> {
         anyhow::bail!(
             "`ferry stop` stops a local instance; `{}` is a kubernetes environment\n  \
              hint: scale or delete its Deployment with kubectl, or run `ferry stop` for the local one",
             self.name
         )
+    }
+}
+
+impl Kubernetes {
+    fn lease_name(&self) -> String {
+        lease::lease_name(&self.config.image.name)
+    }
+
+    /// Adds the rollout's outcome to the history; a history that cannot be written is a
+    /// warning, not a failed deploy.
+    async fn record_rollout(
+        &self,
+        objects: &[serde_json::Value],
+        rollout: &deploy::Rollout,
+        what: &str,
+        image: &str,
+        commit: Option<&str>,
+    ) {
+        let Ok(cluster) = pipeline::connect(&self.config, &self.settings).await else {
+            return;
+        };
+        record_rollout(
+            &cluster,
+            &self.settings.namespace,
+            &self.config.image.name,
+            objects,
+            rollout,
+            what,
+            image,
+            commit,
+        )
+        .await;
+    }
+
+    /// The Deployment this service's history names, else the only one in the namespace.
+    async fn the_deployment(
+        &self,
+        cluster: &deploy::Cluster,
+        records: &[history::Record],
+        named: Option<&str>,
+    ) -> anyhow::Result<String> {
+        let namespace = &self.settings.namespace;
+        if let Some(d) = named {
+            return Ok(d.to_string());
+        }
+        if let Some(r) = records.last() {
+            return Ok(r.deployment.clone());
+        }
+        let all = deploy::status(cluster, namespace).await?;
+        match all.as_slice() {
+            [one] => Ok(one.name.clone()),
+            [] => anyhow::bail!(
+                "there is no Deployment in namespace {namespace} of {}\n  hint: ship it first: ferry ship --env {}",
+                self.name,
+                self.name
+            ),
+            many => anyhow::bail!(
+                "namespace {namespace} has {} Deployments ({}) and no history says which is this service's\n  hint: name one with --deployment NAME",
+                many.len(),
+                many.iter()
+                    .map(|d| d.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+
+    async fn promote_held(
+        &self,
+        cluster: &deploy::Cluster,
+        source: &RunningImage,
+        request: &PromoteRequest,
+        reporter: &Reporter,
+    ) -> anyhow::Result<()> {
+        let env = self.render_settings();
+        let target: crate::registry::Repository = env.repository.parse()?;
+        let options = crate::registry::PushOptions {
+            insecure: env.insecure_registry,
+            auth: env.registry_auth,
+            ..Default::default()
+        };
+        let stage = reporter.stage("copy", format!("{} → {target}", source.image));
+        let copied = match crate::registry::copy(&source.image, &target, &options).await {
+            Ok(c) => {
+                stage.done(format!(
+                    "{} ({} mounted, {} copied, {} already there)",
+                    c.pinned(),
+                    c.mounted.len(),
+                    c.copied.len(),
+                    c.skipped.len()
+                ));
+                c
+            }
+            Err(e) => {
+                stage.failed(e.to_string().lines().next().unwrap_or_default());
+                return Err(e.into());
+            }
+        };
+        let image = copied.pinned();
+        let mut rendered = pipeline::render_for(
+            &self.config,
+            &self.name,
+            &env,
+            &image,
+            source.commit.as_deref(),
+        )?;
+        let secrets = self.resolved_secrets();
+        if !secrets.is_empty() {
+            add_secret(&self.config, &env, &secrets, &mut rendered.objects);
+        }
+        let stage = reporter.stage(
+            "deploy",
+            format!(
+                "{} objects → namespace {}",
+                rendered.objects.len(),
+                env.namespace
+            ),
+        );
+        let options = deploy::DeployOptions {
+            namespace: env.namespace.clone(),
+            rollback: !request.no_rollback,
+            fail_fast: env.fail_fast,
+            applyset: Some(deploy::applyset::ApplySet::new(
+                &self.config.image.name,
+                &env.namespace,
+            )),
+            ..Default::default()
+        };
+        let rollout = deploy::deploy(cluster, &rendered.objects, &options, &|l| stage.progress(l))
+            .await
+            .context("promote failed")?;
+        record_rollout(
+            cluster,
+            &env.namespace,
+            &self.config.image.name,
+            &rendered.objects,
+            &rollout,
+            "promote",
+            &image,
+            source.commit.as_deref(),
+        )
+        .await;
+        if reporter.mode() == Mode::Json {
+            let doc = serde_json::json!({
+                "environment": self.name,
+                "source": {
+                    "environment": source.environment,
+                    "deployment": source.deployment,
+                    "commit": source.commit,
+                    "digest": source.digest(),
+                    "image": source.image,
+                },
+                "image": image,
+                "copied": copied,
+                "rollout": rollout,
+            });
+            println!("{}", serde_json::to_string_pretty(&doc)?);
+        }
+        match &rollout {
+            deploy::Rollout::Succeeded { .. } => {
+                stage.done(rollout.to_string());
+                reporter.info(format!(
+                    "promoted {} (commit {}, {}) from {} to {}",
+                    image,
+                    source
+                        .commit
+                        .as_deref()
+                        .map(|c| c.chars().take(12).collect::<String>())
+                        .unwrap_or_else(|| "-".into()),
+                    source.digest(),
+                    source.environment,
+                    self.name
+                ));
+                Ok(())
+            }
+            deploy::Rollout::RolledBack {
+                deployment,
+                restored,
+                ..
+            } => {
+                stage.failed(format!(
+                    "{deployment}: rolled back to revision {}",
+                    restored.revision
+                ));
+                anyhow::bail!("promote failed: {rollout}")
+            }
+            deploy::Rollout::Failed {
+                deployment,
+                failure,
+                ..
+            } => {
+                stage.failed(format!("{deployment}: {}", failure.headline()));
+                anyhow::bail!("promote failed: {rollout}")
+            }
+        }
+    }
+
+    async fn roll_back(
+        &self,
+        cluster: &deploy::Cluster,
+        request: &RollbackRequest,
+        reporter: &Reporter,
+    ) -> anyhow::Result<()> {
+        let namespace = &self.settings.namespace;
+        let service = &self.config.image.name;
+        let records = history::read(cluster, namespace, service).await?;
+        let deployment = self
+            .the_deployment(cluster, &records, request.deployment.as_deref())
+            .await?;
+        let (live, sets) = history::deployment_and_sets(&cluster.client, namespace, &deployment)
+            .await
+            .map_err(|e| {
+                deploy::DeployError::from_kube(e, "Deployment", &deployment, &cluster.server)
+            })?;
+        let available = history::available(cluster, namespace, &deployment).await?;
+        let current = rollback::revision_of(live.metadata.annotations.as_ref());
+        let listed = || {
+            available
+                .iter()
+                .map(|a| {
+                    format!(
+                        "    {a}{}",
+                        if Some(a.revision) == current {
+                            "  ← running"
+                        } else {
+                            ""
+                        }
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        let target = match &request.to {
+            Some(to) => history::choose(&available, to).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "revision {to:?} of deployment {deployment} is no longer available (the cluster keeps the last revisionHistoryLimit ReplicaSets); these are:\n{}\n  hint: pass one of them to --to, by revision number or commit",
+                    listed()
+                )
+            })?,
+            None => history::previous_healthy(&available, current, &records).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "deployment {deployment} has no earlier healthy revision to roll back to; kept revisions:\n{}",
+                    listed()
+                )
+            })?,
+        };
+        if Some(target.revision) == current {
+            reporter.info(format!(
+                "{deployment} already runs revision {} ({}); nothing to roll back",
+                target.revision, target.image
+            ));
+            return Ok(());
+        }
+        let Some(set) = sets.iter().find(|rs| {
+            rollback::revision_of(rs.metadata.annotations.as_ref()) == Some(target.revision)
+        }) else {
+            anyhow::bail!(
+                "revision {} of {deployment} disappeared while rolling back",
+                target.revision
+            );
+        };
+        let stage = reporter.stage("rollback", format!("{deployment} → {target}"));
+        let restored = rollback::restore(&cluster.client, namespace, &live, set)
+            .await
+            .map_err(|e| {
+                deploy::DeployError::from_kube(e, "Deployment", &deployment, &cluster.server)
+            })?;
+        let Some(restored) = restored else {
+            stage.failed("that revision has no pod template");
+            anyhow::bail!(
+                "revision {} of {deployment} has no pod template to restore",
+                target.revision
+            );
+        };
+        let wait = deploy::rollout::WaitOptions {
+            timeout: None,
+            fail_fast: self.settings.fail_fast,
+            poll: Duration::from_millis(500),
+        };
+        let outcome = deploy::rollout::wait(&cluster.client, namespace, &deployment, &wait, &|l| {
+            stage.progress(l)
+        })
+        .await
+        .map_err(|e| {
+            deploy::DeployError::from_kube(e, "Deployment", &deployment, &cluster.server)
+        })?;
+        let (result, detail) = match &outcome {
+            Ok(_) => ("succeeded", None),
+            Err(failure) => ("failed", Some(failure.to_string())),
+        };
+        let record = history::record(
+            cluster,
+            namespace,
+            &self.config.image.name,
+            history::Outcome {
+                what: "rollback",
+                deployment: &deployment,
+                image: &restored.image,
+                commit: restored.commit.as_deref(),
+                outcome: result,
+                detail,
+            },
+        )
+        .await;
+        if let Err(e) = &record {
+            reporter.info(format!(
+                "warning: the rollback was not recorded in the history: {e}"
+            ));
+        }
+        let after = deploy::status(cluster, namespace)
+            .await
+            .ok()
+            .and_then(|all| all.into_iter().find(|d| d.name == deployment));
+        if reporter.mode() == Mode::Json {
+            let doc = serde_json::json!({
+                "environment": self.name,
+                "deployment": deployment,
+                "from_revision": current,
+                "to": target,
+                "revision": after.as_ref().and_then(|d| d.revision.clone()),
+                "outcome": result,
+                "failure": outcome.as_ref().err(),
+            });
+            println!("{}", serde_json::to_string_pretty(&doc)?);
+        }
+        match outcome {
+            Ok(_) => {
+                stage.done(format!(
+                    "{deployment} runs {} again (commit {}), now as revision {}",
+                    restored.image,
+                    restored
+                        .commit
+                        .as_deref()
+                        .map(|c| c.chars().take(12).collect::<String>())
+                        .unwrap_or_else(|| "-".into()),
+                    after.and_then(|d| d.revision).unwrap_or_default()
+                ));
+                Ok(())
+            }
+            Err(failure) => {
+                stage.failed(failure.headline());
+                anyhow::bail!(
+                    "the rollback of {deployment} to revision {} did not become available: {failure}",
+                    target.revision
+                )
+            }
+        }
+    }
+}
+
+/// Records each Deployment of a rollout in the history (see [`Kubernetes::record_rollout`]).
+#[allow(clippy::too_many_arguments)]
+pub async fn record_rollout(
+    cluster: &deploy::Cluster,
+    namespace: &str,
+    service: &str,
+    objects: &[serde_json::Value],
+    rollout: &deploy::Rollout,
+    what: &str,
+    image: &str,
+    commit: Option<&str>,
+) {
+    let deployments = objects
+        .iter()
+        .filter(|o| o["kind"] == "Deployment")
+        .filter_map(|o| o["metadata"]["name"].as_str());
+    for deployment in deployments {
+        let (outcome, detail) = match rollout {
+            deploy::Rollout::Succeeded { .. } => ("succeeded", None),
+            deploy::Rollout::RolledBack {
+                deployment: d,
+                failure,
+                ..
+            } if d == deployment => ("rolled_back", Some(failure.headline())),
+            deploy::Rollout::Failed {
+                deployment: d,
+                failure,
+                ..
+            } if d == deployment => ("failed", Some(failure.headline())),
+            _ => ("succeeded", None),
+        };
+        let written = history::record(
+            cluster,
+            namespace,
+            service,
+            history::Outcome {
+                what,
+                deployment,
+                image,
+                commit,
+                outcome,
+                detail,
+            },
+        )
+        .await;
+        if let Err(e) = written {
+            tracing::warn!("the deploy of {deployment} was not recorded in the history: {e}");
+        }
     }
 }
 

@@ -164,8 +164,51 @@ impl super::Environment for LocalEnvironment {
         )
     }
 
+    async fn lock(&self, _message: &str, _reporter: &Reporter) -> anyhow::Result<()> {
+        Err(self.not_supported("lock"))
+    }
+
+    async fn unlock(&self, _force: bool, _reporter: &Reporter) -> anyhow::Result<()> {
+        Err(self.not_supported("unlock"))
+    }
+
+    async fn history(&self, _reporter: &Reporter) -> anyhow::Result<()> {
+        Err(self.not_supported("history"))
+    }
+
+    async fn rollback(
+        &self,
+        _request: &super::RollbackRequest,
+        _reporter: &Reporter,
+    ) -> anyhow::Result<()> {
+        Err(self.not_supported("rollback"))
+    }
+
+    async fn running_image(&self, _commit: Option<&str>) -> anyhow::Result<super::RunningImage> {
+        Err(self.not_supported("promote"))
+    }
+
+    async fn promote(
+        &self,
+        _source: &super::RunningImage,
+        _request: &super::PromoteRequest,
+        _reporter: &Reporter,
+    ) -> anyhow::Result<()> {
+        Err(self.not_supported("promote"))
+    }
+
     fn profile(&self) -> crate::compile::Profile {
         self.settings.profile
+    }
+}
+
+impl LocalEnvironment {
+    fn not_supported(&self, command: &str) -> anyhow::Error {
+        anyhow::anyhow!(
+            "`ferry {command}` is not supported for a local environment (`{}` is local: one instance on this machine, no revisions and no deploy lock)\n  \
+             hint: pick a kubernetes environment with --env NAME",
+            self.name
+        )
     }
 }
 

@@ -13,8 +13,54 @@ pub mod local;
 use async_trait::async_trait;
 
 use crate::config::{self, Config};
+use crate::deploy::lease;
 use crate::output::Reporter;
 use crate::pipeline::{Built, Halted, Recorder, Request};
+
+/// What takes the deploy lock, and how long it waits for another holder.
+#[derive(Debug, Clone)]
+pub struct LockRequest {
+    /// `ship`, `deploy`, `rollback` or `promote`.
+    pub operation: &'static str,
+    pub commit: Option<String>,
+    /// Zero: fail at once when another run holds it.
+    pub wait: std::time::Duration,
+}
+
+/// The image an environment runs, pinned by digest: what `ferry promote` takes from its source.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RunningImage {
+    pub environment: String,
+    pub deployment: String,
+    /// `REPO@sha256:…`.
+    pub image: String,
+    pub commit: Option<String>,
+}
+
+impl RunningImage {
+    pub fn digest(&self) -> &str {
+        self.image.rsplit_once('@').map_or("", |(_, d)| d)
+    }
+}
+
+/// What `ferry promote` was asked for, on the target side.
+#[derive(Debug, Clone, Default)]
+pub struct PromoteRequest {
+    pub lock_wait: std::time::Duration,
+    pub no_rollback: bool,
+    /// Confirms a promote to an environment with `approval = true`.
+    pub approve: bool,
+}
+
+/// What `ferry rollback` was asked for.
+#[derive(Debug, Clone, Default)]
+pub struct RollbackRequest {
+    /// A revision number or a commit; none: the previous healthy revision.
+    pub to: Option<String>,
+    /// The Deployment (default: the one in the history, else the only one).
+    pub deployment: Option<String>,
+    pub lock_wait: std::time::Duration,
+}
 
 /// What an environment does, whatever its kind.
 #[async_trait]
@@ -47,6 +93,34 @@ pub trait Environment: Send + Sync {
     async fn stop(&self, reporter: &Reporter) -> anyhow::Result<()>;
     /// The namespaced Role (and RoleBinding for `user`) a deploy identity needs here, as YAML.
     async fn rbac(&self, user: &str) -> anyhow::Result<String>;
+    /// Takes the environment's deploy lock for the rest of the run (recorded as the `lock`
+    /// stage); `None` where there is none to take (local runs have the checkout lock).
+    async fn hold_lock(
+        &self,
+        _request: &LockRequest,
+        _recorder: &mut Recorder<'_>,
+    ) -> Result<Option<lease::Held>, Halted> {
+        Ok(None)
+    }
+    /// `ferry lock`: freezes deploys until [`Environment::unlock`].
+    async fn lock(&self, message: &str, reporter: &Reporter) -> anyhow::Result<()>;
+    /// `ferry unlock`: lifts a manual lock (`force`: any lock).
+    async fn unlock(&self, force: bool, reporter: &Reporter) -> anyhow::Result<()>;
+    /// `ferry history`: the last deploys, as recorded there.
+    async fn history(&self, reporter: &Reporter) -> anyhow::Result<()>;
+    /// `ferry promote`, source side: the image that runs there now or, with `commit`, the kept
+    /// revision built from that commit.
+    async fn running_image(&self, commit: Option<&str>) -> anyhow::Result<RunningImage>;
+    /// `ferry promote`, target side: copies `source`'s image into this environment's
+    /// repository (same digest, nothing rebuilt) and deploys it like `ferry deploy`.
+    async fn promote(
+        &self,
+        source: &RunningImage,
+        request: &PromoteRequest,
+        reporter: &Reporter,
+    ) -> anyhow::Result<()>;
+    /// `ferry rollback`: back to an earlier revision, followed like a deploy.
+    async fn rollback(&self, request: &RollbackRequest, reporter: &Reporter) -> anyhow::Result<()>;
     /// What to say after a successful delivery about stopping it.
     fn stop_hint(&self) -> Option<&'static str> {
         None

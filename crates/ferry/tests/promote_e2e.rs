@@ -1,0 +1,342 @@
+//! `ferry promote` end to end: a real registry (docker-registry), the fake API server with a
+//! staging and a production namespace, the real binary, skopeo and kubectl. Nothing is built:
+//! the staging image is pushed by hand, so a cargo build could not even find a service.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+
+use kube_fake::{FakeCluster, Fault, Options};
+use serde_json::json;
+use support::*;
+
+const COMMIT_A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+const COMMIT_B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
+}
+
+/// Pushes a small single-layer OCI image to `repo` (`ferry/staging-hello`) and returns its
+/// manifest digest.
+async fn push_image(registry: &Registry, repo: &str, layer: &[u8]) -> String {
+    ferry::install_crypto_provider();
+    let http = reqwest::Client::new();
+    let base = format!("http://{}", registry.host());
+    let config = serde_json::to_vec(&json!({"architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [sha256(layer)]}, "config": {}}))
+    .unwrap();
+    for blob in [layer, &config[..]] {
+        let started = http
+            .post(format!("{base}/v2/{repo}/blobs/uploads/"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(started.status(), 202);
+        let location = started.headers()["location"].to_str().unwrap().to_string();
+        let location = if location.starts_with("http") {
+            location
+        } else {
+            format!("{base}{location}")
+        };
+        let sep = if location.contains('?') { '&' } else { '?' };
+        let put = http
+            .put(format!("{location}{sep}digest={}", sha256(blob)))
+            .body(blob.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(put.status(), 201);
+    }
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(&config), "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": sha256(layer), "size": layer.len()}],
+    }))
+    .unwrap();
+    let put = http
+        .put(format!("{base}/v2/{repo}/manifests/v1"))
+        .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+        .body(manifest.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 201);
+    sha256(&manifest)
+}
+
+fn skopeo_digest(reference: &str) -> String {
+    require_tool("skopeo", "apt-get install skopeo");
+    let out = run_ok(Command::new("skopeo").args([
+        "inspect",
+        "--tls-verify=false",
+        "--raw",
+        &format!("docker://{reference}"),
+    ]));
+    sha256(&out.stdout)
+}
+
+fn kubectl(fake: &FakeCluster, args: &[&str]) -> String {
+    require_tool(
+        "kubectl",
+        "install kubectl 1.32 from https://dl.k8s.io/release/v1.32.0/bin/linux/amd64/kubectl",
+    );
+    stdout(&run_ok(
+        Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(fake.kubeconfig_path())
+            .args(args),
+    ))
+}
+
+async fn ferry_in(dir: &Path, args: &[&str]) -> std::process::Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ferry"));
+    command
+        .args(args)
+        .current_dir(dir)
+        .env("FERRY_OUTPUT", "plain")
+        .env("CIRCLE_USERNAME", "ci-alice")
+        .env_remove("FERRY_ENV")
+        .env_remove("FERRY_CONFIG")
+        .env_remove("KUBECONFIG")
+        .stdin(std::process::Stdio::null());
+    tokio::task::spawn_blocking(move || command.output().expect("run ferry"))
+        .await
+        .unwrap()
+}
+
+fn image_in(fake: &FakeCluster, namespace: &str) -> String {
+    fake.get_json(&format!(
+        "/apis/apps/v1/namespaces/{namespace}/deployments/hello"
+    ))
+    .unwrap()["spec"]["template"]["spec"]["containers"][0]["image"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promote_copies_the_running_digest_to_another_repository_and_deploys_it() {
+    let registry = Registry::start();
+    let fake = FakeCluster::start(Options {
+        clock_scale: 60.0,
+        ..Options::default()
+    })
+    .await
+    .unwrap();
+    kubectl(&fake, &["create", "namespace", "staging"]);
+    kubectl(&fake, &["create", "namespace", "production"]);
+    let host = registry.host();
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../k8s.yml");
+    let env = |name: &str| {
+        format!(
+            "[environments.{name}]\nkind = \"kubernetes\"\nrepository = \"{host}/ferry/{name}-hello\"\nkubeconfig = \"{}\"\nnamespace = \"{name}\"\nmanifest = \"{}\"\nvars = {{ REPLICAS = \"2\" }}\n\n",
+            fake.kubeconfig_path().display(),
+            manifest.display()
+        )
+    };
+    // An environment with `approval = true` is not promoted to without --approve.
+    let gated = env("production").replace("[environments.production]", "[environments.gated]")
+        + "approval = true\n\n";
+    // A third environment in another registry: there blobs are copied, not mounted.
+    let other = Registry::start();
+    kubectl(&fake, &["create", "namespace", "mirror"]);
+    let mirror = env("mirror").replace(&host, &other.host());
+    std::fs::write(
+        dir.path().join("ferry.toml"),
+        format!(
+            "[image]\nname = \"hello\"\n\n{}{}{mirror}{gated}",
+            env("staging"),
+            env("production")
+        ),
+    )
+    .unwrap();
+
+    // Staging runs commit A, pushed (not built) to its repository.
+    let d1 = push_image(&registry, "ferry/staging-hello", b"layer one").await;
+    let staged = format!("{host}/ferry/staging-hello@{d1}");
+    let out = ferry_in(
+        dir.path(),
+        &[
+            "deploy",
+            "--env",
+            "staging",
+            "--image",
+            &staged,
+            "--var",
+            &format!("COMMIT={COMMIT_A}"),
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let out = ferry_in(
+        dir.path(),
+        &[
+            "--output",
+            "json",
+            "promote",
+            "--from",
+            "staging",
+            "--to",
+            "production",
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["source"]["environment"], "staging");
+    assert_eq!(doc["source"]["commit"], COMMIT_A);
+    assert_eq!(doc["source"]["digest"], d1.as_str());
+    let promoted = format!("{host}/ferry/production-hello@{d1}");
+    assert_eq!(doc["image"], promoted.as_str());
+    assert_eq!(doc["rollout"]["outcome"], "succeeded");
+    assert_eq!(
+        doc["copied"]["mounted"].as_array().unwrap().len(),
+        2,
+        "one registry: config and layer mounted, not sent: {doc}"
+    );
+    // The same digest in both repositories, by the registry's own account.
+    assert_eq!(skopeo_digest(&staged), d1);
+    assert_eq!(skopeo_digest(&promoted), d1);
+    assert_eq!(image_in(&fake, "production"), promoted);
+    assert_eq!(
+        fake.get_json("/apis/apps/v1/namespaces/production/deployments/hello")
+            .unwrap()["metadata"]["annotations"]["ferry.dev/commit"],
+        COMMIT_A
+    );
+    assert!(
+        !dir.path().join("target").exists(),
+        "nothing was built: no target/ in the project"
+    );
+
+    let out = ferry_in(
+        dir.path(),
+        &["promote", "--from", "staging", "--to", "gated"],
+    )
+    .await;
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("environment `gated` requires approval")
+            && stderr(&out).contains("re-run with --approve"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = ferry_in(
+        dir.path(),
+        &[
+            "--output", "json", "promote", "--from", "staging", "--to", "mirror",
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        doc["copied"]["copied"].as_array().unwrap().len(),
+        2,
+        "across registries the blobs are copied: {doc}"
+    );
+    let mirrored = format!("{}/ferry/mirror-hello@{d1}", other.host());
+    assert_eq!(skopeo_digest(&mirrored), d1);
+    assert_eq!(image_in(&fake, "mirror"), mirrored);
+
+    // A promote whose rollout fails rolls the target back and leaves the source untouched.
+    let d2 = push_image(&registry, "ferry/staging-hello", b"layer two").await;
+    let staged2 = format!("{host}/ferry/staging-hello@{d2}");
+    let out = ferry_in(
+        dir.path(),
+        &[
+            "deploy",
+            "--env",
+            "staging",
+            "--image",
+            &staged2,
+            "--var",
+            &format!("COMMIT={COMMIT_B}"),
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let staging_before = fake
+        .get_json("/apis/apps/v1/namespaces/staging/deployments/hello")
+        .unwrap();
+    fake.inject(
+        &format!("{host}/ferry/production-hello@{d2}"),
+        Fault::ImagePull,
+    );
+    let out = ferry_in(
+        dir.path(),
+        &["promote", "--from", "staging", "--to", "production"],
+    )
+    .await;
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("cannot pull image") && err.contains("which is serving again"),
+        "{err}"
+    );
+    assert_eq!(
+        image_in(&fake, "production"),
+        promoted,
+        "production rolled back to A"
+    );
+    let staging_after = fake
+        .get_json("/apis/apps/v1/namespaces/staging/deployments/hello")
+        .unwrap();
+    assert_eq!(
+        staging_before["metadata"]["resourceVersion"], staging_after["metadata"]["resourceVersion"],
+        "the source is only read"
+    );
+    assert_eq!(image_in(&fake, "staging"), staged2);
+
+    // The history of production has both promotes; --commit promotes an earlier revision.
+    let out = ferry_in(
+        dir.path(),
+        &["--output", "json", "history", "--env", "production"],
+    )
+    .await;
+    let history: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows: Vec<(&str, &str, &str)> = history["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["what"].as_str().unwrap(),
+                r["commit"].as_str().unwrap(),
+                r["outcome"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("promote", COMMIT_B, "rolled_back"),
+            ("promote", COMMIT_A, "succeeded")
+        ]
+    );
+    fake.clear_faults();
+    let out = ferry_in(
+        dir.path(),
+        &[
+            "promote",
+            "--from",
+            "staging",
+            "--to",
+            "production",
+            "--commit",
+            &COMMIT_B[..8],
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        image_in(&fake, "production"),
+        format!("{host}/ferry/production-hello@{d2}")
+    );
+}
