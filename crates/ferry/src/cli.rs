@@ -76,6 +76,10 @@ pub enum Command {
     Status(commands::status::StatusArgs),
     /// Stop the instance `ferry ship` left running in this project's local environment.
     Stop(commands::stop::StopArgs),
+    /// Write an ECDSA P-256 key pair for signing images (PREFIX.key, PREFIX.pub).
+    Keygen(commands::keygen::KeygenArgs),
+    /// Check an image's signature, provenance and SBOM in its registry with a public key.
+    VerifyImage(commands::verify_image::VerifyImageArgs),
     /// Print shell completions.
     Completions(commands::completions::CompletionsArgs),
 }

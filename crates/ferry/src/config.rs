@@ -268,6 +268,12 @@ pub struct KubernetesEnv {
     pub approval: bool,
     /// Public URL checked after the rollout: readiness, then every `[[verify]]` check.
     pub url: Option<String>,
+    /// Sign every pushed image (cosign format) and attach signed SLSA provenance: a PEM
+    /// private key path (`ferry keygen`), or `gcpkms://projects/…/cryptoKeyVersions/N`.
+    pub signing_key: Option<String>,
+    /// A PEM public key: refuse, before applying anything, to deploy an image whose
+    /// signature does not verify with it.
+    pub require_signature: Option<PathBuf>,
     /// The `kind` key that selected this struct (read by [`parse_environments`]).
     #[serde(default, rename = "kind", skip_serializing)]
     #[doc(hidden)]

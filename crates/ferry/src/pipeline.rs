@@ -219,6 +219,8 @@ pub struct Request {
 pub struct Built {
     pub commit: crate::git::Commit,
     pub image: crate::image::Image,
+    /// The CycloneDX SBOM of the binary, when it could be made.
+    pub sbom: Option<Vec<u8>>,
 }
 
 /// test → build → image, recorded in `recorder`.
@@ -342,7 +344,11 @@ pub async fn build_image(
         compressed_bytes: image.compressed_size(),
         reference: None,
     });
-    Ok(Built { commit, image })
+    Ok(Built {
+        commit,
+        image,
+        sbom: None,
+    })
 }
 
 /// A new summary for `command` in `environment`.
@@ -590,6 +596,106 @@ pub fn manifest_vars(
     vars.extend(env_vars.iter().map(|(k, v)| (k.clone(), v.clone())));
     vars.extend(overrides.iter().cloned());
     vars
+}
+
+/// After the push: with `signing_key`, sign the image and attach its provenance (and SBOM);
+/// with `require_signature`, refuse an image whose signature does not verify — both before
+/// anything is rendered or applied.
+pub async fn sign_and_check(
+    config: &Config,
+    env: &crate::config::KubernetesEnv,
+    built: &Built,
+    pushed: &crate::registry::Pushed,
+    recorder: &mut Recorder<'_>,
+) -> Result<(), Halted> {
+    let options = crate::registry::PushOptions {
+        insecure: env.insecure_registry,
+        auth: env.registry_auth,
+        ..Default::default()
+    };
+    let environment = recorder.summary.environment.clone();
+    if let Some(key) = &env.signing_key {
+        recorder
+            .stage("sign", "signature, SLSA provenance", async |_s| {
+                let signer =
+                    crate::sign::Signer::open(&crate::sign::KeyRef::parse(key, &config.root)?)?;
+                let repository: crate::registry::Repository = pushed.repository.parse()?;
+                let subject = crate::supply::Subject {
+                    repository: pushed.repository.clone(),
+                    digest: built.image.manifest.digest.clone(),
+                    media_type: built.image.manifest.media_type.clone(),
+                    size: built.image.manifest.size,
+                };
+                let (cargo_lock, toolchain, builder) =
+                    crate::attest::BuildFacts::collect(&config.root);
+                let facts = crate::attest::BuildFacts {
+                    repository: pushed.repository.clone(),
+                    digest: subject.digest.clone(),
+                    source: config.image.source.clone(),
+                    commit: built.commit.hash.clone(),
+                    package: config.service.package.clone(),
+                    environment,
+                    command: build_command(config),
+                    cargo_lock,
+                    toolchain,
+                    builder,
+                    time: built.commit.time_rfc3339(),
+                };
+                let statement = crate::attest::provenance(&facts);
+                let mut session = crate::registry::Session::open(&repository, &options).await?;
+                let attached = crate::supply::attach(
+                    &mut session,
+                    &subject,
+                    &signer,
+                    &statement,
+                    built.sbom.as_deref(),
+                )
+                .await?;
+                let detail = match &attached.sbom {
+                    Some(sbom) => {
+                        format!("{}, {}, {sbom}", attached.signature, attached.provenance)
+                    }
+                    None => format!("{}, {}", attached.signature, attached.provenance),
+                };
+                Ok(((), detail))
+            })
+            .await?;
+    }
+    if let Some(public) = &env.require_signature {
+        let public = config.root.join(public);
+        recorder
+            .stage(
+                "check signature",
+                &public.display().to_string(),
+                async |_s| {
+                    let pinned =
+                        crate::supply::require_signature(&pushed.pinned(), &public, &options)
+                            .await?;
+                    Ok(((), format!("{pinned} signed")))
+                },
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+/// The build command the provenance records.
+fn build_command(config: &Config) -> Vec<String> {
+    [
+        "cargo",
+        "build",
+        "--release",
+        "--locked",
+        "-p",
+        &config.service.package,
+        "--bin",
+        &config.service.binary,
+        "--target",
+        crate::compile::TARGET,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
 }
 
 #[cfg(test)]

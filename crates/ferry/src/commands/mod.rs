@@ -8,12 +8,14 @@ pub mod completions;
 pub mod deploy;
 pub mod dev;
 pub mod init;
+pub mod keygen;
 pub mod plan;
 pub mod push;
 pub mod render;
 pub mod ship;
 pub mod status;
 pub mod stop;
+pub mod verify_image;
 
 use std::process::ExitCode;
 
@@ -118,6 +120,7 @@ fn is_usage_error(error: &anyhow::Error) -> bool {
 async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     let cli = match cli.command {
         Command::Completions(args) => return completions::run(args),
+        Command::Keygen(args) => return keygen::run(args),
         Command::Init(args) => {
             return init::run(args, &Reporter::new(Mode::detect(cli.global.output)));
         }
@@ -134,7 +137,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Dev(args) => dev::run(args, &ctx).await,
         Command::Status(args) => status::run(args, &ctx).await,
         Command::Stop(args) => stop::run(args, &ctx).await,
-        Command::Completions(_) | Command::Init(_) => unreachable!("handled above"),
+        Command::VerifyImage(args) => verify_image::run(args, &ctx).await,
+        Command::Completions(_) | Command::Init(_) | Command::Keygen(_) => {
+            unreachable!("handled above")
+        }
     }
 }
 
