@@ -17,7 +17,7 @@
 //! [`environment`] is where a service goes: one type per kind (local, kubernetes) behind one
 //! trait; [`pipeline`] holds the stages every environment shares; [`config`] reads
 //! `ferry.toml`; [`project`] reads the cargo project; [`init`] writes a starting ferry.toml;
-//! [`sign`], [`attest`] and [`supply`] sign images, attest their provenance and store both
+//! [`sbom`] lists the crates in the binary; [`sign`], [`attest`] and [`supply`] sign images, attest their provenance and store both
 //! beside them in the registry; [`lock`] keeps two ferries in one checkout apart; [`output`] reports progress.
 
 pub mod attest;
@@ -38,6 +38,7 @@ pub mod pipeline;
 pub mod project;
 pub mod registry;
 pub mod render;
+pub mod sbom;
 pub mod sign;
 pub mod supply;
 pub mod verify;

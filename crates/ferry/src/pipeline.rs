@@ -323,10 +323,23 @@ pub async fn build_image(
         source: config.image.source.clone(),
         title: config.image.name.clone(),
     };
-    let image = recorder
+    let (image, sbom) = recorder
         .stage("image", "OCI image layout", async |_stage| {
             let image = crate::image::assemble(&spec, &layout)
                 .with_context(|| format!("cannot assemble the image for {tag}"))?;
+            // The SBOM of a release binary, beside the layout; attached when the image is
+            // signed. Fast builds (the dev loop) skip it.
+            let sbom = match request.profile {
+                crate::compile::Profile::Fast => None,
+                crate::compile::Profile::Release => {
+                    let crates = crate::sbom::crates(&root, &package, crate::compile::TARGET)?;
+                    let sbom = crate::sbom::cyclonedx(&crates, &commit.time_rfc3339());
+                    let path = layout.with_extension("cdx.json");
+                    std::fs::write(&path, &sbom)
+                        .with_context(|| format!("cannot write the SBOM to {}", path.display()))?;
+                    Some(sbom)
+                }
+            };
             let detail = format!(
                 "{}:{} {} ({} compressed)",
                 layout.display(),
@@ -334,7 +347,7 @@ pub async fn build_image(
                 image.manifest.digest,
                 bytes(image.compressed_size())
             );
-            Ok((image, detail))
+            Ok(((image, sbom), detail))
         })
         .await?;
     recorder.summary.image = Some(ImageInfo {
@@ -347,7 +360,7 @@ pub async fn build_image(
     Ok(Built {
         commit,
         image,
-        sbom: None,
+        sbom,
     })
 }
 

@@ -303,7 +303,19 @@ async fn verify_image_checks_signature_provenance_and_sbom_with_the_key() {
     assert!(stderr(&out).contains("has no SBOM"), "{}", stderr(&out));
 
     let sbom = br#"{"bomFormat":"CycloneDX","specVersion":"1.5","version":1,"components":[]}"#;
-    sign(&registry, &image, &private, Some(sbom)).await;
+    let attached = sign(&registry, &image, &private, Some(sbom)).await;
+    // An OCI 1.1 referrer of the image, found by its tag on a registry without the API.
+    let manifest = skopeo_manifest(&registry, attached.sbom.as_deref().unwrap());
+    assert_eq!(manifest["artifactType"], "application/vnd.cyclonedx+json");
+    assert_eq!(manifest["subject"]["digest"], image.manifest.digest);
+    assert_eq!(
+        manifest["config"]["mediaType"],
+        "application/vnd.oci.empty.v1+json"
+    );
+    assert_eq!(
+        blob(&registry, manifest["layers"][0]["digest"].as_str().unwrap()),
+        sbom.to_vec()
+    );
     let out = verify_image(&reference, &public);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), reference);
@@ -404,4 +416,96 @@ async fn deploying_an_unsigned_image_where_signatures_are_required_applies_nothi
         applied["spec"]["template"]["spec"]["containers"][0]["image"],
         reference
     );
+}
+
+/// The SBOM ferry writes for `hello` in `repo`.
+fn hello_sbom(repo: &Path) -> Vec<u8> {
+    let crates = ferry::sbom::crates(repo, "hello", ferry::compile::TARGET).unwrap();
+    ferry::sbom::cyclonedx(&crates, "2026-01-01T00:00:00Z")
+}
+
+#[test]
+fn the_sbom_is_valid_cyclonedx_1_5_lists_the_linked_crates_and_is_the_same_from_two_clones() {
+    require_tool("python3", "apt-get install python3");
+    let ws = workspace();
+    let sbom = hello_sbom(&ws);
+
+    // CycloneDX's own library validates it against the 1.5 JSON schema (strict).
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), &sbom).unwrap();
+    let check = "import sys\n\
+        try:\n    from cyclonedx.validation.json import JsonStrictValidator\n    from cyclonedx.schema import SchemaVersion\n\
+        except ImportError:\n    sys.exit('cyclonedx-python-lib missing: pip install \"cyclonedx-python-lib[json-validation]\" (scripts/install-test-deps)')\n\
+        e = JsonStrictValidator(SchemaVersion.V1_5).validate_str(open(sys.argv[1]).read())\n\
+        sys.exit(('invalid: ' + str(e.data.message)) if e else 0)\n";
+    run_ok(Command::new("python3").args(["-c", check]).arg(file.path()));
+
+    // Exactly what cargo itself says is linked: normal dependencies, no proc-macros.
+    let tree = run_ok(Command::new("cargo").current_dir(&ws).args([
+        "tree",
+        "--locked",
+        "-p",
+        "hello",
+        "-e",
+        "normal,no-proc-macro",
+        "--target",
+        ferry::compile::TARGET,
+        "--prefix",
+        "none",
+        "-f",
+        "{p}",
+    ]));
+    let expected: std::collections::BTreeSet<String> = String::from_utf8_lossy(&tree.stdout)
+        .lines()
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            Some(format!(
+                "{}@{}",
+                words.next()?,
+                words.next()?.trim_start_matches('v')
+            ))
+        })
+        .collect();
+    let doc: serde_json::Value = serde_json::from_slice(&sbom).unwrap();
+    let mut listed: std::collections::BTreeSet<String> = doc["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            format!(
+                "{}@{}",
+                c["name"].as_str().unwrap(),
+                c["version"].as_str().unwrap()
+            )
+        })
+        .collect();
+    let root = &doc["metadata"]["component"];
+    listed.insert(format!(
+        "{}@{}",
+        root["name"].as_str().unwrap(),
+        root["version"].as_str().unwrap()
+    ));
+    assert_eq!(listed, expected);
+    assert!(listed.contains(&format!("hello@{}", env!("CARGO_PKG_VERSION"))));
+    assert!(
+        !listed.iter().any(|c| c.starts_with("serde_derive@")),
+        "proc-macros are not linked"
+    );
+
+    // Registry crates carry Cargo.lock's checksum.
+    let lock = std::fs::read_to_string(ws.join("Cargo.lock")).unwrap();
+    let tokio = doc["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "tokio")
+        .expect("tokio is in hello");
+    let sum = tokio["hashes"][0]["content"].as_str().unwrap();
+    assert!(lock.contains(&format!("checksum = \"{sum}\"")), "{sum}");
+
+    // Another clone at another path: the same bytes.
+    let one = scratch_repo();
+    let two = scratch_repo();
+    assert_eq!(hello_sbom(one.path()), hello_sbom(two.path()));
+    assert_eq!(hello_sbom(one.path()), sbom);
 }
