@@ -135,6 +135,31 @@ pub struct ImageSettings {
     /// Add a CA bundle at `/etc/ssl/certs/ca-certificates.crt` (for services calling HTTPS APIs).
     #[serde(default)]
     pub ca_certificates: bool,
+    /// Platforms to build for, e.g. `["linux/amd64", "linux/arm64"]`: one static binary each,
+    /// under one OCI image index. Default: this machine's only (a plain image manifest).
+    #[serde(default)]
+    pub platforms: Vec<String>,
+}
+
+impl ImageSettings {
+    /// The platforms of a multi-platform image; `None` when only the host's is built.
+    pub fn multi_platform(
+        &self,
+    ) -> Result<Option<Vec<crate::compile::Platform>>, crate::compile::UnknownPlatform> {
+        let mut platforms = self
+            .platforms
+            .iter()
+            .map(|p| crate::compile::Platform::parse(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        platforms.dedup();
+        let host = crate::compile::Platform::host();
+        if platforms.is_empty() || platforms == [host.clone()] {
+            return Ok(None);
+        }
+        // The host's first: its binary is the one a local run uses.
+        platforms.sort_by_key(|p| *p != host);
+        Ok(Some(platforms))
+    }
 }
 
 /// One `[image] files` entry: a path in the project copied to an absolute path in the image.

@@ -270,7 +270,14 @@ pub async fn build_image(
         }
     }
 
-    let binary = recorder
+    // `[image] platforms` other than just this machine's: an image index.
+    let platforms = config.image.multi_platform().map_err(|e| {
+        recorder.summary.outcome = Outcome::Failed;
+        recorder.summary.failed_stage = Some("build".into());
+        recorder.summary.error = Some(e.to_string());
+        Halted { error: e.into() }
+    })?;
+    let (binary, per_platform) = recorder
         .stage(
             "build",
             &match request.profile {
@@ -280,6 +287,32 @@ pub async fn build_image(
                 crate::compile::Profile::Fast => format!("fast static build of {binary_name}"),
             },
             async |stage| {
+                if let Some(platforms) = &platforms {
+                    // One static binary per `[image] platforms` entry.
+                    let mut built = Vec::new();
+                    for platform in platforms {
+                        let path = crate::compile::build_static_for(
+                            &root,
+                            &package,
+                            &binary_name,
+                            request.profile,
+                            platform.rust_target(),
+                            |l| stage.progress(format!("{platform}: {l}")),
+                        )
+                        .await?;
+                        built.push((platform.clone(), path));
+                    }
+                    let detail = built
+                        .iter()
+                        .map(|(p, path)| {
+                            let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+                            format!("{p}: {} ({})", path.display(), bytes(size))
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    let host = built.first().map(|(_, p)| p.clone()).unwrap_or_default();
+                    return Ok(((host, built), detail));
+                }
                 let path = crate::compile::build_static(
                     &root,
                     &package,
@@ -290,7 +323,7 @@ pub async fn build_image(
                 .await?;
                 let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
                 let detail = format!("{} ({})", path.display(), bytes(size));
-                Ok((path, detail))
+                Ok(((path, Vec::new()), detail))
             },
         )
         .await?;
@@ -325,8 +358,22 @@ pub async fn build_image(
     };
     let (image, sbom) = recorder
         .stage("image", "OCI image layout", async |_stage| {
-            let image = crate::image::assemble(&spec, &layout)
-                .with_context(|| format!("cannot assemble the image for {tag}"))?;
+            let image = if per_platform.is_empty() {
+                crate::image::assemble(&spec, &layout)
+            } else {
+                let parts: Vec<_> = per_platform
+                    .iter()
+                    .map(|(platform, binary)| {
+                        let spec = crate::image::ImageSpec {
+                            binary: binary.clone(),
+                            ..spec.clone()
+                        };
+                        (platform.clone(), spec)
+                    })
+                    .collect();
+                crate::image::assemble_index(&parts, &crate::compile::Platform::host(), &layout)
+            }
+            .with_context(|| format!("cannot assemble the image for {tag}"))?;
             // The SBOM of a release binary, beside the layout; attached when the image is
             // signed. Fast builds (the dev loop) skip it.
             let sbom = match request.profile {

@@ -222,6 +222,37 @@ pub async fn push(
     let mut client = Client::new(repository, options).await?;
     let mut uploaded = Vec::new();
     let mut skipped = Vec::new();
+    // A multi-platform image: each platform's blobs and manifest first, so the index
+    // pushed last under the tag only names what the registry has.
+    for (_, platform) in &image.platforms {
+        for blob in platform
+            .layers
+            .iter()
+            .chain(std::iter::once(&platform.config))
+        {
+            if client.has_blob(&blob.digest).await? {
+                skipped.push(blob.digest.clone());
+                continue;
+            }
+            let path = platform.blob_path(&blob.digest);
+            let bytes = tokio::fs::read(&path)
+                .await
+                .map_err(|source| RegistryError::Read { path, source })?;
+            client.upload_blob(&blob.digest, bytes).await?;
+            uploaded.push(blob.digest.clone());
+        }
+        let path = platform.blob_path(&platform.manifest.digest);
+        let manifest = tokio::fs::read(&path)
+            .await
+            .map_err(|source| RegistryError::Read { path, source })?;
+        client
+            .put_manifest(
+                &platform.manifest.digest,
+                &platform.manifest.media_type,
+                manifest,
+            )
+            .await?;
+    }
     for blob in image.layers.iter().chain(std::iter::once(&image.config)) {
         if client.has_blob(&blob.digest).await? {
             skipped.push(blob.digest.clone());

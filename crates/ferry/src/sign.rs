@@ -167,6 +167,8 @@ pub enum Signer {
         name: String,
         /// The API endpoint (`https://cloudkms.googleapis.com`, or `FERRY_KMS_ENDPOINT`).
         endpoint: String,
+        /// An access token (`FERRY_KMS_TOKEN`); otherwise Google credentials are looked up.
+        token: Option<Secret>,
     },
 }
 
@@ -203,6 +205,7 @@ impl Signer {
                 name: name.clone(),
                 endpoint: std::env::var("FERRY_KMS_ENDPOINT")
                     .unwrap_or_else(|_| KMS_ENDPOINT.to_string()),
+                token: std::env::var("FERRY_KMS_TOKEN").ok().map(Secret::new),
             }),
         }
     }
@@ -214,22 +217,31 @@ impl Signer {
                 let signature: DerSignature = key.sign(message);
                 Ok(signature.as_bytes().to_vec())
             }
-            Signer::GcpKms { name, endpoint } => kms_sign(endpoint, name, message).await,
+            Signer::GcpKms {
+                name,
+                endpoint,
+                token,
+            } => kms_sign(endpoint, name, token.as_ref(), message).await,
         }
     }
 }
 
 /// `asymmetricSign` with the message's SHA-256 digest; KMS answers a DER signature.
-async fn kms_sign(endpoint: &str, name: &str, message: &[u8]) -> Result<Vec<u8>, SignError> {
+async fn kms_sign(
+    endpoint: &str,
+    name: &str,
+    token: Option<&Secret>,
+    message: &[u8],
+) -> Result<Vec<u8>, SignError> {
     let b64 = base64::engine::general_purpose::STANDARD;
     let fail = |why: String, hint: &str| SignError::Kms {
         key: name.to_string(),
         why,
         hint: hint.to_string(),
     };
-    let token = match std::env::var("FERRY_KMS_TOKEN") {
-        Ok(token) => Secret::new(token),
-        Err(_) => {
+    let token = match token {
+        Some(token) => token.clone(),
+        None => {
             let provider = gcp_auth::provider().await.map_err(|e| {
                 fail(
                     e.to_string(),

@@ -509,3 +509,120 @@ fn the_sbom_is_valid_cyclonedx_1_5_lists_the_linked_crates_and_is_the_same_from_
     assert_eq!(hello_sbom(one.path()), hello_sbom(two.path()));
     assert_eq!(hello_sbom(one.path()), sbom);
 }
+
+/// A fake Cloud KMS on loopback: `POST /v1/{name}:asymmetricSign` with a bearer token signs
+/// the SHA-256 digest it is sent with its own P-256 key, as KMS does (DER, base64).
+async fn fake_kms(
+    key: p256::ecdsa::SigningKey,
+) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use axum::extract::{Path as UrlPath, State};
+    use axum::http::{HeaderMap, StatusCode};
+    use p256::ecdsa::signature::hazmat::PrehashSigner as _;
+    type Seen = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+    let seen: Seen = Default::default();
+    async fn sign(
+        State((key, seen)): State<(p256::ecdsa::SigningKey, Seen)>,
+        UrlPath(rest): UrlPath<String>,
+        headers: HeaderMap,
+        axum::Json(body): axum::Json<serde_json::Value>,
+    ) -> Result<axum::Json<serde_json::Value>, (StatusCode, String)> {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some("Bearer test-token") {
+            return Err((
+                StatusCode::UNAUTHORIZED,
+                r#"{"error":{"message":"no token"}}"#.into(),
+            ));
+        }
+        seen.lock().unwrap().push(rest.clone());
+        let digest = b64
+            .decode(body["digest"]["sha256"].as_str().unwrap_or_default())
+            .map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?;
+        let signature: p256::ecdsa::Signature = key
+            .sign_prehash(&digest)
+            .map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?;
+        Ok(axum::Json(
+            serde_json::json!({ "signature": b64.encode(signature.to_der().as_bytes()) }),
+        ))
+    }
+    let app = axum::Router::new()
+        .route("/v1/{*rest}", axum::routing::post(sign))
+        .with_state((key, seen.clone()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (port, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cloud_kms_key_signs_through_the_kms_api_and_openssl_verifies_it() {
+    use p256::pkcs8::EncodePublicKey as _;
+    let registry = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let key = p256::ecdsa::SigningKey::random(&mut rand_core::OsRng);
+    let public = dir.path().join("kms.pub");
+    std::fs::write(
+        &public,
+        key.verifying_key()
+            .to_public_key_pem(p256::pkcs8::LineEnding::LF)
+            .unwrap(),
+    )
+    .unwrap();
+    let (port, seen) = fake_kms(key).await;
+    let name = "projects/p/locations/global/keyRings/ferry/cryptoKeys/signing/cryptoKeyVersions/1";
+    let key_ref = ferry::sign::KeyRef::parse(&format!("gcpkms://{name}"), dir.path()).unwrap();
+    assert_eq!(key_ref, ferry::sign::KeyRef::GcpKms(name.into()));
+    let signer = ferry::sign::Signer::GcpKms {
+        name: name.into(),
+        endpoint: format!("http://127.0.0.1:{port}"),
+        token: Some(ferry::registry::Secret::new("test-token")),
+    };
+
+    let image = push_image(&registry, dir.path(), "kms").await;
+    let subject = subject(&registry, &image);
+    let repository: ferry::registry::Repository = subject.repository.parse().unwrap();
+    let mut session = ferry::registry::Session::open(&repository, &Default::default())
+        .await
+        .unwrap();
+    let sbom = br#"{"bomFormat":"CycloneDX","specVersion":"1.5","version":1}"#;
+    let attached = ferry::supply::attach(
+        &mut session,
+        &subject,
+        &signer,
+        &statement(&subject),
+        Some(sbom),
+    )
+    .await
+    .unwrap();
+    // Two signing calls, both for the key version: the signature and the provenance envelope.
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            format!("{name}:asymmetricSign"),
+            format!("{name}:asymmetricSign")
+        ]
+    );
+    let manifest = skopeo_manifest(&registry, &attached.signature);
+    let layer = &manifest["layers"][0];
+    let signature = base64::engine::general_purpose::STANDARD
+        .decode(
+            layer["annotations"]["dev.cosignproject.cosign/signature"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+    let payload = blob(&registry, layer["digest"].as_str().unwrap());
+    assert!(openssl_verifies(&public, &payload, &signature));
+    let reference = format!("{}@{}", subject.repository, subject.digest);
+    let out = verify_image(&reference, &public);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // A refused token is an error that says what to do.
+    let refused = ferry::sign::Signer::GcpKms {
+        name: name.into(),
+        endpoint: format!("http://127.0.0.1:{port}"),
+        token: Some(ferry::registry::Secret::new("wrong")),
+    };
+    let err = refused.sign(b"x").await.unwrap_err().to_string();
+    assert!(err.contains("Cloud KMS could not sign"), "{err}");
+    assert!(err.contains("roles/cloudkms.signer"), "{err}");
+}
