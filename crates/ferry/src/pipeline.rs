@@ -695,7 +695,7 @@ pub async fn sign_and_check(
                     commit: built.commit.hash.clone(),
                     package: config.service.package.clone(),
                     environment,
-                    command: build_command(config),
+                    command: build_command(config, &built.image),
                     cargo_lock,
                     toolchain,
                     builder,
@@ -739,9 +739,9 @@ pub async fn sign_and_check(
     Ok(())
 }
 
-/// The build command the provenance records.
-fn build_command(config: &Config) -> Vec<String> {
-    [
+/// The build command the provenance records: one `--target` per platform built.
+fn build_command(config: &Config, image: &crate::image::Image) -> Vec<String> {
+    let mut command: Vec<String> = [
         "cargo",
         "build",
         "--release",
@@ -750,12 +750,23 @@ fn build_command(config: &Config) -> Vec<String> {
         &config.service.package,
         "--bin",
         &config.service.binary,
-        "--target",
-        crate::compile::TARGET,
     ]
     .iter()
     .map(|s| s.to_string())
-    .collect()
+    .collect();
+    let targets: Vec<&str> = match image.platforms.is_empty() {
+        true => vec![crate::compile::TARGET],
+        false => image
+            .platforms
+            .iter()
+            .filter_map(|(p, _)| crate::compile::Platform::parse(p).ok())
+            .map(|p| p.rust_target())
+            .collect(),
+    };
+    for target in targets {
+        command.extend(["--target".to_string(), target.to_string()]);
+    }
+    command
 }
 
 #[cfg(test)]

@@ -57,6 +57,11 @@ fn binary_for(reference: &str, arch: &str, dir: &Path) -> std::path::PathBuf {
             entry.read_to_end(&mut bytes).unwrap();
             let out = dir.join(format!("hello-{arch}"));
             std::fs::write(&out, bytes).unwrap();
+            // The mode the image gives it (qemu-user runs only executable files).
+            let mode = entry.header().mode().unwrap();
+            assert_eq!(mode & 0o111, 0o111, "/hello is not executable in the image");
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&out, std::fs::Permissions::from_mode(mode)).unwrap();
             return out;
         }
     }
