@@ -219,8 +219,10 @@ pub struct Request {
 pub struct Built {
     pub commit: crate::git::Commit,
     pub image: crate::image::Image,
-    /// The CycloneDX SBOM of the binary, when it could be made.
+    /// The CycloneDX SBOM of the binary (release builds; the host platform's for an index).
     pub sbom: Option<Vec<u8>>,
+    /// A multi-platform image's SBOMs by platform (`linux/arm64`).
+    pub platform_sboms: Vec<(String, Vec<u8>)>,
 }
 
 /// test → build → image, recorded in `recorder`.
@@ -376,17 +378,31 @@ pub async fn build_image(
             .with_context(|| format!("cannot assemble the image for {tag}"))?;
             // The SBOM of a release binary, beside the layout; attached when the image is
             // signed. Fast builds (the dev loop) skip it.
-            let sbom = match request.profile {
-                crate::compile::Profile::Fast => None,
-                crate::compile::Profile::Release => {
-                    let crates = crate::sbom::crates(&root, &package, crate::compile::TARGET)?;
+            let mut sboms = Vec::new();
+            if request.profile == crate::compile::Profile::Release {
+                // One per platform (their crates can differ), else the host target's.
+                let targets: Vec<(String, &str)> = match &platforms {
+                    Some(platforms) => platforms
+                        .iter()
+                        .map(|p| (p.to_string(), p.rust_target()))
+                        .collect(),
+                    None => vec![(String::new(), crate::compile::TARGET)],
+                };
+                for (platform, target) in targets {
+                    let crates = crate::sbom::crates(&root, &package, target)?;
                     let sbom = crate::sbom::cyclonedx(&crates, &commit.time_rfc3339());
-                    let path = layout.with_extension("cdx.json");
+                    let path = match platform.rsplit_once('/') {
+                        Some((_, arch)) => layout.with_extension(format!("{arch}.cdx.json")),
+                        None => layout.with_extension("cdx.json"),
+                    };
                     std::fs::write(&path, &sbom)
                         .with_context(|| format!("cannot write the SBOM to {}", path.display()))?;
-                    Some(sbom)
+                    sboms.push((platform, sbom));
                 }
-            };
+            }
+            // The image's own: the host platform's (listed first).
+            let sbom = sboms.first().map(|(_, s)| s.clone());
+            let sbom = (sbom, sboms);
             let detail = format!(
                 "{}:{} {} ({} compressed)",
                 layout.display(),
@@ -407,7 +423,8 @@ pub async fn build_image(
     Ok(Built {
         commit,
         image,
-        sbom,
+        sbom: sbom.0,
+        platform_sboms: sbom.1,
     })
 }
 
@@ -711,6 +728,19 @@ pub async fn sign_and_check(
                     built.sbom.as_deref(),
                 )
                 .await?;
+                for (platform, child) in &built.image.platforms {
+                    let Some((_, sbom)) = built.platform_sboms.iter().find(|(p, _)| p == platform)
+                    else {
+                        continue;
+                    };
+                    let child = crate::supply::Subject {
+                        repository: pushed.repository.clone(),
+                        digest: child.manifest.digest.clone(),
+                        media_type: child.manifest.media_type.clone(),
+                        size: child.manifest.size,
+                    };
+                    crate::supply::attach_sbom(&mut session, &child, sbom).await?;
+                }
                 let detail = match &attached.sbom {
                     Some(sbom) => {
                         format!("{}, {}, {sbom}", attached.signature, attached.provenance)

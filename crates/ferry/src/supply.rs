@@ -133,20 +133,7 @@ pub async fn attach(
         .await?;
 
     let sbom_tag = match sbom {
-        Some(sbom) => {
-            let layer = layer_of(session, CYCLONEDX_MEDIA_TYPE, sbom.to_vec(), json!({})).await?;
-            let tag = subject.tag("sbom");
-            let manifest = manifest_of(
-                &config,
-                vec![layer],
-                Some(subject),
-                Some(CYCLONEDX_MEDIA_TYPE),
-            );
-            session
-                .put_manifest(&tag, crate::image::MANIFEST_MEDIA_TYPE, manifest)
-                .await?;
-            Some(tag)
-        }
+        Some(sbom) => Some(attach_sbom(session, subject, sbom).await?),
         None => None,
     };
     Ok(Attached {
@@ -154,6 +141,29 @@ pub async fn attach(
         provenance: provenance_tag,
         sbom: sbom_tag,
     })
+}
+
+/// Stores `sbom` as an OCI 1.1 referrer of `subject`, tagged `sha256-<hex>.sbom`; returns
+/// the tag. (Each platform of a multi-platform image gets its own.)
+pub async fn attach_sbom(
+    session: &mut Session,
+    subject: &Subject,
+    sbom: &[u8],
+) -> Result<String, SupplyError> {
+    let empty = session.put_blob(b"{}".to_vec()).await?;
+    let config = json!({ "mediaType": EMPTY_MEDIA_TYPE, "digest": empty, "size": 2 });
+    let layer = layer_of(session, CYCLONEDX_MEDIA_TYPE, sbom.to_vec(), json!({})).await?;
+    let tag = subject.tag("sbom");
+    let manifest = manifest_of(
+        &config,
+        vec![layer],
+        Some(subject),
+        Some(CYCLONEDX_MEDIA_TYPE),
+    );
+    session
+        .put_manifest(&tag, crate::image::MANIFEST_MEDIA_TYPE, manifest)
+        .await?;
+    Ok(tag)
 }
 
 async fn layer_of(

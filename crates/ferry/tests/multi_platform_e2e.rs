@@ -174,6 +174,18 @@ async fn e2e_multi_platform_ship_pushes_a_signed_index_whose_arm64_binary_serves
         })
         .collect();
     assert_eq!(platforms, ["linux/amd64", "linux/arm64"]);
+    // Each platform's manifest has its own SBOM referrer (tag fallback on this registry).
+    for m in index["manifests"].as_array().unwrap() {
+        let digest = m["digest"].as_str().unwrap();
+        let sbom = skopeo_json(&[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{repository}:{}.sbom", digest.replace(':', "-")),
+        ]);
+        assert_eq!(sbom["artifactType"], "application/vnd.cyclonedx+json");
+        assert_eq!(sbom["subject"]["digest"], digest);
+    }
     let arm = skopeo_json(&[
         "--override-arch",
         "arm64",
