@@ -871,6 +871,31 @@ fn pick_environment<T: serde::de::DeserializeOwned>(
 mod tests {
     use super::*;
 
+    #[test]
+    fn platforms_default_to_the_host_and_put_it_first() {
+        let with = |platforms: &[&str]| ImageSettings {
+            platforms: platforms.iter().map(|p| p.to_string()).collect(),
+            ..ImageSettings::default()
+        };
+        let host = crate::compile::Platform::host();
+        assert_eq!(with(&[]).multi_platform().unwrap(), None);
+        assert_eq!(with(&[&host.to_string()]).multi_platform().unwrap(), None);
+        let both = with(&["linux/arm64", "linux/amd64"])
+            .multi_platform()
+            .unwrap()
+            .unwrap();
+        assert_eq!(both[0], host);
+        assert_eq!(both.len(), 2);
+        let err = with(&["linux/s390x"])
+            .multi_platform()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("\"linux/s390x\"") && err.contains("linux/arm64"),
+            "{err}"
+        );
+    }
+
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(text, Path::new("/repo/ferry.toml"))
     }
