@@ -48,6 +48,8 @@ pub enum SignError {
         "{path} exists; ferry keygen does not overwrite keys\n  hint: pass --force to replace it, or choose another --key-prefix"
     )]
     Exists { path: PathBuf },
+    #[error("cannot encode the new key pair as PEM: {0}")]
+    Encode(String),
     #[error("cannot write {path}: {source}")]
     Write {
         path: PathBuf,
@@ -72,17 +74,18 @@ pub fn public_key_path(private: &Path) -> PathBuf {
 }
 
 /// A fresh ECDSA P-256 key pair as PEM: (private PKCS#8, public SPKI).
-pub fn generate() -> (Secret, String) {
+pub fn generate() -> Result<(Secret, String), SignError> {
     let key = SigningKey::random(&mut rand_core::OsRng);
+    let encode = |e: String| SignError::Encode(e);
     let private = key
         .to_pkcs8_pem(LineEnding::LF)
         .map(|pem| Secret::new(pem.as_str()))
-        .unwrap_or_else(|_| Secret::new(String::new()));
+        .map_err(|e| encode(e.to_string()))?;
     let public = key
         .verifying_key()
         .to_public_key_pem(LineEnding::LF)
-        .unwrap_or_default();
-    (private, public)
+        .map_err(|e| encode(e.to_string()))?;
+    Ok((private, public))
 }
 
 /// Writes a new key pair to `PREFIX.key` (mode 0600) and `PREFIX.pub`; returns both paths.
@@ -96,7 +99,7 @@ pub fn write_key_pair(prefix: &Path, force: bool) -> Result<(PathBuf, PathBuf), 
             return Err(SignError::Exists { path: path.clone() });
         }
     }
-    let (private, public) = generate();
+    let (private, public) = generate()?;
     let write_err = |path: &Path| {
         let path = path.to_path_buf();
         move |source| SignError::Write { path, source }
@@ -395,7 +398,7 @@ mod tests {
     use super::*;
 
     fn key() -> Signer {
-        let (private, _) = generate();
+        let (private, _) = generate().unwrap();
         Signer::Local(SigningKey::from_pkcs8_pem(private.expose()).unwrap())
     }
 
