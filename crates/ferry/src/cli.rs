@@ -88,6 +88,10 @@ pub enum Command {
     Lock(commands::lock::LockArgs),
     /// Lift a lock taken by `ferry lock`.
     Unlock(commands::lock::UnlockArgs),
+    /// Write an ECDSA P-256 key pair for signing images (PREFIX.key, PREFIX.pub).
+    Keygen(commands::keygen::KeygenArgs),
+    /// Check an image's signature, provenance and SBOM in its registry with a public key.
+    VerifyImage(commands::verify_image::VerifyImageArgs),
     /// Print shell completions.
     Completions(commands::completions::CompletionsArgs),
 }

@@ -96,12 +96,80 @@ const FAST_PROFILE: [&str; 6] = [
     "profile.ferry-fast.debug=false",
 ];
 
+/// A platform an image runs on, as OCI names it (`linux/arm64`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Platform {
+    pub os: String,
+    pub architecture: String,
+}
+
+impl std::fmt::Display for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)
+    }
+}
+
+/// A platform ferry cannot build for.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "ferry cannot build for the platform {0:?}\n  hint: `[image] platforms` takes \"linux/amd64\" and \"linux/arm64\""
+)]
+pub struct UnknownPlatform(pub String);
+
+impl Platform {
+    pub fn parse(name: &str) -> Result<Platform, UnknownPlatform> {
+        match name {
+            "linux/amd64" | "linux/arm64" | "linux/arm64/v8" => {
+                let mut parts = name.split('/');
+                Ok(Platform {
+                    os: parts.next().unwrap_or_default().to_string(),
+                    architecture: parts.next().unwrap_or_default().to_string(),
+                })
+            }
+            other => Err(UnknownPlatform(other.to_string())),
+        }
+    }
+
+    /// The machine ferry runs on.
+    pub fn host() -> Platform {
+        Platform {
+            os: "linux".into(),
+            architecture: match std::env::consts::ARCH {
+                "aarch64" => "arm64".into(),
+                _ => "amd64".into(),
+            },
+        }
+    }
+
+    /// The Rust target whose static binaries run there: glibc with `+crt-static` on amd64
+    /// (what ferry always built), musl on arm64 (static by default, linked by rust-lld, so no
+    /// cross toolchain is needed for pure-Rust services).
+    pub fn rust_target(&self) -> &'static str {
+        match self.architecture.as_str() {
+            "arm64" => "aarch64-unknown-linux-musl",
+            _ => TARGET,
+        }
+    }
+}
+
 /// Builds `binary` of `package` statically for [`TARGET`] and returns its path.
 pub async fn build_static(
     root: &Path,
     package: &str,
     binary: &str,
     profile: Profile,
+    progress: impl Fn(&str),
+) -> Result<PathBuf, CompileError> {
+    build_static_for(root, package, binary, profile, TARGET, progress).await
+}
+
+/// Builds `binary` of `package` statically for the Rust `target` and returns its path.
+pub async fn build_static_for(
+    root: &Path,
+    package: &str,
+    binary: &str,
+    profile: Profile,
+    target: &str,
     progress: impl Fn(&str),
 ) -> Result<PathBuf, CompileError> {
     let root_abs = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
@@ -132,21 +200,17 @@ pub async fn build_static(
             "--bin",
             binary,
             "--target",
-            TARGET,
+            target,
             "--message-format=json-render-diagnostics",
         ])
         .collect();
-    let output = run_program(
-        root,
-        "cargo",
-        &args,
-        &[
-            ("CARGO_ENCODED_RUSTFLAGS", rustflags.as_str()),
-            ("SOURCE_DATE_EPOCH", "0"),
-        ],
-        &progress,
-    )
-    .await?;
+    let mut env = vec![
+        ("CARGO_ENCODED_RUSTFLAGS".to_string(), rustflags),
+        ("SOURCE_DATE_EPOCH".to_string(), "0".to_string()),
+    ];
+    env.extend(cross_env(target));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let output = run_program(root, "cargo", &args, &env, &progress).await?;
     let path = output
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
@@ -160,6 +224,35 @@ pub async fn build_static(
         return Err(CompileError::NotStatic { path });
     }
     Ok(path)
+}
+
+/// For a target other than the host's: rust-lld links (musl brings its own C runtime), and a
+/// cross C compiler, when installed, builds crates with C code (ring). A linker or CC the
+/// caller set wins.
+fn cross_env(target: &str) -> Vec<(String, String)> {
+    if target == TARGET {
+        return Vec::new();
+    }
+    let upper = target.to_uppercase().replace('-', "_");
+    let lower = target.replace('-', "_");
+    let mut env = Vec::new();
+    let linker = format!("CARGO_TARGET_{upper}_LINKER");
+    if std::env::var_os(&linker).is_none() {
+        env.push((linker, "rust-lld".to_string()));
+    }
+    let cc = format!("CC_{lower}");
+    let gcc = match target {
+        "aarch64-unknown-linux-musl" => "aarch64-linux-gnu-gcc",
+        _ => "",
+    };
+    let on_path = |tool: &str| {
+        std::env::var_os("PATH")
+            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+    };
+    if std::env::var_os(&cc).is_none() && !gcc.is_empty() && on_path(gcc) {
+        env.push((cc, gcc.to_string()));
+    }
+    env
 }
 
 /// An ELF file with no `PT_INTERP` program header needs no dynamic loader.

@@ -135,6 +135,31 @@ pub struct ImageSettings {
     /// Add a CA bundle at `/etc/ssl/certs/ca-certificates.crt` (for services calling HTTPS APIs).
     #[serde(default)]
     pub ca_certificates: bool,
+    /// Platforms to build for, e.g. `["linux/amd64", "linux/arm64"]`: one static binary each,
+    /// under one OCI image index. Default: this machine's only (a plain image manifest).
+    #[serde(default)]
+    pub platforms: Vec<String>,
+}
+
+impl ImageSettings {
+    /// The platforms of a multi-platform image; `None` when only the host's is built.
+    pub fn multi_platform(
+        &self,
+    ) -> Result<Option<Vec<crate::compile::Platform>>, crate::compile::UnknownPlatform> {
+        let mut platforms = self
+            .platforms
+            .iter()
+            .map(|p| crate::compile::Platform::parse(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        platforms.dedup();
+        let host = crate::compile::Platform::host();
+        if platforms.is_empty() || platforms == [host.clone()] {
+            return Ok(None);
+        }
+        // The host's first: its binary is the one a local run uses.
+        platforms.sort_by_key(|p| *p != host);
+        Ok(Some(platforms))
+    }
 }
 
 /// One `[image] files` entry: a path in the project copied to an absolute path in the image.
@@ -281,6 +306,12 @@ pub struct KubernetesEnv {
     /// written into a Kubernetes Secret named `${SECRETS}` with server-side apply, never printed.
     #[serde(default)]
     pub secrets: BTreeMap<String, String>,
+    /// Sign every pushed image (cosign format) and attach signed SLSA provenance: a PEM
+    /// private key path (`ferry keygen`), or `gcpkms://projects/…/cryptoKeyVersions/N`.
+    pub signing_key: Option<String>,
+    /// A PEM public key: refuse, before applying anything, to deploy an image whose
+    /// signature does not verify with it.
+    pub require_signature: Option<PathBuf>,
     /// The `kind` key that selected this struct (read by [`parse_environments`]).
     #[serde(default, rename = "kind", skip_serializing)]
     #[doc(hidden)]
@@ -898,6 +929,31 @@ fn reject_reserved_vars(config: &Config, text: &str, path: &Path) -> Result<(), 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn platforms_default_to_the_host_and_put_it_first() {
+        let with = |platforms: &[&str]| ImageSettings {
+            platforms: platforms.iter().map(|p| p.to_string()).collect(),
+            ..ImageSettings::default()
+        };
+        let host = crate::compile::Platform::host();
+        assert_eq!(with(&[]).multi_platform().unwrap(), None);
+        assert_eq!(with(&[&host.to_string()]).multi_platform().unwrap(), None);
+        let both = with(&["linux/arm64", "linux/amd64"])
+            .multi_platform()
+            .unwrap()
+            .unwrap();
+        assert_eq!(both[0], host);
+        assert_eq!(both.len(), 2);
+        let err = with(&["linux/s390x"])
+            .multi_platform()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("\"linux/s390x\"") && err.contains("linux/arm64"),
+            "{err}"
+        );
+    }
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(text, Path::new("/repo/ferry.toml"))

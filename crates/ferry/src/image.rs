@@ -68,14 +68,26 @@ pub struct Blob {
 pub struct Image {
     pub layout: PathBuf,
     pub tag: String,
+    /// The image manifest, or the image index of a multi-platform image.
     pub manifest: Blob,
+    /// For an index: the host platform's config and layers (what runs locally).
     pub config: Blob,
     pub layers: Vec<Blob>,
+    /// A multi-platform image's manifests, one per platform (`linux/arm64`); empty otherwise.
+    pub platforms: Vec<(String, Image)>,
 }
 
 impl Image {
     /// Bytes a registry stores for it: manifest, config and compressed layers.
     pub fn compressed_size(&self) -> u64 {
+        if !self.platforms.is_empty() {
+            return self.manifest.size
+                + self
+                    .platforms
+                    .iter()
+                    .map(|(_, i)| i.compressed_size())
+                    .sum::<u64>();
+        }
         self.manifest.size + self.config.size + self.layers.iter().map(|l| l.size).sum::<u64>()
     }
 
@@ -118,6 +130,136 @@ pub enum ImageError {
 /// Assembles the image and writes it to `layout` (replacing what was there). The directory
 /// is written beside and renamed into place, so a failure never leaves a half-written layout.
 pub fn assemble(spec: &ImageSpec, layout: &Path) -> Result<Image, ImageError> {
+    assemble_for(spec, "amd64", layout)
+}
+
+/// A multi-platform image: one manifest per `(platform, spec)` (each spec holding that
+/// platform's binary) under one OCI image index, written to `layout`. `host` names the
+/// platform whose config and layers the returned [`Image`] carries for local runs.
+pub fn assemble_index(
+    parts: &[(crate::compile::Platform, ImageSpec)],
+    host: &crate::compile::Platform,
+    layout: &Path,
+) -> Result<Image, ImageError> {
+    let write_err = |source| ImageError::Write {
+        path: layout.to_path_buf(),
+        source,
+    };
+    let staging = staging_dir(layout);
+    let _ = std::fs::remove_dir_all(&staging);
+    let mut children = Vec::new();
+    for (platform, spec) in parts {
+        let dir = staging.with_extension(&platform.architecture);
+        let child = assemble_for(spec, &platform.architecture, &dir)?;
+        children.push((platform.clone(), dir, child));
+    }
+    let Some((_, _, first)) = children.first() else {
+        return Err(write_err(std::io::Error::other("no platforms to build")));
+    };
+    let tag = first.tag.clone();
+    let manifests: Vec<serde_json::Value> = children
+        .iter()
+        .map(|(platform, _, child)| {
+            let mut entry = descriptor(&child.manifest);
+            entry["platform"] = json!({ "architecture": platform.architecture, "os": platform.os });
+            entry
+        })
+        .collect();
+    let index_bytes = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": INDEX_MEDIA_TYPE,
+        "manifests": manifests,
+    }))
+    .unwrap_or_default();
+    let index_blob = Blob {
+        media_type: INDEX_MEDIA_TYPE.into(),
+        digest: sha256(&index_bytes),
+        size: index_bytes.len() as u64,
+    };
+    let mut entry = descriptor(&index_blob);
+    entry["annotations"] = json!({ REF_NAME: tag });
+    let top = json!({ "schemaVersion": 2, "mediaType": INDEX_MEDIA_TYPE, "manifests": [entry] });
+    let write_all = || -> std::io::Result<()> {
+        std::fs::create_dir_all(staging.join("blobs").join("sha256"))?;
+        std::fs::write(
+            staging.join("oci-layout"),
+            br#"{"imageLayoutVersion":"1.0.0"}"#,
+        )?;
+        std::fs::write(staging.join("index.json"), serde_json::to_vec(&top)?)?;
+        std::fs::write(blob_path(&staging, &index_blob.digest), &index_bytes)?;
+        for (_, dir, _) in &children {
+            for blob in std::fs::read_dir(dir.join("blobs").join("sha256"))? {
+                let blob = blob?;
+                std::fs::rename(
+                    blob.path(),
+                    staging.join("blobs/sha256").join(blob.file_name()),
+                )?;
+            }
+            std::fs::remove_dir_all(dir)?;
+        }
+        Ok(())
+    };
+    if let Err(e) = write_all() {
+        let _ = std::fs::remove_dir_all(&staging);
+        for (_, dir, _) in &children {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        return Err(write_err(e));
+    }
+    if layout.exists() {
+        std::fs::remove_dir_all(layout).map_err(write_err)?;
+    }
+    std::fs::rename(&staging, layout).map_err(write_err)?;
+    let platforms: Vec<(String, Image)> = children
+        .into_iter()
+        .map(|(platform, _, child)| {
+            (
+                platform.to_string(),
+                Image {
+                    layout: layout.to_path_buf(),
+                    ..child
+                },
+            )
+        })
+        .collect();
+    Ok(for_host(
+        index_blob,
+        tag,
+        layout,
+        platforms,
+        &host.to_string(),
+    ))
+}
+
+/// An index's [`Image`]: the host's config and layers (else the first platform's).
+fn for_host(
+    manifest: Blob,
+    tag: String,
+    layout: &Path,
+    platforms: Vec<(String, Image)>,
+    host: &str,
+) -> Image {
+    let local = platforms
+        .iter()
+        .find(|(p, _)| p == host)
+        .or(platforms.first())
+        .map(|(_, i)| i.clone());
+    Image {
+        layout: layout.to_path_buf(),
+        tag,
+        manifest,
+        config: local.as_ref().map(|i| i.config.clone()).unwrap_or(Blob {
+            media_type: CONFIG_MEDIA_TYPE.into(),
+            digest: String::new(),
+            size: 0,
+        }),
+        layers: local.map(|i| i.layers).unwrap_or_default(),
+        platforms,
+    }
+}
+
+/// [`assemble`] for the OCI `architecture` (`amd64`, `arm64`).
+fn assemble_for(spec: &ImageSpec, architecture: &str, layout: &Path) -> Result<Image, ImageError> {
     let binary = std::fs::read(&spec.binary).map_err(|source| ImageError::Binary {
         path: spec.binary.clone(),
         source,
@@ -168,7 +310,7 @@ pub fn assemble(spec: &ImageSpec, layout: &Path) -> Result<Image, ImageError> {
         container["Cmd"] = json!(spec.args);
     }
     let config = json!({
-        "architecture": "amd64",
+        "architecture": architecture,
         "os": "linux",
         "created": spec.created,
         "config": container,
@@ -248,6 +390,7 @@ pub fn assemble(spec: &ImageSpec, layout: &Path) -> Result<Image, ImageError> {
         manifest: manifest_blob,
         config: config_blob,
         layers: layer_blobs,
+        platforms: Vec::new(),
     })
 }
 
@@ -272,23 +415,52 @@ pub fn open(layout: &Path, tag: Option<&str>) -> Result<Image, ImageError> {
         .as_str()
         .unwrap_or_default()
         .to_string();
-    let manifest = verified_blob(layout, entry, &read, &bad)?;
+    if entry["mediaType"] == INDEX_MEDIA_TYPE {
+        let index = verified_blob(layout, entry, &read, &bad)?;
+        let index_json: serde_json::Value =
+            serde_json::from_slice(&read(blob_path(layout, &index.digest))?)
+                .map_err(|e| bad(format!("image index: {e}")))?;
+        let mut platforms = Vec::new();
+        for m in index_json["manifests"].as_array().into_iter().flatten() {
+            let platform = format!(
+                "{}/{}",
+                m["platform"]["os"].as_str().unwrap_or_default(),
+                m["platform"]["architecture"].as_str().unwrap_or_default()
+            );
+            platforms.push((platform, open_manifest(layout, m, &found_tag, &read, &bad)?));
+        }
+        let host = crate::compile::Platform::host().to_string();
+        return Ok(for_host(index, found_tag, layout, platforms, &host));
+    }
+    open_manifest(layout, entry, &found_tag, &read, &bad)
+}
+
+/// The image manifest `entry` points at, with its config and layers checked.
+fn open_manifest(
+    layout: &Path,
+    entry: &serde_json::Value,
+    found_tag: &str,
+    read: &impl Fn(PathBuf) -> Result<Vec<u8>, ImageError>,
+    bad: &impl Fn(String) -> ImageError,
+) -> Result<Image, ImageError> {
+    let manifest = verified_blob(layout, entry, read, bad)?;
     let manifest_json: serde_json::Value =
         serde_json::from_slice(&read(blob_path(layout, &manifest.digest))?)
             .map_err(|e| bad(format!("manifest: {e}")))?;
-    let config = verified_blob(layout, &manifest_json["config"], &read, &bad)?;
+    let config = verified_blob(layout, &manifest_json["config"], read, bad)?;
     let layers = manifest_json["layers"]
         .as_array()
         .into_iter()
         .flatten()
-        .map(|l| verified_blob(layout, l, &read, &bad))
+        .map(|l| verified_blob(layout, l, read, bad))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Image {
         layout: layout.to_path_buf(),
-        tag: found_tag,
+        tag: found_tag.to_string(),
         manifest,
         config,
         layers,
+        platforms: Vec::new(),
     })
 }
 
@@ -499,6 +671,47 @@ mod tests {
             source: Some("https://example.com/ferry".into()),
             title: "hello".into(),
         }
+    }
+
+    #[test]
+    fn a_multi_platform_image_is_an_index_that_reads_back_with_the_host_layers() {
+        use crate::compile::Platform;
+        let dir = tempfile::tempdir().unwrap();
+        let amd = spec(dir.path());
+        let arm_binary = dir.path().join("hello-arm64");
+        std::fs::write(&arm_binary, b"\x7fELF pretend arm64 binary").unwrap();
+        let arm = ImageSpec {
+            binary: arm_binary,
+            ..amd.clone()
+        };
+        let parts = [
+            (Platform::parse("linux/amd64").unwrap(), amd),
+            (Platform::parse("linux/arm64").unwrap(), arm),
+        ];
+        let host = Platform::parse("linux/amd64").unwrap();
+        let a = assemble_index(&parts, &host, &dir.path().join("a")).unwrap();
+        let b = assemble_index(&parts, &host, &dir.path().join("b")).unwrap();
+        assert_eq!(a.manifest.digest, b.manifest.digest);
+        assert_eq!(a.manifest.media_type, INDEX_MEDIA_TYPE);
+        let names: Vec<&str> = a.platforms.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(names, ["linux/amd64", "linux/arm64"]);
+        assert_ne!(a.platforms[0].1.layers, a.platforms[1].1.layers);
+        assert_eq!(a.layers, a.platforms[0].1.layers);
+        let config: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(a.blob_path(&a.platforms[1].1.config.digest)).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(config["architecture"], "arm64");
+        let back = open(&dir.path().join("a"), Some("abc")).unwrap();
+        assert_eq!(back.manifest, a.manifest);
+        assert_eq!(back.platforms.len(), 2);
+        assert!(
+            !dir.path().read_dir().unwrap().any(|e| e
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .contains("partial"))
+        );
     }
 
     #[test]

@@ -17,8 +17,10 @@
 //! [`environment`] is where a service goes: one type per kind (local, kubernetes) behind one
 //! trait; [`pipeline`] holds the stages every environment shares; [`config`] reads
 //! `ferry.toml`; [`project`] reads the cargo project; [`init`] writes a starting ferry.toml;
-//! [`lock`] keeps two ferries in one checkout apart; [`output`] reports progress.
+//! [`sbom`] lists the crates in the binary; [`sign`], [`attest`] and [`supply`] sign images, attest their provenance and store both
+//! beside them in the registry; [`lock`] keeps two ferries in one checkout apart; [`output`] reports progress.
 
+pub mod attest;
 pub mod cli;
 pub mod commands;
 pub mod compile;
@@ -37,7 +39,10 @@ pub mod project;
 pub mod rbac;
 pub mod registry;
 pub mod render;
+pub mod sbom;
 pub mod secrets;
+pub mod sign;
+pub mod supply;
 pub mod verify;
 
 use std::process::ExitCode;

@@ -221,6 +221,10 @@ pub struct Request {
 pub struct Built {
     pub commit: crate::git::Commit,
     pub image: crate::image::Image,
+    /// The CycloneDX SBOM of the binary (release builds; the host platform's for an index).
+    pub sbom: Option<Vec<u8>>,
+    /// A multi-platform image's SBOMs by platform (`linux/arm64`).
+    pub platform_sboms: Vec<(String, Vec<u8>)>,
 }
 
 /// test → build → image, recorded in `recorder`.
@@ -270,7 +274,14 @@ pub async fn build_image(
         }
     }
 
-    let binary = recorder
+    // `[image] platforms` other than just this machine's: an image index.
+    let platforms = config.image.multi_platform().map_err(|e| {
+        recorder.summary.outcome = Outcome::Failed;
+        recorder.summary.failed_stage = Some("build".into());
+        recorder.summary.error = Some(e.to_string());
+        Halted { error: e.into() }
+    })?;
+    let (binary, per_platform) = recorder
         .stage(
             "build",
             &match request.profile {
@@ -280,6 +291,32 @@ pub async fn build_image(
                 crate::compile::Profile::Fast => format!("fast static build of {binary_name}"),
             },
             async |stage| {
+                if let Some(platforms) = &platforms {
+                    // One static binary per `[image] platforms` entry.
+                    let mut built = Vec::new();
+                    for platform in platforms {
+                        let path = crate::compile::build_static_for(
+                            &root,
+                            &package,
+                            &binary_name,
+                            request.profile,
+                            platform.rust_target(),
+                            |l| stage.progress(format!("{platform}: {l}")),
+                        )
+                        .await?;
+                        built.push((platform.clone(), path));
+                    }
+                    let detail = built
+                        .iter()
+                        .map(|(p, path)| {
+                            let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+                            format!("{p}: {} ({})", path.display(), bytes(size))
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    let host = built.first().map(|(_, p)| p.clone()).unwrap_or_default();
+                    return Ok(((host, built), detail));
+                }
                 let path = crate::compile::build_static(
                     &root,
                     &package,
@@ -290,7 +327,7 @@ pub async fn build_image(
                 .await?;
                 let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
                 let detail = format!("{} ({})", path.display(), bytes(size));
-                Ok((path, detail))
+                Ok(((path, Vec::new()), detail))
             },
         )
         .await?;
@@ -323,10 +360,51 @@ pub async fn build_image(
         source: config.image.source.clone(),
         title: config.image.name.clone(),
     };
-    let image = recorder
+    let (image, sbom) = recorder
         .stage("image", "OCI image layout", async |_stage| {
-            let image = crate::image::assemble(&spec, &layout)
-                .with_context(|| format!("cannot assemble the image for {tag}"))?;
+            let image = if per_platform.is_empty() {
+                crate::image::assemble(&spec, &layout)
+            } else {
+                let parts: Vec<_> = per_platform
+                    .iter()
+                    .map(|(platform, binary)| {
+                        let spec = crate::image::ImageSpec {
+                            binary: binary.clone(),
+                            ..spec.clone()
+                        };
+                        (platform.clone(), spec)
+                    })
+                    .collect();
+                crate::image::assemble_index(&parts, &crate::compile::Platform::host(), &layout)
+            }
+            .with_context(|| format!("cannot assemble the image for {tag}"))?;
+            // The SBOM of a release binary, beside the layout; attached when the image is
+            // signed. Fast builds (the dev loop) skip it.
+            let mut sboms = Vec::new();
+            if request.profile == crate::compile::Profile::Release {
+                // One per platform (their crates can differ), else the host target's.
+                let targets: Vec<(String, &str)> = match &platforms {
+                    Some(platforms) => platforms
+                        .iter()
+                        .map(|p| (p.to_string(), p.rust_target()))
+                        .collect(),
+                    None => vec![(String::new(), crate::compile::TARGET)],
+                };
+                for (platform, target) in targets {
+                    let crates = crate::sbom::crates(&root, &package, target)?;
+                    let sbom = crate::sbom::cyclonedx(&crates, &commit.time_rfc3339());
+                    let path = match platform.rsplit_once('/') {
+                        Some((_, arch)) => layout.with_extension(format!("{arch}.cdx.json")),
+                        None => layout.with_extension("cdx.json"),
+                    };
+                    std::fs::write(&path, &sbom)
+                        .with_context(|| format!("cannot write the SBOM to {}", path.display()))?;
+                    sboms.push((platform, sbom));
+                }
+            }
+            // The image's own: the host platform's (listed first).
+            let sbom = sboms.first().map(|(_, s)| s.clone());
+            let sbom = (sbom, sboms);
             let detail = format!(
                 "{}:{} {} ({} compressed)",
                 layout.display(),
@@ -334,7 +412,7 @@ pub async fn build_image(
                 image.manifest.digest,
                 bytes(image.compressed_size())
             );
-            Ok((image, detail))
+            Ok(((image, sbom), detail))
         })
         .await?;
     recorder.summary.image = Some(ImageInfo {
@@ -344,7 +422,12 @@ pub async fn build_image(
         compressed_bytes: image.compressed_size(),
         reference: None,
     });
-    Ok(Built { commit, image })
+    Ok(Built {
+        commit,
+        image,
+        sbom: sbom.0,
+        platform_sboms: sbom.1,
+    })
 }
 
 /// A new summary for `command` in `environment`.
@@ -592,6 +675,130 @@ pub fn manifest_vars(
     vars.extend(env_vars.iter().map(|(k, v)| (k.clone(), v.clone())));
     vars.extend(overrides.iter().cloned());
     vars
+}
+
+/// After the push: with `signing_key`, sign the image and attach its provenance (and SBOM);
+/// with `require_signature`, refuse an image whose signature does not verify — both before
+/// anything is rendered or applied.
+pub async fn sign_and_check(
+    config: &Config,
+    env: &crate::config::KubernetesEnv,
+    built: &Built,
+    pushed: &crate::registry::Pushed,
+    recorder: &mut Recorder<'_>,
+) -> Result<(), Halted> {
+    let options = crate::registry::PushOptions {
+        insecure: env.insecure_registry,
+        auth: env.registry_auth,
+        ..Default::default()
+    };
+    let environment = recorder.summary.environment.clone();
+    if let Some(key) = &env.signing_key {
+        recorder
+            .stage("sign", "signature, SLSA provenance", async |_s| {
+                let signer =
+                    crate::sign::Signer::open(&crate::sign::KeyRef::parse(key, &config.root)?)?;
+                let repository: crate::registry::Repository = pushed.repository.parse()?;
+                let subject = crate::supply::Subject {
+                    repository: pushed.repository.clone(),
+                    digest: built.image.manifest.digest.clone(),
+                    media_type: built.image.manifest.media_type.clone(),
+                    size: built.image.manifest.size,
+                };
+                let (cargo_lock, toolchain, builder) =
+                    crate::attest::BuildFacts::collect(&config.root);
+                let facts = crate::attest::BuildFacts {
+                    repository: pushed.repository.clone(),
+                    digest: subject.digest.clone(),
+                    source: config.image.source.clone(),
+                    commit: built.commit.hash.clone(),
+                    package: config.service.package.clone(),
+                    environment,
+                    command: build_command(config, &built.image),
+                    cargo_lock,
+                    toolchain,
+                    builder,
+                    time: built.commit.time_rfc3339(),
+                };
+                let statement = crate::attest::provenance(&facts);
+                let mut session = crate::registry::Session::open(&repository, &options).await?;
+                let attached = crate::supply::attach(
+                    &mut session,
+                    &subject,
+                    &signer,
+                    &statement,
+                    built.sbom.as_deref(),
+                )
+                .await?;
+                for (platform, child) in &built.image.platforms {
+                    let Some((_, sbom)) = built.platform_sboms.iter().find(|(p, _)| p == platform)
+                    else {
+                        continue;
+                    };
+                    let child = crate::supply::Subject {
+                        repository: pushed.repository.clone(),
+                        digest: child.manifest.digest.clone(),
+                        media_type: child.manifest.media_type.clone(),
+                        size: child.manifest.size,
+                    };
+                    crate::supply::attach_sbom(&mut session, &child, sbom).await?;
+                }
+                let detail = match &attached.sbom {
+                    Some(sbom) => {
+                        format!("{}, {}, {sbom}", attached.signature, attached.provenance)
+                    }
+                    None => format!("{}, {}", attached.signature, attached.provenance),
+                };
+                Ok(((), detail))
+            })
+            .await?;
+    }
+    if let Some(public) = &env.require_signature {
+        let public = config.root.join(public);
+        recorder
+            .stage(
+                "check signature",
+                &public.display().to_string(),
+                async |_s| {
+                    let pinned =
+                        crate::supply::require_signature(&pushed.pinned(), &public, &options)
+                            .await?;
+                    Ok(((), format!("{pinned} signed")))
+                },
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+/// The build command the provenance records: one `--target` per platform built.
+fn build_command(config: &Config, image: &crate::image::Image) -> Vec<String> {
+    let mut command: Vec<String> = [
+        "cargo",
+        "build",
+        "--release",
+        "--locked",
+        "-p",
+        &config.service.package,
+        "--bin",
+        &config.service.binary,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let targets: Vec<&str> = match image.platforms.is_empty() {
+        true => vec![crate::compile::TARGET],
+        false => image
+            .platforms
+            .iter()
+            .filter_map(|(p, _)| crate::compile::Platform::parse(p).ok())
+            .map(|p| p.rust_target())
+            .collect(),
+    };
+    for target in targets {
+        command.extend(["--target".to_string(), target.to_string()]);
+    }
+    command
 }
 
 #[cfg(test)]

@@ -227,6 +227,37 @@ pub async fn push(
     let mut client = Client::new(repository, options).await?;
     let mut uploaded = Vec::new();
     let mut skipped = Vec::new();
+    // A multi-platform image: each platform's blobs and manifest first, so the index
+    // pushed last under the tag only names what the registry has.
+    for (_, platform) in &image.platforms {
+        for blob in platform
+            .layers
+            .iter()
+            .chain(std::iter::once(&platform.config))
+        {
+            if client.has_blob(&blob.digest).await? {
+                skipped.push(blob.digest.clone());
+                continue;
+            }
+            let path = platform.blob_path(&blob.digest);
+            let bytes = tokio::fs::read(&path)
+                .await
+                .map_err(|error| RegistryError::Read { path, error })?;
+            client.upload_blob(&blob.digest, bytes.into()).await?;
+            uploaded.push(blob.digest.clone());
+        }
+        let path = platform.blob_path(&platform.manifest.digest);
+        let manifest = tokio::fs::read(&path)
+            .await
+            .map_err(|error| RegistryError::Read { path, error })?;
+        client
+            .put_manifest(
+                &platform.manifest.digest,
+                &platform.manifest.media_type,
+                manifest.into(),
+            )
+            .await?;
+    }
     for blob in image.layers.iter().chain(std::iter::once(&image.config)) {
         if client.has_blob(&blob.digest).await? {
             skipped.push(blob.digest.clone());
@@ -1029,6 +1060,122 @@ async fn gcloud_token() -> Result<Secret, String> {
         });
     }
     Ok(Secret::new(token))
+}
+
+/// Manifests and blobs beside an image — signatures, attestations, SBOMs — and reading them
+/// back, with the same credentials and retries as [`push`].
+pub struct Session {
+    client: Client,
+}
+
+/// Media types a manifest GET accepts (distribution answers 404 for an OCI manifest
+/// requested without its type).
+const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
+
+impl Session {
+    pub async fn open(
+        repository: &Repository,
+        options: &PushOptions,
+    ) -> Result<Session, RegistryError> {
+        Ok(Session {
+            client: Client::new(repository, options).await?,
+        })
+    }
+
+    /// Uploads `bytes` unless the registry has them; returns their digest.
+    pub async fn put_blob(&mut self, bytes: Vec<u8>) -> Result<String, RegistryError> {
+        let digest = crate::image::sha256(&bytes);
+        if !self.client.has_blob(&digest).await? {
+            self.client.upload_blob(&digest, bytes.into()).await?;
+        }
+        Ok(digest)
+    }
+
+    /// Stores a manifest under `reference` (a tag, or its own digest).
+    pub async fn put_manifest(
+        &mut self,
+        reference: &str,
+        media_type: &str,
+        bytes: Vec<u8>,
+    ) -> Result<(), RegistryError> {
+        self.client
+            .put_manifest(reference, media_type, bytes.into())
+            .await
+    }
+
+    /// The manifest at `reference` (tag or digest) with its media type; `None` when absent.
+    pub async fn get_manifest(
+        &mut self,
+        reference: &str,
+    ) -> Result<Option<(String, Vec<u8>)>, RegistryError> {
+        let url = format!(
+            "{}/v2/{}/manifests/{reference}",
+            self.client.base, self.client.repository.path
+        );
+        self.get(&url, MANIFEST_ACCEPT).await
+    }
+
+    /// The blob `digest`; `None` when absent.
+    pub async fn get_blob(&mut self, digest: &str) -> Result<Option<Vec<u8>>, RegistryError> {
+        let url = format!(
+            "{}/v2/{}/blobs/{digest}",
+            self.client.base, self.client.repository.path
+        );
+        Ok(self.get(&url, "*/*").await?.map(|(_, bytes)| bytes))
+    }
+
+    /// GET with `accept`, answering one auth challenge.
+    async fn get(
+        &mut self,
+        url: &str,
+        accept: &str,
+    ) -> Result<Option<(String, Vec<u8>)>, RegistryError> {
+        let client = &mut self.client;
+        let mut challenged = false;
+        loop {
+            let mut request = client.http.get(url).header(header::ACCEPT, accept);
+            if let Some(auth) = &client.authorization {
+                request = request.header(header::AUTHORIZATION, auth.expose());
+            }
+            let resp = request
+                .send()
+                .await
+                .map_err(|e| RegistryError::Unreachable {
+                    url: client.base.clone(),
+                    reason: root_cause(&e),
+                })?;
+            match resp.status() {
+                StatusCode::UNAUTHORIZED if !challenged => {
+                    challenged = true;
+                    let challenge = resp
+                        .headers()
+                        .get(header::WWW_AUTHENTICATE)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_string();
+                    client.authorize(&challenge).await?;
+                }
+                StatusCode::NOT_FOUND => return Ok(None),
+                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                    return Err(client.unauthorized(resp.status().as_u16()));
+                }
+                status if status.is_success() => {
+                    let media_type = resp
+                        .headers()
+                        .get(header::CONTENT_TYPE)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_string();
+                    let bytes = resp.bytes().await.map_err(|e| RegistryError::Unreachable {
+                        url: url.to_string(),
+                        reason: root_cause(&e),
+                    })?;
+                    return Ok(Some((media_type, bytes.to_vec())));
+                }
+                _ => return Err(client.failure("GET", url, resp).await),
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -37,3 +37,11 @@ module "ci_access" {
     state_bucket              = var.state_bucket
   }
 }
+
+module "signing" {
+  source = "../../modules/signing"
+
+  project_id             = var.project_id
+  location               = var.region
+  signer_service_account = module.ci_access.service_account_email
+}

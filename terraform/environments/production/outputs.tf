@@ -27,3 +27,8 @@ output "terraform_plan_service_account" {
   description = "GCP_TERRAFORM_SERVICE_ACCOUNT for the CircleCI context gcp-terraform-plan-production (read-only)."
   value       = module.ci_access.terraform_plan_service_account_email
 }
+
+output "signing_key" {
+  description = "`signing_key` for the production environment in ferry.toml."
+  value       = module.signing.signing_key
+}

@@ -94,6 +94,8 @@ pub async fn run(args: DeployArgs, ctx: &Context) -> anyhow::Result<()> {
         crate::config::KubernetesOverrides::default()
             .apply(&name, &mut environment, |v| std::env::var(v).ok())?;
     }
+    // An image that must be signed is checked before anything is rendered or applied.
+    super::verify_image::check_for_deploy(&environment, &args.image, ctx).await?;
     let mut target = Target::default();
     let mut namespace = "default".to_string();
     let mut gke = None;

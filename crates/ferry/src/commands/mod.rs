@@ -9,6 +9,7 @@ pub mod deploy;
 pub mod dev;
 pub mod history;
 pub mod init;
+pub mod keygen;
 pub mod lock;
 pub mod plan;
 pub mod promote;
@@ -19,6 +20,7 @@ pub mod rollback;
 pub mod ship;
 pub mod status;
 pub mod stop;
+pub mod verify_image;
 
 use std::process::ExitCode;
 
@@ -136,6 +138,7 @@ pub fn error_report(error: &anyhow::Error) -> String {
 async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     let cli = match cli.command {
         Command::Completions(args) => return completions::run(args),
+        Command::Keygen(args) => return keygen::run(args),
         Command::Init(args) => {
             return init::run(args, &Reporter::new(Mode::detect(cli.global.output)));
         }
@@ -158,7 +161,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Rollback(args) => rollback::run(args, &ctx).await,
         Command::Lock(args) => lock::run(args, &ctx).await,
         Command::Unlock(args) => lock::run_unlock(args, &ctx).await,
-        Command::Completions(_) | Command::Init(_) => unreachable!("handled above"),
+
+        Command::VerifyImage(args) => verify_image::run(args, &ctx).await,
+        Command::Completions(_) | Command::Init(_) | Command::Keygen(_) => {
+            unreachable!("handled above")
+        }
     }
 }
 

@@ -101,6 +101,7 @@ impl super::Environment for Kubernetes {
         if let Some(image) = recorder.summary.image.as_mut() {
             image.reference = Some(pushed.pinned());
         }
+        pipeline::sign_and_check(config, env, built, &pushed, recorder).await?;
         let rendered = recorder
             .stage("render", &env.manifest.display().to_string(), async |_s| {
                 let mut rendered = pipeline::render_for(

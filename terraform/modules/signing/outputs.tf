@@ -1,0 +1,4 @@
+output "signing_key" {
+  description = "`signing_key` for this environment in ferry.toml (the key's first version)."
+  value       = "gcpkms://${google_kms_crypto_key.images.id}/cryptoKeyVersions/1"
+}
