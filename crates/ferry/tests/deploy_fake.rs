@@ -988,6 +988,13 @@ fn lifecycle_project(dir: &Path, fake: &FakeCluster) {
 /// `ferry ARGS` in `dir` as a child process, with plain output, `lease` seconds of deploy
 /// lock, and none of the manifest's variables inherited.
 fn ferry_command(dir: &Path, args: &[&str], lease: u64) -> std::process::Command {
+    // A `COMMIT=HASH` argument (see [`deploy_args`]) is the commit, given as ferry reads it.
+    let commit = args.iter().find_map(|a| a.strip_prefix("COMMIT="));
+    let args: Vec<&str> = args
+        .iter()
+        .copied()
+        .filter(|a| !a.starts_with("COMMIT="))
+        .collect();
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"));
     command
         .args(args)
@@ -1011,6 +1018,9 @@ fn ferry_command(dir: &Path, args: &[&str], lease: u64) -> std::process::Command
     ] {
         command.env_remove(name);
     }
+    if let Some(commit) = commit {
+        command.env("COMMIT", commit);
+    }
     command
 }
 
@@ -1021,8 +1031,11 @@ async fn ferry_in(dir: &Path, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// `ferry deploy` of `image` built from `commit`. COMMIT is ferry's own variable (`--var` may
+/// not set it); outside a git checkout it comes from the environment, which
+/// [`ferry_command`] sets from the `COMMIT=` pseudo-argument this adds.
 fn deploy_args<'a>(image: &'a str, commit: &'a str) -> Vec<String> {
-    ["deploy", "--env", "e2e", "--image", image, "--var"]
+    ["deploy", "--env", "e2e", "--image", image]
         .iter()
         .map(|s| s.to_string())
         .chain([format!("COMMIT={commit}")])

@@ -92,10 +92,23 @@ fn kubectl(fake: &FakeCluster, args: &[&str]) -> String {
     ))
 }
 
+/// `ferry ARGS` in `dir`. A `COMMIT=HASH` argument is the deployed commit, passed as ferry
+/// reads it outside a git checkout (the environment; `--var` may not set ferry's own COMMIT).
 async fn ferry_in(dir: &Path, args: &[&str]) -> std::process::Output {
+    let commit = args.iter().find_map(|a| a.strip_prefix("COMMIT="));
+    let args: Vec<&str> = args
+        .iter()
+        .copied()
+        .filter(|a| !a.starts_with("COMMIT="))
+        .collect();
     let mut command = Command::new(env!("CARGO_BIN_EXE_ferry"));
+    if let Some(commit) = commit {
+        command.env("COMMIT", commit);
+    } else {
+        command.env_remove("COMMIT");
+    }
     command
-        .args(args)
+        .args(&args)
         .current_dir(dir)
         .env("FERRY_OUTPUT", "plain")
         .env("CIRCLE_USERNAME", "ci-alice")
@@ -167,7 +180,6 @@ async fn promote_copies_the_running_digest_to_another_repository_and_deploys_it(
             "staging",
             "--image",
             &staged,
-            "--var",
             &format!("COMMIT={COMMIT_A}"),
         ],
     )
@@ -256,7 +268,6 @@ async fn promote_copies_the_running_digest_to_another_repository_and_deploys_it(
             "staging",
             "--image",
             &staged2,
-            "--var",
             &format!("COMMIT={COMMIT_B}"),
         ],
     )
