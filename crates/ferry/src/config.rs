@@ -429,6 +429,29 @@ impl KubernetesOverrides {
     }
 }
 
+/// `text` as a Kubernetes object name (and a container name): lowercase ASCII letters,
+/// digits and `-`, nothing else, at most 50 characters, never empty (`service`).
+pub fn dns_label(text: &str) -> String {
+    let mapped: String = text
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let mut name = mapped.trim_matches('-').to_string();
+    name.truncate(50);
+    let name = name.trim_end_matches('-').to_string();
+    if name.is_empty() {
+        "service".into()
+    } else {
+        name
+    }
+}
+
 /// `KEY=VALUE` with a manifest variable name (letters, digits, `_`; not starting with a digit).
 pub fn parse_var(s: &str) -> Result<(String, String), String> {
     let Some((key, value)) = s.split_once('=') else {
@@ -777,19 +800,7 @@ impl Config {
         let root = std::fs::canonicalize(&self.root).unwrap_or_else(|_| self.root.clone());
         let digest = crate::image::sha256(root.as_os_str().as_encoded_bytes());
         let hex = digest.trim_start_matches("sha256:");
-        let name: String = self
-            .image
-            .name
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() {
-                    c.to_ascii_lowercase()
-                } else {
-                    '-'
-                }
-            })
-            .collect();
-        format!("{name}-{}", &hex[..8])
+        format!("{}-{}", dns_label(&self.image.name), &hex[..8])
     }
 
     /// The environment called `name` (or the default one). `local` always exists.

@@ -18,24 +18,7 @@ pub struct Plan {
 impl Plan {
     /// A name fit for Kubernetes objects and labels: lowercase letters, digits and `-`.
     pub fn object_name(&self) -> String {
-        let mut name: String = self
-            .package
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() {
-                    c.to_ascii_lowercase()
-                } else {
-                    '-'
-                }
-            })
-            .collect();
-        name = name.trim_matches('-').to_string();
-        name.truncate(50);
-        if name.is_empty() {
-            "service".into()
-        } else {
-            name
-        }
+        crate::config::dns_label(&self.package)
     }
 }
 

@@ -136,24 +136,26 @@ mod tests {
                 })
                 .unwrap_or_else(|| panic!("no rule for {group}/{resource}"))
         };
+        let apply = ["create", "delete", "get", "list", "patch"];
         assert_eq!(
             find("apps", "deployments"),
-            ["create", "get", "list", "patch", "watch"]
+            ["create", "delete", "get", "list", "patch", "watch"]
         );
-        assert_eq!(find("", "services"), ["create", "get", "patch"]);
-        assert_eq!(
-            find("networking.k8s.io", "networkpolicies"),
-            ["create", "get", "patch"]
-        );
-        assert_eq!(
-            find("policy", "poddisruptionbudgets"),
-            ["create", "get", "patch"]
-        );
-        assert_eq!(find("", "secrets"), ["create", "get", "patch"]);
+        assert_eq!(find("", "services"), apply);
+        assert_eq!(find("networking.k8s.io", "networkpolicies"), apply);
+        assert_eq!(find("policy", "poddisruptionbudgets"), apply);
+        assert_eq!(find("", "secrets"), apply);
         assert_eq!(find("", "pods/log"), ["get"]);
+        assert_eq!(
+            find("coordination.k8s.io", "leases"),
+            ["create", "delete", "get", "update"]
+        );
+        assert_eq!(
+            find("", "configmaps"),
+            ["create", "get", "list", "patch", "update"]
+        );
         let text = role.to_string();
         assert!(!text.contains('*'), "no wildcards: {text}");
-        assert!(!text.contains("delete"), "{text}");
         assert_eq!(role["metadata"]["namespace"], "hello");
     }
 }

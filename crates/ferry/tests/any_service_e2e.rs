@@ -12,18 +12,7 @@ use std::time::Duration;
 use support::*;
 
 fn git(dir: &Path, args: &[&str]) {
-    run_ok(
-        Command::new("git")
-            .arg("-C")
-            .arg(dir)
-            .args([
-                "-c",
-                "user.name=ferry test",
-                "-c",
-                "user.email=test@ferry.invalid",
-            ])
-            .args(args),
-    );
+    git_in(dir, args);
 }
 
 fn commit_all(dir: &Path) {
@@ -42,20 +31,7 @@ fn project_from(from: &Path) -> tempfile::TempDir {
 }
 
 fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let name = entry.file_name();
-        if name == "target" || name == ".git" {
-            continue;
-        }
-        let target = to.join(&name);
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
+    copy_tree(from, to);
 }
 
 /// As `cargo new` does in a git repository: build output is not part of the commit.

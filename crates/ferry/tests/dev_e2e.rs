@@ -5,44 +5,12 @@
 mod support;
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use support::*;
-
-fn git(dir: &Path, args: &[&str]) {
-    run_ok(
-        Command::new("git")
-            .arg("-C")
-            .arg(dir)
-            .args([
-                "-c",
-                "user.name=ferry test",
-                "-c",
-                "user.email=test@ferry.invalid",
-            ])
-            .args(args),
-    );
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        if entry.file_name() == "target" {
-            continue;
-        }
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
 
 /// Waits for a line containing `needle` on `lines`, returning it.
 fn wait_for(lines: &mpsc::Receiver<String>, needle: &str, limit: Duration) -> String {
@@ -61,15 +29,15 @@ fn wait_for(lines: &mpsc::Receiver<String>, needle: &str, limit: Duration) -> St
 fn e2e_dev_rebuilds_on_save_switches_without_failing_a_request_and_stops_clean() {
     let dir = tempfile::tempdir().unwrap();
     let project = dir.path();
-    copy_dir(&workspace().join("examples/shelf"), project);
+    copy_tree(&workspace().join("examples/shelf"), project);
     std::fs::write(
         project.join("ferry.toml"),
         "[service]\nport_env = \"SHELF_PORT\"\nargs = [\".\"]\nready_path = \"/health\"\n\n[[verify]]\npath = \"/health\"\ncontains = \"shelf ok\"\n",
     )
     .unwrap();
-    git(project, &["init", "-q"]);
-    git(project, &["add", "-A"]);
-    git(project, &["commit", "-q", "-m", "shelf"]);
+    git_in(project, &["init", "-q"]);
+    git_in(project, &["add", "-A"]);
+    git_in(project, &["commit", "-q", "-m", "shelf"]);
 
     let port = free_port();
     let mut dev = Command::new(env!("CARGO_BIN_EXE_ferry"))

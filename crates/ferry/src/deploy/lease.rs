@@ -39,21 +39,7 @@ const MANUAL: &str = "ferry.dev/manual-lock";
 
 /// The Lease's name for a service: `ferry-lock-hello`.
 pub fn lease_name(service: &str) -> String {
-    let clean: String = service
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    let clean = clean.trim_matches('-');
-    format!(
-        "ferry-lock-{}",
-        if clean.is_empty() { "service" } else { clean }
-    )
+    format!("ferry-lock-{}", crate::config::dns_label(service))
 }
 
 /// How long a holder's lease lasts without renewal: `FERRY_LOCK_LEASE_SECONDS`, else 30 s.

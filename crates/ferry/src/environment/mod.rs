@@ -178,17 +178,5 @@ pub async fn resolve_secrets(
 /// The name of the Secret ferry writes an environment's secrets to (`${SECRETS}` in the
 /// manifest): the image name, made a Kubernetes name, and `-secrets`.
 pub fn secret_name(config: &Config) -> String {
-    let base: String = config
-        .image
-        .name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    format!("{}-secrets", base.trim_matches('-'))
+    format!("{}-secrets", crate::config::dns_label(&config.image.name))
 }

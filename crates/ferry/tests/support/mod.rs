@@ -259,3 +259,37 @@ pub fn assert_matches_schema(out: &Output) {
             .arg(doc.path()),
     );
 }
+
+/// `git ARGS` in `dir` with a fixed identity (tests commit in throwaway repositories).
+pub fn git_in(dir: &Path, args: &[&str]) {
+    run_ok(
+        Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args([
+                "-c",
+                "user.name=ferry test",
+                "-c",
+                "user.email=test@ferry.invalid",
+            ])
+            .args(args),
+    );
+}
+
+/// Copies the tree `from` into `to`, leaving out `target/` and `.git/`.
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name();
+        if name == "target" || name == ".git" {
+            continue;
+        }
+        let target = to.join(&name);
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
