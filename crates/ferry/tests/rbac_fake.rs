@@ -1,6 +1,9 @@
 //! `ferry rbac` prints the least a deploy identity needs, and it is enough: against the fake
-//! API server enforcing RBAC, `ferry deploy` and `ferry status` pass with exactly the printed
-//! Role; with any one rule taken away, ferry fails naming the verb, resource and namespace.
+//! API server enforcing RBAC, ship (of examples/shelf, to a real registry), deploy, status,
+//! history, rollback, lock, unlock and a prune pass with exactly the printed Role; with any one
+//! rule taken away, ferry fails naming the verb, resource and namespace it lacked.
+
+mod support;
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -102,6 +105,10 @@ async fn run(dir: &Path, args: &[&str], commit: &str) -> Output {
             .current_dir(&dir)
             .env("FERRY_OUTPUT", "plain")
             .env("COMMIT", &commit)
+            .env(
+                "CARGO_TARGET_DIR",
+                support::workspace().join("target/e2e/target"),
+            )
             .stdin(Stdio::null());
         for name in [
             "FERRY_ENV",
@@ -122,18 +129,43 @@ const COMMIT_A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 const COMMIT_B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
 const IMAGE_B: &str = "registry.example/hello@sha256:3333333333333333333333333333333333333333333333333333333333333333";
 
-/// What a deploy identity does with ferry, as it: deploy A, deploy B, status, history, a
-/// rollback to A, a manual lock and unlock, and a deploy whose manifest dropped the
-/// PodDisruptionBudget (pruned). The first step that fails gives its stderr.
-async fn lifecycle(fake: &FakeCluster) -> Result<(), String> {
-    let dir = project(fake.kubeconfig_path().to_str().unwrap());
-    let d = dir.path();
+/// examples/shelf in a git repository, with the repository's k8s.yml and an environment `k`
+/// (namespace `hello`) pushing to `registry` and deploying through `kubeconfig.yaml` (git
+/// ignores it: each fake cluster writes its own there).
+fn shelf_project(registry: &support::Registry) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    support::copy_tree(&support::workspace().join("examples/shelf"), dir.path());
+    let k8s = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../k8s.yml");
+    std::fs::copy(k8s, dir.path().join("k8s.yml")).unwrap();
+    std::fs::write(dir.path().join(".gitignore"), "/target\n/kubeconfig.yaml\n").unwrap();
+    std::fs::write(
+        dir.path().join("ferry.toml"),
+        format!(
+            "[environments.k]\nkind = \"kubernetes\"\nrepository = \"{}/ferry/shelf\"\nkubeconfig = \"kubeconfig.yaml\"\nnamespace = \"hello\"\nvars = {{ REPLICAS = \"2\" }}\n",
+            registry.host()
+        ),
+    )
+    .unwrap();
+    support::git_in(dir.path(), &["init", "-q"]);
+    support::git_in(dir.path(), &["add", "-A"]);
+    support::git_in(dir.path(), &["commit", "-q", "-m", "shelf"]);
+    dir
+}
+
+/// What a deploy identity does with ferry, as it: ship (build, push, apply, follow), deploy
+/// another image, status, history, a rollback to the shipped revision, a manual lock and
+/// unlock, and a deploy whose manifest dropped the PodDisruptionBudget (pruned). The first
+/// step that fails gives its stderr.
+async fn lifecycle(fake: &FakeCluster, project: &Path) -> Result<(), String> {
+    std::fs::copy(fake.kubeconfig_path(), project.join("kubeconfig.yaml")).unwrap();
+    support::git_in(project, &["checkout", "-q", "--", "k8s.yml"]);
+    let d = project;
     let steps: [(&[&str], &str); 7] = [
-        (&["deploy", "--env", "k", "--image", IMAGE], COMMIT_A),
+        (&["ship", "--env", "k", "--skip-tests"], COMMIT_A),
         (&["deploy", "--env", "k", "--image", IMAGE_B], COMMIT_B),
         (&["status", "--env", "k"], COMMIT_B),
         (&["history", "--env", "k"], COMMIT_B),
-        (&["rollback", "--env", "k", "--to", COMMIT_A], COMMIT_B),
+        (&["rollback", "--env", "k", "--to", "1"], COMMIT_B),
         (
             &["lock", "--env", "k", "-m", "freeze for the release"],
             COMMIT_B,
@@ -158,6 +190,7 @@ async fn lifecycle(fake: &FakeCluster) -> Result<(), String> {
     );
     std::fs::write(d.join("k8s.yml"), kept.join("\n---\n")).unwrap();
     let out = run(d, &["deploy", "--env", "k", "--image", IMAGE_B], COMMIT_B).await;
+    support::git_in(project, &["checkout", "-q", "--", "k8s.yml"]);
     if !out.status.success() {
         return Err(format!("ferry deploy (prune): {}", stderr(&out)));
     }
@@ -188,14 +221,19 @@ async fn crash(fake: &FakeCluster) -> Output {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_printed_role_is_enough_and_every_rule_of_it_is_needed() {
+async fn e2e_the_printed_role_is_enough_and_every_rule_of_it_is_needed() {
+    let registry = support::Registry::start();
+    let project = shelf_project(&registry);
+    let project = project.path();
     let role = printed_role();
     let rules = Rule::from_role(&role);
     assert!(rules.len() >= 6, "{role}");
 
     // Exactly the printed Role: the whole lifecycle passes, and a crash report is complete.
     let fake = fake_with(rules.clone()).await;
-    lifecycle(&fake).await.unwrap_or_else(|e| panic!("{e}"));
+    lifecycle(&fake, project)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let crashed = crash(&fake).await;
     assert!(!crashed.status.success());
     assert!(
@@ -206,7 +244,7 @@ async fn the_printed_role_is_enough_and_every_rule_of_it_is_needed() {
 
     // Nothing at all: the first request is refused with the API server's words.
     let fake = fake_with(Vec::new()).await;
-    let err = lifecycle(&fake).await.unwrap_err();
+    let err = lifecycle(&fake, project).await.unwrap_err();
     assert!(err.contains("is forbidden"), "{err}");
     assert!(err.contains(&format!("User \"{USER}\" cannot")), "{err}");
     assert!(err.contains("in the namespace \"hello\""), "{err}");
@@ -216,7 +254,7 @@ async fn the_printed_role_is_enough_and_every_rule_of_it_is_needed() {
         let mut fewer = rules.clone();
         fewer.remove(i);
         let fake = fake_with(fewer).await;
-        let err = match lifecycle(&fake).await {
+        let err = match lifecycle(&fake, project).await {
             Err(err) => err,
             // Read only when a rollout fails (its events and log): the crash report names
             // the permission it lacked.
