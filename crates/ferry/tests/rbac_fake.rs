@@ -13,7 +13,6 @@ use kube_fake::{FakeCluster, Fault, Options};
 
 const TOKEN: &str = "deployer-token";
 const USER: &str = "deploy@ferry-e2e.iam.gserviceaccount.com";
-const IMAGE: &str = "registry.example/hello@sha256:1111111111111111111111111111111111111111111111111111111111111111";
 const CRASHING: &str = "registry.example/hello@sha256:2222222222222222222222222222222222222222222222222222222222222222";
 
 fn ferry(dir: &Path, args: &[&str]) -> Output {
