@@ -136,6 +136,7 @@ async fn e2e_multi_platform_ship_pushes_a_signed_index_whose_arm64_binary_serves
     assert_eq!(
         stages,
         [
+            "lock",
             "test",
             "build",
             "image",

@@ -339,7 +339,7 @@ fn project(dir: &Path, registry: &Registry, fake: &FakeCluster, public: &Path) {
     std::fs::write(
         dir.join("ferry.toml"),
         format!(
-            "[environments.prod]\nkind = \"kubernetes\"\nrepository = \"{}/ferry/hello\"\nkubeconfig = \"{}\"\nnamespace = \"default\"\nmanifest = \"{}\"\nvars = {{ REPLICAS = \"2\", COMMIT = \"{COMMIT}\" }}\nrequire_signature = \"{}\"\n",
+            "[environments.prod]\nkind = \"kubernetes\"\nrepository = \"{}/ferry/hello\"\nkubeconfig = \"{}\"\nnamespace = \"default\"\nmanifest = \"{}\"\nvars = {{ REPLICAS = \"2\" }}\nrequire_signature = \"{}\"\n",
             registry.host(),
             fake.kubeconfig_path().display(),
             k8s.display(),
@@ -363,6 +363,8 @@ async fn ferry_deploy(dir: &Path, image: &str) -> std::process::Output {
         ])
         .current_dir(dir)
         .env("FERRY_OUTPUT", "plain")
+        // ferry's own COMMIT: from git in a checkout, from the environment outside one.
+        .env("COMMIT", COMMIT)
         .env_remove("FERRY_CONFIG")
         .env_remove("KUBECONFIG");
     tokio::task::spawn_blocking(move || command.output().unwrap())
