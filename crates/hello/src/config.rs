@@ -8,8 +8,12 @@
 //! | `LOG_LEVEL`               | `info`    | a tracing filter, e.g. `warn` or `hello=debug`             |
 //! | `ACCESS_LOG`              | `true`    | one log line per request                                   |
 //! | `REQUEST_TIMEOUT_SECONDS` | `10`      | a request running longer gets 408                          |
+//! | `HEADER_TIMEOUT_SECONDS`  | `10`      | a client must send its whole request head within this (slowloris guard) |
+//! | `FIRST_BYTE_TIMEOUT_SECONDS` | `5`    | a connection that sends nothing this long is closed        |
 //! | `SHUTDOWN_DELAY_SECONDS`  | `0`       | after SIGTERM, keep serving (ready=503) this long so load balancers notice |
 //! | `SHUTDOWN_DRAIN_SECONDS`  | `25`      | then wait at most this long for in-flight requests         |
+//!
+//! Durations are seconds and may have a fraction (`0.5`).
 //! | `MAX_CONNECTIONS`         | `1024`    | open connections kept at most; over it the oldest is closed |
 //! | `HELLO_TEST_DELAY_MS`     | `0`       | test hook: delay `GET /` by this much (for drain tests)    |
 
@@ -31,6 +35,8 @@ pub struct Settings {
     pub log_level: String,
     pub access_log: bool,
     pub request_timeout: Duration,
+    pub header_timeout: Duration,
+    pub first_byte_timeout: Duration,
     pub shutdown_delay: Duration,
     pub shutdown_drain: Duration,
     pub max_connections: usize,
@@ -46,6 +52,8 @@ impl Default for Settings {
             log_level: "info".into(),
             access_log: true,
             request_timeout: Duration::from_secs(10),
+            header_timeout: Duration::from_secs(10),
+            first_byte_timeout: Duration::from_secs(5),
             shutdown_delay: Duration::ZERO,
             shutdown_drain: Duration::from_secs(25),
             max_connections: 1024,
@@ -72,7 +80,14 @@ impl Settings {
     /// Reads settings through `lookup`, so tests need not touch the process environment.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let d = Settings::default();
-        let secs = |s: &str| s.parse::<u64>().ok().map(Duration::from_secs);
+        // Seconds, with an optional fraction; never negative, NaN or absurdly large.
+        let secs = |s: &str| {
+            s.parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite() && *v >= 0.0 && *v <= 86_400.0)
+                .map(Duration::from_secs_f64)
+        };
+        let positive = |s: &str| secs(s).filter(|d| !d.is_zero());
         let boolean = |s: &str| match s.to_ascii_lowercase().as_str() {
             "1" | "true" | "yes" | "on" => Some(true),
             "0" | "false" | "no" | "off" => Some(false),
@@ -103,21 +118,35 @@ impl Settings {
             request_timeout: var(
                 &lookup,
                 "REQUEST_TIMEOUT_SECONDS",
-                "whole seconds above 0, e.g. 10",
-                |s| secs(s).filter(|d| !d.is_zero()),
+                "seconds above 0, e.g. 10",
+                positive,
             )?
             .unwrap_or(d.request_timeout),
+            header_timeout: var(
+                &lookup,
+                "HEADER_TIMEOUT_SECONDS",
+                "seconds above 0, e.g. 10",
+                positive,
+            )?
+            .unwrap_or(d.header_timeout),
+            first_byte_timeout: var(
+                &lookup,
+                "FIRST_BYTE_TIMEOUT_SECONDS",
+                "seconds above 0, e.g. 5",
+                positive,
+            )?
+            .unwrap_or(d.first_byte_timeout),
             shutdown_delay: var(
                 &lookup,
                 "SHUTDOWN_DELAY_SECONDS",
-                "whole seconds, e.g. 5",
+                "seconds, e.g. 5 or 0.5",
                 secs,
             )?
             .unwrap_or(d.shutdown_delay),
             shutdown_drain: var(
                 &lookup,
                 "SHUTDOWN_DRAIN_SECONDS",
-                "whole seconds, e.g. 25",
+                "seconds, e.g. 25",
                 secs,
             )?
             .unwrap_or(d.shutdown_drain),
@@ -198,6 +227,17 @@ mod tests {
         assert_eq!(s.log_format, LogFormat::Human);
         assert!(!s.access_log);
         assert_eq!(s.shutdown_drain, Duration::from_secs(5));
+        let s = from(&[
+            ("HEADER_TIMEOUT_SECONDS", "1.5"),
+            ("FIRST_BYTE_TIMEOUT_SECONDS", "0.25"),
+            ("SHUTDOWN_DELAY_SECONDS", "0.5"),
+        ])
+        .unwrap();
+        assert_eq!(s.header_timeout, Duration::from_millis(1500));
+        assert_eq!(s.first_byte_timeout, Duration::from_millis(250));
+        assert_eq!(s.shutdown_delay, Duration::from_millis(500));
+        assert_eq!(Settings::default().header_timeout, Duration::from_secs(10));
+        assert_eq!(Settings::default().first_byte_timeout, Duration::from_secs(5));
     }
 
     #[test]
@@ -210,6 +250,10 @@ mod tests {
         let err = from(&[("LOG_FORMAT", "xml")]).unwrap_err();
         assert!(err.to_string().contains("`json` or `human`"));
         assert!(from(&[("REQUEST_TIMEOUT_SECONDS", "0")]).is_err());
+        for bad in ["-1", "NaN", "inf", "1e9", "soon"] {
+            assert!(from(&[("HEADER_TIMEOUT_SECONDS", bad)]).is_err(), "{bad}");
+        }
+        assert!(from(&[("FIRST_BYTE_TIMEOUT_SECONDS", "0")]).is_err());
         assert!(from(&[("MAX_CONNECTIONS", "0")]).is_err());
         assert_eq!(
             from(&[("MAX_CONNECTIONS", "50")]).unwrap().max_connections,

@@ -11,7 +11,7 @@
 //! response boundary rather than sending its next request into a connection the drain closes.
 //!
 //! Connections are capped at `MAX_CONNECTIONS` (see [`crate::connections`]); one that sends
-//! nothing within [`FIRST_BYTE_TIMEOUT`] is closed, and costs no buffers until it does.
+//! nothing within `FIRST_BYTE_TIMEOUT_SECONDS` is closed, and costs no buffers until it does.
 
 use std::net::SocketAddr;
 use std::task::Poll;
@@ -32,10 +32,6 @@ use crate::routes::{self, AppState, Readiness};
 pub const MAX_HEAD_BYTES: usize = 16 * 1024;
 /// Most headers accepted in one request.
 pub const MAX_HEADERS: usize = 64;
-/// A client must send its whole request head within this time (slowloris guard).
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// A connection that sends nothing at all for this long is closed (it holds a socket for nothing).
-pub const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(5);
 /// In the drain, how long connections get to close themselves before the idle ones are closed.
 pub const IDLE_LINGER: Duration = Duration::from_secs(1);
 /// File descriptors kept free for everything that is not a connection (stdout, the listener…).
@@ -108,7 +104,7 @@ impl Application {
             .timer(TokioTimer::new())
             .max_buf_size(MAX_HEAD_BYTES)
             .max_headers(MAX_HEADERS)
-            .header_read_timeout(HEADER_READ_TIMEOUT);
+            .header_read_timeout(settings.header_timeout);
         tokio::pin!(stop);
 
         let accept = |stream: tokio::net::TcpStream| {
@@ -116,7 +112,13 @@ impl Application {
             let registration = connections.register();
             let service = TowerToHyperService::new(service.for_connection());
             let builder = builder.clone();
-            tokio::spawn(serve_connection(stream, builder, service, registration));
+            tokio::spawn(serve_connection(
+                stream,
+                builder,
+                service,
+                registration,
+                settings.first_byte_timeout,
+            ));
         };
 
         loop {
@@ -177,6 +179,7 @@ async fn serve_connection<S>(
     builder: http1::Builder,
     service: S,
     registration: Registration,
+    first_byte_timeout: Duration,
 ) where
     S: hyper::service::Service<
             hyper::Request<hyper::body::Incoming>,
@@ -190,7 +193,7 @@ async fn serve_connection<S>(
     let mut first = [0; 1];
     tokio::select! {
         // `peek`, not `readable`: readiness may be reported before any byte has arrived.
-        peeked = tokio::time::timeout(FIRST_BYTE_TIMEOUT, stream.peek(&mut first)) => {
+        peeked = tokio::time::timeout(first_byte_timeout, stream.peek(&mut first)) => {
             if !matches!(peeked, Ok(Ok(1))) {
                 return;
             }

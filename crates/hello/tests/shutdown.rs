@@ -48,7 +48,7 @@ fn sigint_also_exits_0() {
 /// During the shutdown delay the service still serves, but says it is not ready.
 #[test]
 fn during_the_shutdown_delay_readiness_is_503_and_requests_are_served() {
-    let mut service = Service::start(&[("SHUTDOWN_DELAY_SECONDS", "2")]);
+    let mut service = Service::start(&[("SHUTDOWN_DELAY_SECONDS", "1")]);
     service.signal("TERM");
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(request(service.port, "GET", "/readyz").unwrap().status, 503);
