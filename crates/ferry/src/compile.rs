@@ -35,32 +35,159 @@ pub enum CompileError {
     NotStatic { path: PathBuf },
 }
 
-/// Runs the test stage's command (by default `cargo test --locked -p PACKAGE`) in `root`.
-/// On failure the error holds the failing tests' names and panic output, however much the
-/// build printed before them.
+/// What the test stage runs.
+#[derive(Debug, Clone, Copy)]
+pub enum TestRun<'a> {
+    /// `[test] command`, run as written.
+    Custom(&'a [String]),
+    /// `cargo test -p PACKAGE`. With the fast profile it is compiled exactly as the build
+    /// stage compiles (profile, target, flags), so the build after it reuses every artifact
+    /// and the image holds the very binary the integration tests ran against.
+    Cargo { package: &'a str, profile: Profile },
+}
+
+impl TestRun<'_> {
+    /// How the stage is shown.
+    pub fn describe(&self) -> String {
+        match self {
+            TestRun::Custom(command) => command.join(" "),
+            TestRun::Cargo {
+                package,
+                profile: Profile::Fast,
+            } => format!("cargo test --locked -p {package} (compiled as the fast static build)"),
+            TestRun::Cargo { package, .. } => format!("cargo test --locked -p {package}"),
+        }
+    }
+}
+
+/// Runs the test stage in `root`. On failure the error holds the failing tests' names and
+/// panic output, however much the build printed before them.
 pub async fn test(
     root: &Path,
-    command: &[String],
+    run: TestRun<'_>,
     progress: impl Fn(&str),
 ) -> Result<String, CompileError> {
-    let Some((program, args)) = command.split_first() else {
-        return Err(CompileError::Cargo(std::io::Error::other(
-            "the test command is empty",
-        )));
+    let plain = |package: &str| -> Vec<String> {
+        ["test", "--locked", "-p", package]
+            .map(String::from)
+            .to_vec()
     };
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let output = run_program(root, program, &args, &[], &progress).await?;
-    // "test result: ok. 16 passed; ..." lines, summed.
+    let (program, args, env, note) = match run {
+        TestRun::Custom(command) => {
+            let Some((program, args)) = command.split_first() else {
+                return Err(CompileError::Cargo(std::io::Error::other(
+                    "the test command is empty",
+                )));
+            };
+            (program.clone(), args.to_vec(), Vec::new(), "")
+        }
+        TestRun::Cargo {
+            package,
+            profile: Profile::Fast,
+        } => {
+            let flags = StaticFlags::new(root, Profile::Fast, TARGET);
+            let mut args = vec!["test".to_string()];
+            args.extend(flags.profile_args.iter().map(|a| a.to_string()));
+            args.extend(["--locked", "-p", package, "--target", TARGET].map(String::from));
+            let env = flags.env;
+            match run_strings(root, "cargo", &args, &env, &progress).await {
+                Ok(out) => return Ok(summarize(&out, "cargo", &args)),
+                // Tests whose dev-dependencies cannot link statically (a C library with no
+                // static archive): run them as cargo would, and build separately.
+                Err(CompileError::Failed { tail, .. }) if is_static_link_failure(&tail) => {
+                    progress(
+                        "the tests cannot link statically; running them with cargo's defaults",
+                    );
+                    (
+                        "cargo".to_string(),
+                        plain(package),
+                        Vec::new(),
+                        " (with cargo's defaults: they cannot link statically)",
+                    )
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        TestRun::Cargo { package, .. } => ("cargo".to_string(), plain(package), Vec::new(), ""),
+    };
+    let out = run_strings(root, &program, &args, &env, &progress).await?;
+    Ok(format!("{}{note}", summarize(&out, &program, &args)))
+}
+
+/// "12 tests passed" from libtest's `test result: ok. 12 passed; ...` lines, summed.
+fn summarize(output: &str, program: &str, args: &[String]) -> String {
     let passed: u64 = output
         .lines()
         .filter_map(|l| l.strip_prefix("test result: ok. "))
         .filter_map(|l| l.split(' ').next()?.parse::<u64>().ok())
         .sum();
-    Ok(if passed > 0 || program == "cargo" {
+    if passed > 0 || program == "cargo" {
         format!("{passed} tests passed")
     } else {
-        format!("`{}` passed", command.join(" "))
-    })
+        format!("`{program} {}` passed", args.join(" "))
+    }
+}
+
+/// Whether a failed compile failed at linking statically, not in the code.
+fn is_static_link_failure(report: &str) -> bool {
+    [
+        "linking with `",
+        "could not find native static library",
+        "cannot find -l",
+    ]
+    .iter()
+    .any(|m| report.contains(m))
+}
+
+async fn run_strings(
+    root: &Path,
+    program: &str,
+    args: &[String],
+    env: &[(String, String)],
+    progress: &impl Fn(&str),
+) -> Result<String, CompileError> {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    run_program(root, program, &args, &env, progress).await
+}
+
+/// How cargo is run for a static build of one target with one profile: the profile's
+/// arguments and the environment (static C runtime, paths remapped so the bytes do not depend
+/// on where the checkout is, cross linkers). The build stage and the fast test stage share it.
+struct StaticFlags {
+    profile_args: &'static [&'static str],
+    env: Vec<(String, String)>,
+}
+
+impl StaticFlags {
+    fn new(root: &Path, profile: Profile, target: &str) -> StaticFlags {
+        let root_abs = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+        let cargo_home = std::env::var("CARGO_HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| {
+                PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cargo")
+            });
+        // Encoded (0x1f-separated) so a checkout path with spaces stays one flag.
+        let rustflags = [
+            "-C".to_string(),
+            "target-feature=+crt-static".to_string(),
+            format!("--remap-path-prefix={}=/build", root_abs.display()),
+            format!("--remap-path-prefix={}=/cargo", cargo_home.display()),
+        ]
+        .join("\x1f");
+        let mut env = vec![
+            ("CARGO_ENCODED_RUSTFLAGS".to_string(), rustflags),
+            ("SOURCE_DATE_EPOCH".to_string(), "0".to_string()),
+        ];
+        env.extend(cross_env(target));
+        StaticFlags {
+            profile_args: match profile {
+                Profile::Release => &["--release"],
+                Profile::Fast => &FAST_PROFILE,
+            },
+            env,
+        }
+    }
 }
 
 /// How the service is compiled for its image.
@@ -172,27 +299,10 @@ pub async fn build_static_for(
     target: &str,
     progress: impl Fn(&str),
 ) -> Result<PathBuf, CompileError> {
-    let root_abs = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
-    let cargo_home = std::env::var("CARGO_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cargo")
-        });
-    // Encoded (0x1f-separated) so a checkout path with spaces stays one flag.
-    let rustflags = [
-        "-C".to_string(),
-        "target-feature=+crt-static".to_string(),
-        format!("--remap-path-prefix={}=/build", root_abs.display()),
-        format!("--remap-path-prefix={}=/cargo", cargo_home.display()),
-    ]
-    .join("\x1f");
-    let profile_args: &[&str] = match profile {
-        Profile::Release => &["--release"],
-        Profile::Fast => &FAST_PROFILE,
-    };
+    let flags = StaticFlags::new(root, profile, target);
     let args: Vec<&str> = ["build"]
         .into_iter()
-        .chain(profile_args.iter().copied())
+        .chain(flags.profile_args.iter().copied())
         .chain([
             "--locked",
             "-p",
@@ -204,12 +314,11 @@ pub async fn build_static_for(
             "--message-format=json-render-diagnostics",
         ])
         .collect();
-    let mut env = vec![
-        ("CARGO_ENCODED_RUSTFLAGS".to_string(), rustflags),
-        ("SOURCE_DATE_EPOCH".to_string(), "0".to_string()),
-    ];
-    env.extend(cross_env(target));
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let env: Vec<(&str, &str)> = flags
+        .env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     let output = run_program(root, "cargo", &args, &env, &progress).await?;
     let path = output
         .lines()

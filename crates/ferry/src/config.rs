@@ -186,19 +186,15 @@ pub struct Check {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct TestSettings {
-    /// The command, as a list (default: `["cargo", "test", "--locked", "-p", PACKAGE]`).
+    /// The command, as a list. Unset: `cargo test --locked -p PACKAGE`, compiled as the build
+    /// compiles when the environment builds fast (see `compile::TestRun`).
     pub command: Option<Vec<String>>,
 }
 
 impl TestSettings {
-    /// The command the test stage runs for `package`.
-    pub fn command_for(&self, package: &str) -> Vec<String> {
-        match &self.command {
-            Some(c) if !c.is_empty() => c.clone(),
-            _ => ["cargo", "test", "--locked", "-p", package]
-                .map(String::from)
-                .to_vec(),
-        }
+    /// `[test] command` when it is set (and not empty); else ferry runs `cargo test`.
+    pub fn custom(&self) -> Option<&[String]> {
+        self.command.as_deref().filter(|c| !c.is_empty())
     }
 }
 
@@ -1212,9 +1208,11 @@ mod tests {
             "readiness is a TCP connect"
         );
         assert!(config.verify.is_empty());
+        assert_eq!(config.test.custom(), None, "ferry runs cargo test");
+        let custom = parse("[test]\ncommand = [\"make\", \"check\"]\n").unwrap();
         assert_eq!(
-            config.test.command_for("web"),
-            ["cargo", "test", "--locked", "-p", "web"]
+            custom.test.custom(),
+            Some(&["make".to_string(), "check".to_string()][..])
         );
         assert!(matches!(
             config.environment(None).unwrap().1,

@@ -263,11 +263,16 @@ pub async fn build_image(
         Tests::NotPart => {}
         Tests::Skipped => recorder.skip("test", "--skip-tests"),
         Tests::Run => {
-            let command = config.test.command_for(&package);
+            let run = match config.test.custom() {
+                Some(command) => crate::compile::TestRun::Custom(command),
+                None => crate::compile::TestRun::Cargo {
+                    package: &package,
+                    profile: request.profile,
+                },
+            };
             recorder
-                .stage("test", &command.join(" "), async |stage| {
-                    let summary =
-                        crate::compile::test(&root, &command, |l| stage.progress(l)).await?;
+                .stage("test", &run.describe(), async |stage| {
+                    let summary = crate::compile::test(&root, run, |l| stage.progress(l)).await?;
                     Ok(((), summary))
                 })
                 .await?;

@@ -143,13 +143,8 @@ impl Settings {
                 secs,
             )?
             .unwrap_or(d.shutdown_delay),
-            shutdown_drain: var(
-                &lookup,
-                "SHUTDOWN_DRAIN_SECONDS",
-                "seconds, e.g. 25",
-                secs,
-            )?
-            .unwrap_or(d.shutdown_drain),
+            shutdown_drain: var(&lookup, "SHUTDOWN_DRAIN_SECONDS", "seconds, e.g. 25", secs)?
+                .unwrap_or(d.shutdown_drain),
             max_connections: var(
                 &lookup,
                 "MAX_CONNECTIONS",
@@ -237,7 +232,10 @@ mod tests {
         assert_eq!(s.first_byte_timeout, Duration::from_millis(250));
         assert_eq!(s.shutdown_delay, Duration::from_millis(500));
         assert_eq!(Settings::default().header_timeout, Duration::from_secs(10));
-        assert_eq!(Settings::default().first_byte_timeout, Duration::from_secs(5));
+        assert_eq!(
+            Settings::default().first_byte_timeout,
+            Duration::from_secs(5)
+        );
     }
 
     #[test]

@@ -1,12 +1,10 @@
 //! Graceful shutdown: what makes a Kubernetes rolling update lose no request.
 
-mod support;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use support::{Service, request};
+use crate::support::{Service, request};
 
 /// SIGTERM arrives while a slow request is in flight: the request still completes with 200,
 /// new connections are refused, and the process exits 0.
@@ -48,9 +46,9 @@ fn sigint_also_exits_0() {
 /// During the shutdown delay the service still serves, but says it is not ready.
 #[test]
 fn during_the_shutdown_delay_readiness_is_503_and_requests_are_served() {
-    let mut service = Service::start(&[("SHUTDOWN_DELAY_SECONDS", "1")]);
+    let mut service = Service::start(&[("SHUTDOWN_DELAY_SECONDS", "0.8")]);
     service.signal("TERM");
-    std::thread::sleep(Duration::from_millis(300));
+    std::thread::sleep(Duration::from_millis(200));
     assert_eq!(request(service.port, "GET", "/readyz").unwrap().status, 503);
     assert_eq!(request(service.port, "GET", "/").unwrap().status, 200);
     assert!(service.wait_exit(Duration::from_secs(10)).success());
@@ -62,7 +60,7 @@ fn the_drain_deadline_bounds_shutdown() {
     let mut service = Service::start(&[
         ("HELLO_TEST_DELAY_MS", "8000"),
         ("REQUEST_TIMEOUT_SECONDS", "30"),
-        ("SHUTDOWN_DRAIN_SECONDS", "1"),
+        ("SHUTDOWN_DRAIN_SECONDS", "0.5"),
     ]);
     let port = service.port;
     let _slow = std::thread::spawn(move || request(port, "GET", "/"));
@@ -179,15 +177,15 @@ fn keep_alive_client(
 #[test]
 fn sigterm_under_keep_alive_load_loses_no_request() {
     const CLIENTS: usize = 8;
-    for delay_s in [0u64, 1] {
+    for delay_s in [0.0, 0.6] {
         let delay = delay_s.to_string();
         let mut service = Service::start(&[("SHUTDOWN_DELAY_SECONDS", delay.as_str())]);
         let port = service.port;
         let Service { child, stdout, .. } = &mut service;
         let shutdown_at = std::sync::OnceLock::new();
         // New connections stop halfway through the delay (with no delay: at once).
-        let reconnect_until = Duration::from_millis(delay_s * 500);
-        let until = Instant::now() + Duration::from_secs(4 + delay_s);
+        let reconnect_until = Duration::from_secs_f64(delay_s / 2.0);
+        let until = Instant::now() + Duration::from_secs_f64(4.0 + delay_s);
         let (tallies, status) = std::thread::scope(|scope| {
             // The access log must keep flowing, or the service blocks on a full pipe.
             scope.spawn(|| std::io::copy(stdout, &mut std::io::sink()));
@@ -200,8 +198,8 @@ fn sigterm_under_keep_alive_load_loses_no_request() {
                 .collect();
             std::thread::sleep(Duration::from_millis(700));
             shutdown_at.set(Instant::now()).unwrap();
-            support::signal(child, "TERM");
-            let status = support::wait_exit(child, Duration::from_secs(10));
+            crate::support::signal(child, "TERM");
+            let status = crate::support::wait_exit(child, Duration::from_secs(10));
             let tallies: Vec<ClientTally> =
                 clients.into_iter().map(|c| c.join().unwrap()).collect();
             (tallies, status)

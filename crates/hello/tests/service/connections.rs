@@ -1,14 +1,12 @@
 //! Many idle connections: memory stays bounded, the probes keep answering, and sockets that
 //! never send a byte are let go.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{Service, request};
+use crate::support::{Service, request};
 
 /// Idle connections a single client opens in the test.
 const IDLE_CONNECTIONS: usize = 3000;

@@ -1,11 +1,9 @@
 //! The real binary, over a real socket.
 
-mod support;
-
 use std::process::Command;
 use std::time::Duration;
 
-use support::{Service, request};
+use crate::support::{Service, request};
 
 #[test]
 fn serves_the_page_health_and_readiness() {
