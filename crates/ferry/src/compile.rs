@@ -43,7 +43,11 @@ pub enum TestRun<'a> {
     /// `cargo test -p PACKAGE`. With the fast profile it is compiled exactly as the build
     /// stage compiles (profile, target, flags), so the build after it reuses every artifact
     /// and the image holds the very binary the integration tests ran against.
-    Cargo { package: &'a str, profile: Profile },
+    Cargo {
+        package: &'a str,
+        binary: &'a str,
+        profile: Profile,
+    },
 }
 
 impl TestRun<'_> {
@@ -54,10 +58,21 @@ impl TestRun<'_> {
             TestRun::Cargo {
                 package,
                 profile: Profile::Fast,
+                ..
             } => format!("cargo test --locked -p {package} (compiled as the fast static build)"),
             TestRun::Cargo { package, .. } => format!("cargo test --locked -p {package}"),
         }
     }
+}
+
+/// What a passing test stage found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tested {
+    /// "40 tests passed".
+    pub summary: String,
+    /// The service's binary as the fast static build makes it, when compiling the tests made
+    /// it (integration tests run it): the build stage uses this one instead of compiling again.
+    pub binary: Option<PathBuf>,
 }
 
 /// Runs the test stage in `root`. On failure the error holds the failing tests' names and
@@ -66,32 +81,47 @@ pub async fn test(
     root: &Path,
     run: TestRun<'_>,
     progress: impl Fn(&str),
-) -> Result<String, CompileError> {
+) -> Result<Tested, CompileError> {
     let plain = |package: &str| -> Vec<String> {
         ["test", "--locked", "-p", package]
             .map(String::from)
             .to_vec()
     };
-    let (program, args, env, note) = match run {
+    let (program, args, note) = match run {
         TestRun::Custom(command) => {
             let Some((program, args)) = command.split_first() else {
                 return Err(CompileError::Cargo(std::io::Error::other(
                     "the test command is empty",
                 )));
             };
-            (program.clone(), args.to_vec(), Vec::new(), "")
+            (program.clone(), args.to_vec(), "")
         }
         TestRun::Cargo {
             package,
+            binary,
             profile: Profile::Fast,
         } => {
             let flags = StaticFlags::new(root, Profile::Fast, TARGET);
             let mut args = vec!["test".to_string()];
             args.extend(flags.profile_args.iter().map(|a| a.to_string()));
-            args.extend(["--locked", "-p", package, "--target", TARGET].map(String::from));
-            let env = flags.env;
-            match run_strings(root, "cargo", &args, &env, &progress).await {
-                Ok(out) => return Ok(summarize(&out, "cargo", &args)),
+            args.extend(
+                [
+                    "--locked",
+                    "-p",
+                    package,
+                    "--target",
+                    TARGET,
+                    "--message-format=json-render-diagnostics",
+                ]
+                .map(String::from),
+            );
+            match run_strings(root, "cargo", &args, &flags.env, &progress).await {
+                Ok(out) => {
+                    return Ok(Tested {
+                        summary: summarize(&out, "cargo", &args),
+                        binary: built_binary(&out, binary).filter(|p| is_static(p)),
+                    });
+                }
                 // Tests whose dev-dependencies cannot link statically (a C library with no
                 // static archive): run them as cargo would, and build separately.
                 Err(CompileError::Failed { tail, .. }) if is_static_link_failure(&tail) => {
@@ -101,17 +131,35 @@ pub async fn test(
                     (
                         "cargo".to_string(),
                         plain(package),
-                        Vec::new(),
                         " (with cargo's defaults: they cannot link statically)",
                     )
                 }
                 Err(e) => return Err(e),
             }
         }
-        TestRun::Cargo { package, .. } => ("cargo".to_string(), plain(package), Vec::new(), ""),
+        TestRun::Cargo { package, .. } => ("cargo".to_string(), plain(package), ""),
     };
-    let out = run_strings(root, &program, &args, &env, &progress).await?;
-    Ok(format!("{}{note}", summarize(&out, &program, &args)))
+    let out = run_strings(root, &program, &args, &[], &progress).await?;
+    Ok(Tested {
+        summary: format!("{}{note}", summarize(&out, &program, &args)),
+        binary: None,
+    })
+}
+
+/// The executable cargo reported building for the bin target `binary` (not a test harness).
+fn built_binary(messages: &str, binary: &str) -> Option<PathBuf> {
+    messages
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["reason"] == "compiler-artifact" && v["target"]["name"] == binary)
+        .filter(|v| v["profile"]["test"] == false)
+        .filter(|v| {
+            v["target"]["kind"]
+                .as_array()
+                .is_some_and(|k| k.iter().any(|k| k == "bin"))
+        })
+        .find_map(|v| v["executable"].as_str().map(PathBuf::from))
 }
 
 /// "12 tests passed" from libtest's `test result: ok. 12 passed; ...` lines, summed.
@@ -553,6 +601,29 @@ mod tests {
         let report = failure_report("", &stderr);
         assert!(report.contains("E0425"), "{report}");
         assert!(!report.contains("Compiling"), "{report}");
+    }
+
+    #[test]
+    fn the_tested_binary_is_the_bin_target_not_a_test_harness() {
+        let messages = [
+            r#"{"reason":"compiler-artifact","target":{"name":"web","kind":["bin"]},"profile":{"test":true},"executable":"/t/deps/web-1"}"#,
+            r#"{"reason":"compiler-artifact","target":{"name":"web","kind":["lib"]},"profile":{"test":false},"executable":null}"#,
+            "test result: ok. 3 passed; 0 failed",
+            r#"{"reason":"compiler-artifact","target":{"name":"web","kind":["bin"]},"profile":{"test":false},"executable":"/t/web"}"#,
+        ]
+        .join("\n");
+        assert_eq!(
+            built_binary(&messages, "web"),
+            Some(PathBuf::from("/t/web"))
+        );
+        assert_eq!(built_binary(&messages, "other"), None);
+        assert_eq!(summarize(&messages, "cargo", &[]), "3 tests passed");
+        assert!(is_static_link_failure(
+            "error: linking with `cc` failed: exit status: 1\n  = note: /usr/bin/ld: cannot find -lssl"
+        ));
+        assert!(!is_static_link_failure(
+            "error[E0425]: cannot find value `x`"
+        ));
     }
 
     #[test]

@@ -259,6 +259,8 @@ pub async fn build_image(
     let package = config.service.package.clone();
     let binary_name = config.service.binary.clone();
 
+    // The fast build of the binary, when compiling the tests made it.
+    let mut tested_binary = None;
     match request.tests {
         Tests::NotPart => {}
         Tests::Skipped => recorder.skip("test", "--skip-tests"),
@@ -267,13 +269,14 @@ pub async fn build_image(
                 Some(command) => crate::compile::TestRun::Custom(command),
                 None => crate::compile::TestRun::Cargo {
                     package: &package,
+                    binary: &binary_name,
                     profile: request.profile,
                 },
             };
-            recorder
+            tested_binary = recorder
                 .stage("test", &run.describe(), async |stage| {
-                    let summary = crate::compile::test(&root, run, |l| stage.progress(l)).await?;
-                    Ok(((), summary))
+                    let tested = crate::compile::test(&root, run, |l| stage.progress(l)).await?;
+                    Ok((tested.binary, tested.summary))
                 })
                 .await?;
         }
@@ -321,6 +324,17 @@ pub async fn build_image(
                         .join(", ");
                     let host = built.first().map(|(_, p)| p.clone()).unwrap_or_default();
                     return Ok(((host, built), detail));
+                }
+                if let Some(path) =
+                    tested_binary.filter(|_| request.profile == crate::compile::Profile::Fast)
+                {
+                    let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+                    let detail = format!(
+                        "{} ({}), the binary the tests ran against",
+                        path.display(),
+                        bytes(size)
+                    );
+                    return Ok(((path, Vec::new()), detail));
                 }
                 let path = crate::compile::build_static(
                     &root,

@@ -50,6 +50,18 @@ fn e2e_ship_local_tests_builds_runs_verifies_then_stop_stops_it() {
             .unwrap()
             .contains("tests passed")
     );
+    // The local environment builds fast: the tests were compiled as the build compiles, so
+    // the build stage compiled nothing and took the binary hello's integration tests ran.
+    let build = summary["stages"][1]["detail"].as_str().unwrap();
+    assert!(
+        build.contains("the binary the tests ran against"),
+        "{build}"
+    );
+    let binary = build.split(" (").next().unwrap();
+    assert!(
+        binary.ends_with("/x86_64-unknown-linux-gnu/ferry-fast/hello"),
+        "{build}"
+    );
 
     assert_matches_schema(&out);
 
