@@ -123,11 +123,12 @@ fn project_of(value: &str, kind: &str) -> Option<String> {
 impl Settings {
     /// Checks the names and works out the public key id from `signing_key`.
     pub fn check(&self, signing_key: Option<&KeyRef>) -> Result<Attestor, BinauthzError> {
-        let project = project_of(&self.attestor, "attestors").ok_or_else(|| BinauthzError::Name {
-            field: "attestor",
-            value: self.attestor.clone(),
-            shape: "an attestor's name, projects/PROJECT/attestors/NAME",
-        })?;
+        let project =
+            project_of(&self.attestor, "attestors").ok_or_else(|| BinauthzError::Name {
+                field: "attestor",
+                value: self.attestor.clone(),
+                shape: "an attestor's name, projects/PROJECT/attestors/NAME",
+            })?;
         if project_of(&self.note, "notes").is_none() {
             return Err(BinauthzError::Name {
                 field: "note",
@@ -372,9 +373,13 @@ mod tests {
     #[test]
     fn a_cloud_kms_key_gives_the_public_key_id_terraform_gives_the_attestor() {
         let key = KeyRef::GcpKms(KMS.into());
-        let checked = settings("projects/p/attestors/ferry", "projects/p/notes/ferry-note", None)
-            .check(Some(&key))
-            .unwrap();
+        let checked = settings(
+            "projects/p/attestors/ferry",
+            "projects/p/notes/ferry-note",
+            None,
+        )
+        .check(Some(&key))
+        .unwrap();
         assert_eq!(
             checked,
             Attestor {
@@ -393,11 +398,12 @@ mod tests {
         let err = ok.check(Some(&file)).unwrap_err().to_string();
         assert!(err.contains("binauthz.public_key_id is needed"), "{err}");
         assert!(err.contains("/keys/ferry.key"), "{err}");
-        let with_id = settings("projects/p/attestors/a", "projects/p/notes/n", Some("ni:///x"));
-        assert_eq!(
-            with_id.check(Some(&file)).unwrap().public_key_id,
-            "ni:///x"
+        let with_id = settings(
+            "projects/p/attestors/a",
+            "projects/p/notes/n",
+            Some("ni:///x"),
         );
+        assert_eq!(with_id.check(Some(&file)).unwrap().public_key_id, "ni:///x");
         assert!(matches!(
             ok.check(None).unwrap_err(),
             BinauthzError::NoSigningKey

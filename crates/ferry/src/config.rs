@@ -1078,8 +1078,8 @@ mod tests {
         let Environment::Kubernetes(k) = config.environment(Some("production")).unwrap().1 else {
             panic!("production is kubernetes");
         };
-        let key = crate::sign::KeyRef::parse(k.signing_key.as_deref().unwrap(), &config.root)
-            .unwrap();
+        let key =
+            crate::sign::KeyRef::parse(k.signing_key.as_deref().unwrap(), &config.root).unwrap();
         let attestor = k.binauthz.unwrap().check(Some(&key)).unwrap();
         // terraform/modules/binary-authorization's defaults: attestor "ferry", note "ferry-note",
         // and the signing module's key ring "ferry", key "image-signing", version 1.
@@ -1098,7 +1098,8 @@ mod tests {
                 "[environments.prod]\nkind = \"kubernetes\"\nrepository = \"r.example/hello\"\n{extra}"
             ))
         };
-        let binauthz = "binauthz = { attestor = \"projects/p/attestors/a\", note = \"projects/p/notes/n\" }\n";
+        let binauthz =
+            "binauthz = { attestor = \"projects/p/attestors/a\", note = \"projects/p/notes/n\" }\n";
         let err = env(binauthz).unwrap_err().to_string();
         assert!(
             err.contains("environments.prod: binauthz is set but signing_key is not"),
