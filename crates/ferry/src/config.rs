@@ -609,7 +609,7 @@ pub enum ConfigError {
     Binauthz {
         path: PathBuf,
         environment: String,
-        error: crate::binauthz::BinauthzError,
+        error: Box<crate::binauthz::BinauthzError>,
     },
 }
 
@@ -726,7 +726,7 @@ impl Config {
                     return Err(ConfigError::Binauthz {
                         path: path.to_path_buf(),
                         environment: name.clone(),
-                        error,
+                        error: Box::new(error),
                     });
                 }
             }

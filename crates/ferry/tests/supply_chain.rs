@@ -774,15 +774,18 @@ async fn binauthz_attestations_verify_with_openssl_and_an_existing_one_is_not_an
             occurrence: "projects/p/occurrences/occ-1".into()
         }
     );
-    let seen = seen.lock().unwrap();
-    assert_eq!(seen.requests.len(), 2);
-    assert!(
-        seen.requests
-            .iter()
-            .all(|(path, _)| path == "/v1/projects/p/occurrences")
-    );
-    assert_eq!(seen.created.len(), 1);
-    let occurrence = &seen.created[0];
+    let occurrence = {
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.requests.len(), 2);
+        assert!(
+            seen.requests
+                .iter()
+                .all(|(path, _)| path == "/v1/projects/p/occurrences")
+        );
+        assert_eq!(seen.created.len(), 1);
+        seen.created[0].clone()
+    };
+    let occurrence = &occurrence;
     assert_eq!(occurrence["kind"], "ATTESTATION");
     assert_eq!(occurrence["noteName"], "projects/p/notes/ferry-note");
     assert_eq!(
