@@ -27,7 +27,6 @@ pub const ENDPOINT: &str = "https://containeranalysis.googleapis.com";
 pub const ENDPOINT_VAR: &str = "FERRY_CONTAINERANALYSIS_ENDPOINT";
 /// `critical.type` of the payload Binary Authorization verifies.
 pub const PAYLOAD_TYPE: &str = "Google cloud binauthz container signature";
-const SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
 
 /// An environment's `binauthz = { attestor = "projects/P/attestors/A", note = "projects/P/notes/N" }`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -244,7 +243,7 @@ pub async fn attest(
     let payload = payload(repository, digest);
     let signature = signer.sign(&payload).await?;
     let body = occurrence(attestor, repository, digest, &payload, &signature);
-    let token = crate::sign::google_token(api.token.as_ref(), SCOPE)
+    let token = crate::sign::google_token(api.token.as_ref())
         .await
         .map_err(|why| BinauthzError::Credentials {
             image: image.clone(),

@@ -236,17 +236,18 @@ impl Signer {
 pub const GOOGLE_CREDENTIALS_HINT: &str =
     "run `gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS";
 
-/// An access token for `scope`: `token` when given (`FERRY_KMS_TOKEN`), else the Google
-/// credentials gcp_auth finds (a service-account key, application default credentials, the
-/// metadata server, gcloud). Cloud KMS and Container Analysis ([`crate::binauthz`]) share it.
-pub async fn google_token(token: Option<&Secret>, scope: &str) -> Result<Secret, String> {
+/// An access token: `token` when given (`FERRY_KMS_TOKEN`), else the Google credentials the
+/// registry uses too ([`crate::registry::google_access_token`]: workload identity federation,
+/// a service-account key, application default credentials, the metadata server, gcloud).
+/// Cloud KMS and Container Analysis ([`crate::binauthz`]) share it.
+pub async fn google_token(token: Option<&Secret>) -> Result<Secret, String> {
     if let Some(token) = token {
         return Ok(token.clone());
     }
     crate::install_crypto_provider();
-    let provider = gcp_auth::provider().await.map_err(|e| e.to_string())?;
-    let token = provider.token(&[scope]).await.map_err(|e| e.to_string())?;
-    Ok(Secret::new(token.as_str()))
+    let (token, source) = crate::registry::google_access_token().await?;
+    tracing::debug!(%source, "Google access token");
+    Ok(token)
 }
 
 /// `asymmetricSign` with the message's SHA-256 digest; KMS answers a DER signature.
@@ -262,7 +263,7 @@ async fn kms_sign(
         why,
         hint: hint.to_string(),
     };
-    let token = google_token(token, "https://www.googleapis.com/auth/cloudkms")
+    let token = google_token(token)
         .await
         .map_err(|why| fail(why, GOOGLE_CREDENTIALS_HINT))?;
     crate::install_crypto_provider();

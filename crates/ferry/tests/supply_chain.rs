@@ -854,9 +854,66 @@ fn write_binauthz_config(repo: &Path, registry: &Registry, fake: &FakeCluster) -
 
 const KMS_KEY: &str = "projects/ferry-e2e/locations/europe-west1/keyRings/ferry/cryptoKeys/image-signing/cryptoKeyVersions/1";
 
+/// How the ship gets its Google token.
+enum Google<'a> {
+    /// `FERRY_KMS_TOKEN=test-token`.
+    Token,
+    /// An `external_account` configuration (workload identity federation, as in CI) at this
+    /// path, and no FERRY_KMS_TOKEN.
+    ExternalAccount(&'a Path),
+}
+
+/// A fake Google STS on loopback: `POST /sts/v1/token` exchanges the subject token for
+/// `test-token`, the token the fake KMS and Container Analysis want. Its endpoint and how many
+/// exchanges it made.
+async fn fake_sts(
+    subject: &'static str,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let exchanges = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = exchanges.clone();
+    let app = axum::Router::new().route(
+        "/sts/v1/token",
+        axum::routing::post(move |body: String| {
+            let counter = counter.clone();
+            async move {
+                let given = body
+                    .split('&')
+                    .any(|field| field == format!("subject_token={subject}"));
+                if !given {
+                    return (
+                        axum::http::StatusCode::BAD_REQUEST,
+                        r#"{"error":"invalid_grant"}"#.to_string(),
+                    );
+                }
+                counter.fetch_add(1, Ordering::SeqCst);
+                (
+                    axum::http::StatusCode::OK,
+                    r#"{"access_token":"test-token","issued_token_type":"urn:ietf:params:oauth:token-type:access_token","token_type":"Bearer","expires_in":3600}"#.to_string(),
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}"), exchanges)
+}
+
 /// `ferry ship --env prod` in `repo` with ferry.binauthz.toml, Google's APIs on loopback.
-async fn ship_attested(repo: &Path, kms: u16, container_analysis: &str) -> std::process::Output {
+async fn ship_attested(
+    repo: &Path,
+    kms: u16,
+    container_analysis: &str,
+    google: Google<'_>,
+) -> std::process::Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_ferry"));
+    match google {
+        Google::Token => command.env("FERRY_KMS_TOKEN", "test-token"),
+        Google::ExternalAccount(config) => command
+            .env_remove("FERRY_KMS_TOKEN")
+            .env("GOOGLE_APPLICATION_CREDENTIALS", config),
+    };
     command
         .args([
             "--config",
@@ -875,7 +932,6 @@ async fn ship_attested(repo: &Path, kms: u16, container_analysis: &str) -> std::
         )
         .env("FERRY_OUTPUT", "plain")
         .env("FERRY_KMS_ENDPOINT", format!("http://127.0.0.1:{kms}"))
-        .env("FERRY_KMS_TOKEN", "test-token")
         .env("FERRY_CONTAINERANALYSIS_ENDPOINT", container_analysis)
         .env_remove("FERRY_ENV")
         .env_remove("KUBECONFIG")
@@ -924,9 +980,38 @@ async fn e2e_a_signed_ship_attests_the_pushed_digest_once_for_binary_authorizati
     let (kms, _) = fake_kms(key).await;
     let (container_analysis, seen) = fake_container_analysis(Answer::Create).await;
     let repository = write_binauthz_config(&repo, &registry, &fake);
+    // CI's credentials: a CircleCI OIDC token exchanged at Google's STS (here, a fake).
+    const SUBJECT: &str = "circleci-oidc-token";
+    let (sts, exchanges) = fake_sts(SUBJECT).await;
+    let subject = keys.path().join("oidc-token");
+    std::fs::write(&subject, SUBJECT).unwrap();
+    let credentials = keys.path().join("external-account.json");
+    std::fs::write(
+        &credentials,
+        serde_json::json!({
+            "type": "external_account",
+            "audience": "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/circleci/providers/circleci-oidc",
+            "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+            "token_url": format!("{sts}/sts/v1/token"),
+            "credential_source": { "file": subject },
+        })
+        .to_string(),
+    )
+    .unwrap();
 
-    let out = ship_attested(&repo, kms, &container_analysis).await;
+    let out = ship_attested(
+        &repo,
+        kms,
+        &container_analysis,
+        Google::ExternalAccount(&credentials),
+    )
+    .await;
     assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        exchanges.load(std::sync::atomic::Ordering::SeqCst) >= 1,
+        "the KMS and Container Analysis token came from the STS"
+    );
+    assert!(!stderr(&out).contains("test-token"), "a token was printed");
     assert_matches_schema(&out);
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let stages = stage_names(&summary);
@@ -998,7 +1083,7 @@ async fn e2e_a_refused_attestation_fails_ship_before_anything_is_applied() {
     let (container_analysis, seen) = fake_container_analysis(Answer::Refuse).await;
     write_binauthz_config(&repo, &registry, &fake);
 
-    let out = ship_attested(&repo, kms, &container_analysis).await;
+    let out = ship_attested(&repo, kms, &container_analysis, Google::Token).await;
     assert!(!out.status.success());
     let err = stderr(&out);
     assert!(
