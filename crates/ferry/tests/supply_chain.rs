@@ -1,6 +1,8 @@
 //! Signatures, provenance and SBOMs in a real registry (Debian's docker-registry), checked by
 //! tools ferry's authors did not write: skopeo reads the manifests, openssl verifies the
 //! signatures, kube-fake shows that `require_signature` applies nothing for an unsigned image.
+//! Binary Authorization attestations go to a fake Container Analysis on loopback, and openssl
+//! verifies them too.
 
 mod support;
 
