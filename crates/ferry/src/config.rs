@@ -308,6 +308,10 @@ pub struct KubernetesEnv {
     /// A PEM public key: refuse, before applying anything, to deploy an image whose
     /// signature does not verify with it.
     pub require_signature: Option<PathBuf>,
+    /// Binary Authorization: after signing, attest the image for this attestor, in Container
+    /// Analysis on its note (`{ attestor = "projects/P/attestors/A", note = "projects/P/notes/N" }`).
+    /// Needs `signing_key`.
+    pub binauthz: Option<crate::binauthz::Settings>,
     /// The `kind` key that selected this struct (read by [`parse_environments`]).
     #[serde(default, rename = "kind", skip_serializing)]
     #[doc(hidden)]
@@ -596,6 +600,13 @@ pub enum ConfigError {
     },
     #[error(transparent)]
     ReservedVar(#[from] crate::render::ReservedVar),
+    // The error carries its own hint; printed once, so not a `source`.
+    #[error("{path}: environments.{environment}: {error}")]
+    Binauthz {
+        path: PathBuf,
+        environment: String,
+        error: Box<crate::binauthz::BinauthzError>,
+    },
 }
 
 impl ConfigError {
@@ -693,6 +704,27 @@ impl Config {
                     format!("[service] {key} = {value:?} does not start with /"),
                     "write the path part of the URL, e.g. \"/healthz\"",
                 ));
+            }
+        }
+        for (name, env) in &self.environments {
+            let Environment::Kubernetes(k) = env else {
+                continue;
+            };
+            if let Some(binauthz) = &k.binauthz {
+                let key = k
+                    .signing_key
+                    .as_deref()
+                    .map(|key| crate::sign::KeyRef::parse(key, &self.root))
+                    .transpose()
+                    .map_err(crate::binauthz::BinauthzError::from)
+                    .and_then(|key| binauthz.check(key.as_ref()));
+                if let Err(error) = key {
+                    return Err(ConfigError::Binauthz {
+                        path: path.to_path_buf(),
+                        environment: name.clone(),
+                        error: Box::new(error),
+                    });
+                }
             }
         }
         if self.test.command.as_ref().is_some_and(Vec::is_empty) {
@@ -1034,6 +1066,62 @@ mod tests {
                 Some(format!("gke_ferry-{name}_europe-west1_ferry-{name}"))
             );
         }
+    }
+
+    #[test]
+    fn production_attests_for_the_attestor_terraform_makes_with_the_kms_key_id() {
+        let config = parse(include_str!("../../../ferry.toml")).unwrap();
+        let Environment::Kubernetes(k) = config.environment(Some("production")).unwrap().1 else {
+            panic!("production is kubernetes");
+        };
+        let key =
+            crate::sign::KeyRef::parse(k.signing_key.as_deref().unwrap(), &config.root).unwrap();
+        let attestor = k.binauthz.unwrap().check(Some(&key)).unwrap();
+        // terraform/modules/binary-authorization's defaults: attestor "ferry", note "ferry-note",
+        // and the signing module's key ring "ferry", key "image-signing", version 1.
+        assert_eq!(attestor.name, "projects/ferry-production/attestors/ferry");
+        assert_eq!(attestor.note, "projects/ferry-production/notes/ferry-note");
+        assert_eq!(
+            attestor.public_key_id,
+            "//cloudkms.googleapis.com/v1/projects/ferry-production/locations/europe-west1/keyRings/ferry/cryptoKeys/image-signing/cryptoKeyVersions/1"
+        );
+    }
+
+    #[test]
+    fn binauthz_needs_a_signing_key_and_well_formed_names() {
+        let env = |extra: &str| {
+            parse(&format!(
+                "[environments.prod]\nkind = \"kubernetes\"\nrepository = \"r.example/hello\"\n{extra}"
+            ))
+        };
+        let binauthz =
+            "binauthz = { attestor = \"projects/p/attestors/a\", note = \"projects/p/notes/n\" }\n";
+        let err = env(binauthz).unwrap_err().to_string();
+        assert!(
+            err.contains("environments.prod: binauthz is set but signing_key is not"),
+            "{err}"
+        );
+        let err = env(&format!("signing_key = \"keys/ferry.key\"\n{binauthz}"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("binauthz.public_key_id is needed"), "{err}");
+        let kms = "signing_key = \"gcpkms://projects/p/locations/l/keyRings/r/cryptoKeys/k/cryptoKeyVersions/1\"\n";
+        assert!(env(&format!("{kms}{binauthz}")).is_ok());
+        let err = env(&format!(
+            "{kms}binauthz = {{ attestor = \"ferry\", note = \"projects/p/notes/n\" }}\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("binauthz.attestor = \"ferry\" is not an attestor's name"),
+            "{err}"
+        );
+        let err = env(&format!(
+            "{kms}binauthz = {{ attestor = \"projects/p/attestors/a\", note = \"n\", extra = 1 }}\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("unknown field `extra`"), "{err}");
     }
 
     fn staging_with(overrides: &KubernetesOverrides, vars: &[(&str, &str)]) -> KubernetesEnv {

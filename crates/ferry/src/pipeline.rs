@@ -697,8 +697,8 @@ pub fn manifest_vars(
 }
 
 /// After the push: with `signing_key`, sign the image and attach its provenance (and SBOM);
-/// with `require_signature`, refuse an image whose signature does not verify — both before
-/// anything is rendered or applied.
+/// with `binauthz`, attest it for Binary Authorization; with `require_signature`, refuse an
+/// image whose signature does not verify — all before anything is rendered or applied.
 pub async fn sign_and_check(
     config: &Config,
     env: &crate::config::KubernetesEnv,
@@ -769,6 +769,24 @@ pub async fn sign_and_check(
                     None => format!("{}, {}", attached.signature, attached.provenance),
                 };
                 Ok(((), detail))
+            })
+            .await?;
+    }
+    if let (Some(key), Some(binauthz)) = (&env.signing_key, &env.binauthz) {
+        recorder
+            .stage("attest", &binauthz.attestor, async |_s| {
+                let key = crate::sign::KeyRef::parse(key, &config.root)?;
+                let attestor = binauthz.check(Some(&key))?;
+                let signer = crate::sign::Signer::open(&key)?;
+                let attested = crate::binauthz::attest(
+                    &crate::binauthz::ContainerAnalysis::from_env(),
+                    &attestor,
+                    &signer,
+                    &pushed.repository,
+                    &built.image.manifest.digest,
+                )
+                .await?;
+                Ok(((), format!("{attested} ({})", attestor.name)))
             })
             .await?;
     }

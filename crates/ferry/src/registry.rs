@@ -939,19 +939,30 @@ async fn run_helper(helper: &str, host: &str) -> Result<Credentials, RegistryErr
 /// The scope of an access token for Artifact Registry and Container Registry.
 const CLOUD_PLATFORM: &str = "https://www.googleapis.com/auth/cloud-platform";
 
-/// Google's access token for the registry. An `external_account` configuration (workload
-/// identity federation, as CI systems use instead of keys) is exchanged by Google's own auth
-/// library: the subject token from its `credential_source` for a federated token at its
-/// `token_url`, then, with `service_account_impersonation_url`, for a service account's token.
-/// Anything else goes through gcp_auth (a service-account key, application default
-/// credentials, the metadata server, gcloud). `gcloud auth print-access-token` is the last
-/// resort either way.
+/// Google's access token for the registry ([`google_access_token`]).
 async fn google_credentials(host: &str) -> Result<Credentials, RegistryError> {
-    let google = |why: String| RegistryError::Google {
-        host: host.to_string(),
-        why,
-    };
-    let library = match external_account_config().map_err(google)? {
+    let (token, source) = google_access_token()
+        .await
+        .map_err(|why| RegistryError::Google {
+            host: host.to_string(),
+            why,
+        })?;
+    Ok(Credentials {
+        username: "oauth2accesstoken".into(),
+        password: token,
+        source,
+    })
+}
+
+/// A Google access token (cloud-platform scope) and where it came from, for the registry,
+/// Cloud KMS and Container Analysis. An `external_account` configuration (workload identity
+/// federation, as CI systems use instead of keys) is exchanged by Google's own auth library:
+/// the subject token from its `credential_source` for a federated token at its `token_url`,
+/// then, with `service_account_impersonation_url`, for a service account's token. Anything
+/// else goes through gcp_auth (a service-account key, application default credentials, the
+/// metadata server, gcloud). `gcloud auth print-access-token` is the last resort either way.
+pub async fn google_access_token() -> Result<(Secret, String), String> {
+    let library = match external_account_config()? {
         Some((path, config)) => external_account_token(config).await.map(|token| {
             let source = format!("workload identity federation ({})", path.display());
             (token, source)
@@ -960,22 +971,13 @@ async fn google_credentials(host: &str) -> Result<Credentials, RegistryError> {
             .await
             .map(|token| (token, "Google credentials (gcp_auth)".to_string())),
     };
-    let (token, source) = match library {
-        Ok(found) => found,
+    match library {
+        Ok(found) => Ok(found),
         Err(library_error) => match gcloud_token().await {
-            Ok(token) => (token, "gcloud auth print-access-token".to_string()),
-            Err(gcloud_error) => {
-                return Err(google(format!(
-                    "{library_error}; and gcloud: {gcloud_error}"
-                )));
-            }
+            Ok(token) => Ok((token, "gcloud auth print-access-token".to_string())),
+            Err(gcloud_error) => Err(format!("{library_error}; and gcloud: {gcloud_error}")),
         },
-    };
-    Ok(Credentials {
-        username: "oauth2accesstoken".into(),
-        password: token,
-        source,
-    })
+    }
 }
 
 async fn gcp_auth_token() -> Result<Secret, String> {

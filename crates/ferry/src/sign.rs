@@ -186,6 +186,9 @@ impl std::fmt::Debug for Signer {
 
 /// Google's Cloud KMS API; `FERRY_KMS_ENDPOINT` points ferry at another (tests).
 pub const KMS_ENDPOINT: &str = "https://cloudkms.googleapis.com";
+/// An access token for Cloud KMS and Container Analysis, used instead of looking up Google
+/// credentials (tests).
+pub const TOKEN_VAR: &str = "FERRY_KMS_TOKEN";
 
 impl Signer {
     /// Opens the key `key` names.
@@ -208,7 +211,7 @@ impl Signer {
                 name: name.clone(),
                 endpoint: std::env::var("FERRY_KMS_ENDPOINT")
                     .unwrap_or_else(|_| KMS_ENDPOINT.to_string()),
-                token: std::env::var("FERRY_KMS_TOKEN").ok().map(Secret::new),
+                token: std::env::var(TOKEN_VAR).ok().map(Secret::new),
             }),
         }
     }
@@ -229,6 +232,24 @@ impl Signer {
     }
 }
 
+/// Where Google credentials come from, for an error's hint.
+pub const GOOGLE_CREDENTIALS_HINT: &str =
+    "run `gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS";
+
+/// An access token: `token` when given (`FERRY_KMS_TOKEN`), else the Google credentials the
+/// registry uses too ([`crate::registry::google_access_token`]: workload identity federation,
+/// a service-account key, application default credentials, the metadata server, gcloud).
+/// Cloud KMS and Container Analysis ([`crate::binauthz`]) share it.
+pub async fn google_token(token: Option<&Secret>) -> Result<Secret, String> {
+    if let Some(token) = token {
+        return Ok(token.clone());
+    }
+    crate::install_crypto_provider();
+    let (token, source) = crate::registry::google_access_token().await?;
+    tracing::debug!(%source, "Google access token");
+    Ok(token)
+}
+
 /// `asymmetricSign` with the message's SHA-256 digest; KMS answers a DER signature.
 async fn kms_sign(
     endpoint: &str,
@@ -242,22 +263,9 @@ async fn kms_sign(
         why,
         hint: hint.to_string(),
     };
-    let token = match token {
-        Some(token) => token.clone(),
-        None => {
-            let provider = gcp_auth::provider().await.map_err(|e| {
-                fail(
-                    e.to_string(),
-                    "run `gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS",
-                )
-            })?;
-            let token = provider
-                .token(&["https://www.googleapis.com/auth/cloudkms"])
-                .await
-                .map_err(|e| fail(e.to_string(), "check the Google credentials"))?;
-            Secret::new(token.as_str())
-        }
-    };
+    let token = google_token(token)
+        .await
+        .map_err(|why| fail(why, GOOGLE_CREDENTIALS_HINT))?;
     crate::install_crypto_provider();
     let digest = Sha256::digest(message);
     let body = serde_json::json!({ "digest": { "sha256": b64.encode(digest) } });

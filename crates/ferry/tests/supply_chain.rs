@@ -1,6 +1,8 @@
 //! Signatures, provenance and SBOMs in a real registry (Debian's docker-registry), checked by
 //! tools ferry's authors did not write: skopeo reads the manifests, openssl verifies the
 //! signatures, kube-fake shows that `require_signature` applies nothing for an unsigned image.
+//! Binary Authorization attestations go to a fake Container Analysis on loopback, and openssl
+//! verifies them too.
 
 mod support;
 
@@ -627,4 +629,491 @@ async fn a_cloud_kms_key_signs_through_the_kms_api_and_openssl_verifies_it() {
     let err = refused.sign(b"x").await.unwrap_err().to_string();
     assert!(err.contains("Cloud KMS could not sign"), "{err}");
     assert!(err.contains("roles/cloudkms.signer"), "{err}");
+}
+
+// ---- Binary Authorization attestations ----------------------------------------------------
+
+/// How the fake Container Analysis answers `POST /v1/projects/P/occurrences`.
+#[derive(Clone, Copy, PartialEq)]
+enum Answer {
+    /// Stores the occurrence and answers it with a name, as Container Analysis does.
+    Create,
+    /// 403 PERMISSION_DENIED, as for an account without notes.attacher.
+    Refuse,
+    /// 409 ALREADY_EXISTS.
+    Conflict,
+    /// 503 once, then as `Create`.
+    BusyOnce,
+}
+
+#[derive(Default)]
+struct Occurrences {
+    /// Every request: its path and body.
+    requests: Vec<(String, serde_json::Value)>,
+    /// The occurrences stored.
+    created: Vec<serde_json::Value>,
+}
+
+type SeenOccurrences = std::sync::Arc<std::sync::Mutex<Occurrences>>;
+
+/// A fake Container Analysis on loopback: its endpoint and what it was sent. It wants the
+/// same bearer token as [`fake_kms`].
+async fn fake_container_analysis(answer: Answer) -> (String, SeenOccurrences) {
+    use axum::http::{HeaderMap, Method, StatusCode, Uri};
+    let seen: SeenOccurrences = Default::default();
+    let state = seen.clone();
+    let app = axum::Router::new().fallback(
+        move |method: Method, uri: Uri, headers: HeaderMap, body: axum::body::Bytes| {
+            let seen = state.clone();
+            async move {
+                let authorized = headers.get("authorization").and_then(|v| v.to_str().ok())
+                    == Some("Bearer test-token");
+                if !authorized {
+                    return (
+                        StatusCode::UNAUTHORIZED,
+                        r#"{"error":{"message":"no token"}}"#.to_string(),
+                    );
+                }
+                let path = uri.path().to_string();
+                let doc: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                let mut seen = seen.lock().unwrap();
+                seen.requests.push((path.clone(), doc.clone()));
+                let ok_path = path.starts_with("/v1/projects/") && path.ends_with("/occurrences");
+                if method != Method::POST || !ok_path {
+                    return (
+                        StatusCode::NOT_FOUND,
+                        format!(r#"{{"error":{{"message":"no {path}"}}}}"#),
+                    );
+                }
+                match answer {
+                    Answer::Refuse => (
+                        StatusCode::FORBIDDEN,
+                        r#"{"error":{"code":403,"message":"Permission 'containeranalysis.notes.attachOccurrence' denied","status":"PERMISSION_DENIED"}}"#.to_string(),
+                    ),
+                    Answer::Conflict => (
+                        StatusCode::CONFLICT,
+                        r#"{"error":{"code":409,"message":"Requested entity already exists","status":"ALREADY_EXISTS"}}"#.to_string(),
+                    ),
+                    Answer::BusyOnce if seen.requests.len() == 1 => (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        r#"{"error":{"code":503,"message":"try again"}}"#.to_string(),
+                    ),
+                    Answer::Create | Answer::BusyOnce => {
+                        let project = path.split('/').nth(3).unwrap_or_default().to_string();
+                        let mut stored = doc;
+                        let name = format!(
+                            "projects/{project}/occurrences/occ-{}",
+                            seen.created.len() + 1
+                        );
+                        stored["name"] = name.into();
+                        seen.created.push(stored.clone());
+                        (StatusCode::OK, stored.to_string())
+                    }
+                }
+            }
+        },
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}"), seen)
+}
+
+/// The payload and DER signature of an ATTESTATION occurrence, with its key id.
+fn attestation_parts(occurrence: &serde_json::Value) -> (Vec<u8>, Vec<u8>, String) {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let attestation = &occurrence["attestation"];
+    let payload = b64
+        .decode(attestation["serializedPayload"].as_str().unwrap())
+        .unwrap();
+    let signatures = attestation["signatures"].as_array().unwrap();
+    assert_eq!(signatures.len(), 1, "{occurrence}");
+    let signature = b64
+        .decode(signatures[0]["signature"].as_str().unwrap())
+        .unwrap();
+    let id = signatures[0]["publicKeyId"].as_str().unwrap().to_string();
+    (payload, signature, id)
+}
+
+/// Checks that `payload` is Binary Authorization's for `repository@digest`.
+fn assert_binauthz_payload(payload: &[u8], repository: &str, digest: &str) {
+    let doc: serde_json::Value = serde_json::from_slice(payload).unwrap();
+    assert_eq!(doc["critical"]["identity"]["docker-reference"], repository);
+    assert_eq!(doc["critical"]["image"]["docker-manifest-digest"], digest);
+    assert_eq!(
+        doc["critical"]["type"],
+        "Google cloud binauthz container signature"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binauthz_attestations_verify_with_openssl_and_an_existing_one_is_not_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (private, public) = keygen(dir.path(), "ferry");
+    let key = ferry::sign::KeyRef::File(private);
+    let signer = ferry::sign::Signer::open(&key).unwrap();
+    let settings = ferry::binauthz::Settings {
+        attestor: "projects/p/attestors/ferry".into(),
+        note: "projects/p/notes/ferry-note".into(),
+        public_key_id: Some("ni:///sha-256;test-key".into()),
+    };
+    let attestor = settings.check(Some(&key)).unwrap();
+    let repository = "europe-west1-docker.pkg.dev/p/ferry/hello";
+    let digest = format!("sha256:{}", "b".repeat(64));
+
+    // Container Analysis busy once: the second try creates one occurrence.
+    let (endpoint, seen) = fake_container_analysis(Answer::BusyOnce).await;
+    let api = ferry::binauthz::ContainerAnalysis {
+        endpoint,
+        token: Some(ferry::registry::Secret::new("test-token")),
+    };
+    let attested = ferry::binauthz::attest(&api, &attestor, &signer, repository, &digest)
+        .await
+        .unwrap();
+    assert_eq!(
+        attested,
+        ferry::binauthz::Attested::Created {
+            occurrence: "projects/p/occurrences/occ-1".into()
+        }
+    );
+    let occurrence = {
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.requests.len(), 2);
+        assert!(
+            seen.requests
+                .iter()
+                .all(|(path, _)| path == "/v1/projects/p/occurrences")
+        );
+        assert_eq!(seen.created.len(), 1);
+        seen.created[0].clone()
+    };
+    let occurrence = &occurrence;
+    assert_eq!(occurrence["kind"], "ATTESTATION");
+    assert_eq!(occurrence["noteName"], "projects/p/notes/ferry-note");
+    assert_eq!(
+        occurrence["resourceUri"],
+        format!("https://{repository}@{digest}")
+    );
+    let (payload, signature, id) = attestation_parts(occurrence);
+    assert_eq!(id, "ni:///sha-256;test-key");
+    assert_binauthz_payload(&payload, repository, &digest);
+    assert!(openssl_verifies(&public, &payload, &signature));
+    let mut tampered = payload.clone();
+    let at = tampered.len() - 5;
+    tampered[at] ^= 1;
+    assert!(!openssl_verifies(&public, &tampered, &signature));
+
+    // ALREADY_EXISTS: the image is attested already, which is what was asked.
+    let (endpoint, seen) = fake_container_analysis(Answer::Conflict).await;
+    let api = ferry::binauthz::ContainerAnalysis {
+        endpoint,
+        token: Some(ferry::registry::Secret::new("test-token")),
+    };
+    let attested = ferry::binauthz::attest(&api, &attestor, &signer, repository, &digest)
+        .await
+        .unwrap();
+    assert_eq!(attested, ferry::binauthz::Attested::AlreadyThere);
+    assert_eq!(seen.lock().unwrap().requests.len(), 1);
+
+    // A refused token says what to do.
+    let api = ferry::binauthz::ContainerAnalysis {
+        endpoint: api.endpoint,
+        token: Some(ferry::registry::Secret::new("wrong")),
+    };
+    let err = ferry::binauthz::attest(&api, &attestor, &signer, repository, &digest)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("HTTP 401"), "{err}");
+    assert!(
+        err.contains("gcloud auth application-default login"),
+        "{err}"
+    );
+}
+
+/// `ferry.binauthz.toml` in the checkout (git ignores it): an environment signing with a
+/// Cloud KMS key and attesting for Binary Authorization.
+fn write_binauthz_config(repo: &Path, registry: &Registry, fake: &FakeCluster) -> String {
+    let repository = format!("{}/ferry/hello", registry.host());
+    std::fs::write(
+        repo.join("ferry.binauthz.toml"),
+        format!(
+            "[service]\npackage = \"hello\"\nbinary = \"hello\"\nport = 8000\nready_path = \"/readyz\"\n\n[image]\nname = \"hello\"\ntag = \"commit\"\nsource = \"https://github.com/ferry-dev/ferry\"\n\n\
+             [environments.prod]\nkind = \"kubernetes\"\nrepository = \"{repository}\"\nkubeconfig = \"{}\"\nnamespace = \"default\"\nmanifest = \"k8s.yml\"\nvars = {{ REPLICAS = \"2\" }}\n\
+             signing_key = \"gcpkms://{KMS_KEY}\"\n\
+             binauthz = {{ attestor = \"projects/ferry-e2e/attestors/ferry\", note = \"projects/ferry-e2e/notes/ferry-note\" }}\n",
+            fake.kubeconfig_path().display(),
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        repo.join(".git/info/exclude"),
+        "ferry.binauthz.toml\nferry.mp.toml\nferry.e2e.toml\n",
+    )
+    .unwrap();
+    repository
+}
+
+const KMS_KEY: &str = "projects/ferry-e2e/locations/europe-west1/keyRings/ferry/cryptoKeys/image-signing/cryptoKeyVersions/1";
+
+/// How the ship gets its Google token.
+enum Google<'a> {
+    /// `FERRY_KMS_TOKEN=test-token`.
+    Token,
+    /// An `external_account` configuration (workload identity federation, as in CI) at this
+    /// path, and no FERRY_KMS_TOKEN.
+    ExternalAccount(&'a Path),
+}
+
+/// A fake Google STS on loopback: `POST /sts/v1/token` exchanges the subject token for
+/// `test-token`, the token the fake KMS and Container Analysis want. Its endpoint and how many
+/// exchanges it made.
+async fn fake_sts(
+    subject: &'static str,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let exchanges = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = exchanges.clone();
+    let app = axum::Router::new().route(
+        "/sts/v1/token",
+        axum::routing::post(move |body: String| {
+            let counter = counter.clone();
+            async move {
+                let given = body
+                    .split('&')
+                    .any(|field| field == format!("subject_token={subject}"));
+                if !given {
+                    return (
+                        axum::http::StatusCode::BAD_REQUEST,
+                        r#"{"error":"invalid_grant"}"#.to_string(),
+                    );
+                }
+                counter.fetch_add(1, Ordering::SeqCst);
+                (
+                    axum::http::StatusCode::OK,
+                    r#"{"access_token":"test-token","issued_token_type":"urn:ietf:params:oauth:token-type:access_token","token_type":"Bearer","expires_in":3600}"#.to_string(),
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}"), exchanges)
+}
+
+/// `ferry ship --env prod` in `repo` with ferry.binauthz.toml, Google's APIs on loopback.
+async fn ship_attested(
+    repo: &Path,
+    kms: u16,
+    container_analysis: &str,
+    google: Google<'_>,
+) -> std::process::Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ferry"));
+    match google {
+        Google::Token => command.env("FERRY_KMS_TOKEN", "test-token"),
+        Google::ExternalAccount(config) => command
+            .env_remove("FERRY_KMS_TOKEN")
+            .env("GOOGLE_APPLICATION_CREDENTIALS", config),
+    };
+    command
+        .args([
+            "--config",
+            "ferry.binauthz.toml",
+            "--output",
+            "json",
+            "ship",
+            "--env",
+            "prod",
+            "--skip-tests",
+        ])
+        .current_dir(repo)
+        .env(
+            "CARGO_TARGET_DIR",
+            workspace().join("target").join("e2e").join("target"),
+        )
+        .env("FERRY_OUTPUT", "plain")
+        .env("FERRY_KMS_ENDPOINT", format!("http://127.0.0.1:{kms}"))
+        .env("FERRY_CONTAINERANALYSIS_ENDPOINT", container_analysis)
+        .env_remove("FERRY_ENV")
+        .env_remove("KUBECONFIG")
+        .stdin(std::process::Stdio::null());
+    tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap()
+}
+
+fn stage_names(summary: &serde_json::Value) -> Vec<String> {
+    summary["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A Cloud KMS key for the fake KMS and its public half in `dir`.
+fn kms_key(dir: &Path) -> (p256::ecdsa::SigningKey, PathBuf) {
+    use p256::pkcs8::EncodePublicKey as _;
+    let key = p256::ecdsa::SigningKey::random(&mut rand_core::OsRng);
+    let public = dir.join("kms.pub");
+    std::fs::write(
+        &public,
+        key.verifying_key()
+            .to_public_key_pem(p256::pkcs8::LineEnding::LF)
+            .unwrap(),
+    )
+    .unwrap();
+    (key, public)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_a_signed_ship_attests_the_pushed_digest_once_for_binary_authorization() {
+    let repo = checkout();
+    let registry = Registry::start();
+    let fake = FakeCluster::start(Options {
+        clock_scale: 60.0,
+        ..Options::default()
+    })
+    .await
+    .unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let (key, public) = kms_key(keys.path());
+    let (kms, _) = fake_kms(key).await;
+    let (container_analysis, seen) = fake_container_analysis(Answer::Create).await;
+    let repository = write_binauthz_config(&repo, &registry, &fake);
+    // CI's credentials: a CircleCI OIDC token exchanged at Google's STS (here, a fake).
+    const SUBJECT: &str = "circleci-oidc-token";
+    let (sts, exchanges) = fake_sts(SUBJECT).await;
+    let subject = keys.path().join("oidc-token");
+    std::fs::write(&subject, SUBJECT).unwrap();
+    let credentials = keys.path().join("external-account.json");
+    std::fs::write(
+        &credentials,
+        serde_json::json!({
+            "type": "external_account",
+            "audience": "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/circleci/providers/circleci-oidc",
+            "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+            "token_url": format!("{sts}/sts/v1/token"),
+            "credential_source": { "file": subject },
+        })
+        .to_string(),
+    )
+    .unwrap();
+
+    let out = ship_attested(
+        &repo,
+        kms,
+        &container_analysis,
+        Google::ExternalAccount(&credentials),
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        exchanges.load(std::sync::atomic::Ordering::SeqCst) >= 1,
+        "the KMS and Container Analysis token came from the STS"
+    );
+    assert!(!stderr(&out).contains("test-token"), "a token was printed");
+    assert_matches_schema(&out);
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let stages = stage_names(&summary);
+    let at = |name: &str| stages.iter().position(|s| s == name).unwrap();
+    assert!(
+        at("push") < at("sign") && at("sign") < at("attest"),
+        "{stages:?}"
+    );
+    assert!(at("attest") < at("render"), "{stages:?}");
+    let pinned = summary["image"]["reference"].as_str().unwrap().to_string();
+    let digest = pinned.split_once('@').unwrap().1.to_string();
+
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.created.len(), 1, "exactly one occurrence");
+    assert_eq!(seen.requests.len(), 1);
+    assert_eq!(seen.requests[0].0, "/v1/projects/ferry-e2e/occurrences");
+    let occurrence = &seen.created[0];
+    assert_eq!(occurrence["kind"], "ATTESTATION");
+    assert_eq!(
+        occurrence["noteName"],
+        "projects/ferry-e2e/notes/ferry-note"
+    );
+    assert_eq!(occurrence["resourceUri"], format!("https://{pinned}"));
+    let (payload, signature, id) = attestation_parts(occurrence);
+    // The id Terraform gives the attestor's key: google_kms_crypto_key_version's.
+    assert_eq!(id, format!("//cloudkms.googleapis.com/v1/{KMS_KEY}"));
+    assert_binauthz_payload(&payload, &repository, &digest);
+    assert!(openssl_verifies(&public, &payload, &signature));
+    let mut tampered = payload.clone();
+    let at = tampered.len() - 5;
+    tampered[at] ^= 1;
+    assert!(!openssl_verifies(&public, &tampered, &signature));
+    let attest = summary["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "attest")
+        .unwrap();
+    assert!(
+        attest["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("projects/ferry-e2e/occurrences/occ-1"),
+        "{attest}"
+    );
+
+    let deployment = fake
+        .get_json("/apis/apps/v1/namespaces/default/deployments/hello")
+        .expect("deployed");
+    assert_eq!(
+        deployment["spec"]["template"]["spec"]["containers"][0]["image"],
+        pinned.as_str()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_a_refused_attestation_fails_ship_before_anything_is_applied() {
+    let repo = checkout();
+    let registry = Registry::start();
+    let fake = FakeCluster::start(Options {
+        clock_scale: 60.0,
+        ..Options::default()
+    })
+    .await
+    .unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let (key, _) = kms_key(keys.path());
+    let (kms, _) = fake_kms(key).await;
+    let (container_analysis, seen) = fake_container_analysis(Answer::Refuse).await;
+    write_binauthz_config(&repo, &registry, &fake);
+
+    let out = ship_attested(&repo, kms, &container_analysis, Google::Token).await;
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("Container Analysis refused the attestation of"),
+        "{err}"
+    );
+    assert!(err.contains("HTTP 403"), "{err}");
+    assert!(
+        err.contains(
+            "roles/containeranalysis.notes.attacher on projects/ferry-e2e/notes/ferry-note"
+        ),
+        "{err}"
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["failed_stage"], "attest", "{summary}");
+    let stages = stage_names(&summary);
+    assert!(
+        !stages.iter().any(|s| s == "render" || s == "deploy"),
+        "{stages:?}"
+    );
+    assert_eq!(seen.lock().unwrap().created.len(), 0);
+    assert!(
+        fake.get_json("/apis/apps/v1/namespaces/default/deployments/hello")
+            .is_none(),
+        "a Deployment was applied"
+    );
+    assert!(
+        fake.get_json("/api/v1/namespaces/default/services/hello")
+            .is_none()
+    );
 }

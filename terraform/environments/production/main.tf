@@ -13,6 +13,8 @@ module "cluster" {
   location            = var.region
   max_nodes           = var.max_nodes
   deletion_protection = var.deletion_protection
+  # Pods run only images with ferry's attestation (module.binary_authorization's policy).
+  binary_authorization = true
   labels = {
     app         = "hello"
     environment = "production"
@@ -44,4 +46,20 @@ module "signing" {
   project_id             = var.project_id
   location               = var.region
   signer_service_account = module.ci_access.service_account_email
+  # Terraform reads the public key for the attestor (module.binary_authorization), in plans
+  # and applies.
+  public_key_viewers = [
+    "serviceAccount:${module.ci_access.terraform_service_account_email}",
+    "serviceAccount:${module.ci_access.terraform_plan_service_account_email}",
+  ]
+}
+
+# GKE admits only images ferry ship signed with the key above and attested; CI's deploy
+# account, the only signer, is the only one that may attach attestations.
+module "binary_authorization" {
+  source = "../../modules/binary-authorization"
+
+  project_id          = var.project_id
+  signing_crypto_key  = module.signing.crypto_key_id
+  attestation_creator = module.ci_access.service_account_email
 }

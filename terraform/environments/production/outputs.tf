@@ -32,3 +32,18 @@ output "signing_key" {
   description = "`signing_key` for the production environment in ferry.toml."
   value       = module.signing.signing_key
 }
+
+output "binauthz" {
+  description = "`binauthz` for the production environment in ferry.toml: the attestor and the note ferry ship attaches attestations to."
+  value       = "{ attestor = \"${module.binary_authorization.attestor}\", note = \"${module.binary_authorization.note}\" }"
+}
+
+output "binauthz_attestor" {
+  description = "The Binary Authorization attestor the production policy requires."
+  value       = module.binary_authorization.attestor
+}
+
+output "binauthz_note" {
+  description = "The Container Analysis note that attestations are attached to."
+  value       = module.binary_authorization.note
+}

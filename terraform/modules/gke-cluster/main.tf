@@ -10,9 +10,10 @@
 #   CKV_GCP_65 (RBAC through Google Groups): needs a Google Workspace or Cloud Identity
 #     domain with a gke-security-groups group, which this project does not assume; RBAC
 #     binds the deploy service account and named users directly (docs/infrastructure.md).
-#   CKV_GCP_66 (Binary Authorization): nothing signs attestations yet, so enforcing would
-#     mean the default allow-all policy, a check that checks nothing. Images are pulled by
-#     digest from this project's own registry, whose tags are immutable.
+#   CKV_GCP_66 (Binary Authorization): on where var.binary_authorization is (production,
+#     whose policy and attestor are terraform/modules/binary-authorization); off in staging,
+#     which has no attestor: enforcing there would run the allow-all default policy, a check
+#     that checks nothing. The skip covers the module, so it covers both.
 
 resource "google_service_account" "nodes" {
   project      = var.project_id
@@ -36,7 +37,7 @@ resource "google_project_iam_member" "nodes" {
 
 resource "google_container_cluster" "this" {
   #checkov:skip=CKV_GCP_65:no Google Groups domain is assumed; RBAC names the deploy account and users (see the top of this file)
-  #checkov:skip=CKV_GCP_66:no attestations are signed yet; enforcing the allow-all default would check nothing (see the top of this file)
+  #checkov:skip=CKV_GCP_66:enforced where var.binary_authorization is on (production); staging has no attestor, and enforcing the allow-all default there would check nothing (see the top of this file)
   project  = var.project_id
   name     = var.name
   location = var.location
@@ -103,6 +104,12 @@ resource "google_container_cluster" "this" {
   }
 
   enable_shielded_nodes = true
+
+  # With binary_authorization, GKE admits only images the project's Binary Authorization
+  # policy allows (terraform/modules/binary-authorization: ferry's attestation required).
+  binary_authorization {
+    evaluation_mode = var.binary_authorization ? "PROJECT_SINGLETON_POLICY_ENFORCE" : "DISABLED"
+  }
 
   master_auth {
     client_certificate_config {

@@ -91,3 +91,9 @@ variable "labels" {
   type        = map(string)
   default     = {}
 }
+
+variable "binary_authorization" {
+  description = "Enforce the project's Binary Authorization policy on the cluster (PROJECT_SINGLETON_POLICY_ENFORCE). Turn it on together with the binary-authorization module, whose policy requires ferry's attestation."
+  type        = bool
+  default     = false
+}

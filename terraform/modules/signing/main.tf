@@ -1,7 +1,7 @@
 # The key ferry signs images with (`signing_key = "gcpkms://…"` in ferry.toml): an ECDSA P-256
 # key in Cloud KMS, so the private half never leaves Google's HSMs. Only CI's deploy account
 # may sign with it; anyone who can read the public key can verify (cosign, ferry verify-image,
-# Binary Authorization's Sigstore check).
+# the Binary Authorization attestor of terraform/modules/binary-authorization).
 resource "google_kms_key_ring" "this" {
   project  = var.project_id
   name     = var.key_ring
