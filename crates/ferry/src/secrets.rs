@@ -249,8 +249,9 @@ pub fn secret_manager_endpoint() -> String {
 }
 
 /// Resolves an environment's `secrets` with ferry's own environment and, when a `gcpsm://`
-/// source is declared, Google credentials (a service-account key, application default
-/// credentials or the metadata server, as gcp_auth finds them).
+/// source is declared, Google credentials: the same chain as the registry and Cloud KMS
+/// (`registry::google_access_token`: workload identity federation, a service-account key,
+/// application default credentials, the metadata server, gcloud).
 pub async fn resolve_declared(
     declared: &BTreeMap<String, String>,
 ) -> Result<Resolved, SecretError> {
@@ -261,21 +262,15 @@ pub async fn resolve_declared(
     let Some((key, source)) = first_sm else {
         return resolve(declared, lookup, None::<&GoogleSecretManager>).await;
     };
-    let token = async {
-        crate::install_crypto_provider();
-        let provider = gcp_auth::provider().await.map_err(|e| e.to_string())?;
-        provider
-            .token(&["https://www.googleapis.com/auth/cloud-platform"])
-            .await
-            .map(|t| crate::registry::Secret::new(t.as_str()))
-            .map_err(|e| e.to_string())
-    }
-    .await
-    .map_err(|why| SecretError::SecretManager {
-        key: key.clone(),
-        origin: parse_source(key, source).unwrap_or(Source::SecretManager(source.clone())),
-        why: format!("no Google credentials: {why}"),
-    })?;
+    crate::install_crypto_provider();
+    let token = crate::registry::google_access_token()
+        .await
+        .map(|(token, _source)| token)
+        .map_err(|why| SecretError::SecretManager {
+            key: key.clone(),
+            origin: parse_source(key, source).unwrap_or(Source::SecretManager(source.clone())),
+            why: format!("no Google credentials: {why}"),
+        })?;
     let manager = GoogleSecretManager {
         endpoint: secret_manager_endpoint(),
         token,
