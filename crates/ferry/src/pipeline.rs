@@ -808,6 +808,39 @@ pub async fn sign_and_check(
     Ok(())
 }
 
+/// `require_signature` for an image that is delivered without being built here (`ferry deploy
+/// --image`, `ferry promote`): a "check signature" stage, `Ok` when the environment requires
+/// nothing or the signature of `reference` verifies with its key. `refusing` opens the error
+/// when it does not ("refusing to deploy …; nothing was applied").
+pub async fn check_required_signature(
+    config: &Config,
+    env: &crate::config::KubernetesEnv,
+    reference: &str,
+    reporter: &Reporter,
+    refusing: &str,
+) -> anyhow::Result<()> {
+    let Some(public) = &env.require_signature else {
+        return Ok(());
+    };
+    let public = config.root.join(public);
+    let stage = reporter.stage("check signature", public.display().to_string());
+    let options = crate::registry::PushOptions {
+        insecure: env.insecure_registry,
+        auth: env.registry_auth,
+        ..Default::default()
+    };
+    match crate::supply::require_signature(reference, &public, &options).await {
+        Ok(pinned) => {
+            stage.done(format!("{pinned} signed"));
+            Ok(())
+        }
+        Err(e) => {
+            stage.failed(e.to_string().lines().next().unwrap_or_default());
+            Err(anyhow::Error::new(e).context(refusing.to_string()))
+        }
+    }
+}
+
 /// The build command the provenance records: one `--target` per platform built.
 fn build_command(config: &Config, image: &crate::image::Image) -> Vec<String> {
     let mut command: Vec<String> = [

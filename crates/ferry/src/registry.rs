@@ -206,6 +206,10 @@ pub enum RegistryError {
         path: PathBuf,
         error: std::io::Error,
     },
+    #[error(
+        "cannot copy {reference}: {why}\n  hint: check what the source repository holds: skopeo inspect --raw docker://{reference}"
+    )]
+    Uncopyable { reference: String, why: String },
     #[error("credential helper docker-credential-{helper} failed for {host}: {why}")]
     Helper {
         helper: String,
@@ -286,12 +290,17 @@ pub async fn push(
     })
 }
 
-/// What [`copy`] did: the same manifest in the target repository, so the same digest.
+/// What [`copy`] did: the same manifests in the target repository, so the same digests.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Copied {
     pub repository: String,
-    /// Manifest digest, identical in both repositories.
+    /// Manifest (or index) digest, identical in both repositories.
     pub digest: String,
+    /// A multi-platform image's manifests, copied before its index.
+    pub manifests: Vec<String>,
+    /// The supply-chain artifacts carried along, by tag (`sha256-<hex>.sig`, `.att`, `.sbom`
+    /// of the image and of each platform's manifest); those the source lacks are left out.
+    pub artifacts: Vec<String>,
     /// Blobs mounted from the source repository (one registry: nothing is transferred).
     pub mounted: Vec<String>,
     /// Blobs downloaded from the source registry and uploaded to the target's.
@@ -306,92 +315,182 @@ impl Copied {
     }
 }
 
-const MANIFEST_TYPES: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
+/// The tag suffixes of an image's supply-chain artifacts (see [`crate::supply`]).
+const ARTIFACT_SUFFIXES: [&str; 3] = ["sig", "att", "sbom"];
+
+/// How deep indexes may nest (an index of indexes is legal, an endless chain is not).
+const MAX_INDEX_DEPTH: usize = 4;
 
 /// Copies the image `source` (`REPO@sha256:…`) into `target` byte for byte, so its digest
 /// stays the same: within one registry the blobs are mounted from the source repository
 /// (cross-repository blob mount), across registries they are downloaded and uploaded; then the
-/// manifest is put by digest. Nothing is rebuilt. Source and target use `options` each for
-/// their own host's credentials.
+/// manifest is put by digest. An image index (multi-platform) has each platform's blobs and
+/// manifest copied first, then the index. The image's cosign-style artifacts — the
+/// `sha256-<hex>.sig`, `.att` and `.sbom` tags of its digest and of each platform's — follow
+/// with their blobs, so signatures and SBOMs verify on the copy; missing ones are not an
+/// error. Nothing is rebuilt. Source and target use `options` each for their own host's
+/// credentials.
 pub async fn copy(
     source: &str,
     target: &Repository,
     options: &PushOptions,
 ) -> Result<Copied, RegistryError> {
-    let invalid = |why: &str| RegistryError::InvalidReference {
-        reference: source.to_string(),
-        why: why.to_string(),
-    };
     let (repo, digest) = source
         .split_once('@')
-        .ok_or_else(|| invalid("not pinned by digest (REPO@sha256:…)"))?;
+        .ok_or_else(|| RegistryError::InvalidReference {
+            reference: source.to_string(),
+            why: "not pinned by digest (REPO@sha256:…)".into(),
+        })?;
     let from: Repository = repo.parse()?;
-    let mut src = Client::new(&from, options).await?;
-    let url = format!("{}/v2/{}/manifests/{digest}", src.base, from.path);
-    src.accept = Some(MANIFEST_TYPES);
-    let resp = src.send(Method::GET, &url, None, None).await?;
-    src.accept = None;
-    if resp.status() != StatusCode::OK {
-        return Err(src.failure("GET", &url, resp).await);
-    }
-    let media_type = resp
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("application/vnd.oci.image.manifest.v1+json")
-        .to_string();
-    let manifest = resp.bytes().await.map_err(|e| RegistryError::Unreachable {
-        url: url.clone(),
-        reason: e.to_string(),
-    })?;
-    if crate::image::sha256(&manifest) != digest {
-        return Err(invalid(
-            "the registry's manifest does not hash to that digest",
-        ));
-    }
-    let parsed: serde_json::Value = serde_json::from_slice(&manifest)
-        .map_err(|e| invalid(&format!("the manifest is not JSON: {e}")))?;
-    let blobs: Vec<String> = std::iter::once(&parsed["config"])
-        .chain(parsed["layers"].as_array().into_iter().flatten())
-        .filter_map(|b| b["digest"].as_str().map(str::to_string))
+    let mut copier = Copier {
+        src: Client::new(&from, options).await?,
+        dst: Client::new(target, options).await?,
+        same_registry: from.host == target.host,
+        from,
+        done: Copied {
+            repository: target.to_string(),
+            digest: digest.to_string(),
+            manifests: Vec::new(),
+            artifacts: Vec::new(),
+            mounted: Vec::new(),
+            copied: Vec::new(),
+            skipped: Vec::new(),
+        },
+    };
+    copier
+        .manifest(digest, Some(digest), 0)
+        .await?
+        .ok_or_else(|| RegistryError::Uncopyable {
+            reference: source.to_string(),
+            why: "the source repository has no such manifest".into(),
+        })?;
+    let subjects: Vec<String> = std::iter::once(digest.to_string())
+        .chain(copier.done.manifests.iter().cloned())
         .collect();
-    if blobs.is_empty() {
-        return Err(invalid(
-            "not a single-platform image manifest (an index cannot be promoted)",
-        ));
+    for subject in subjects {
+        for suffix in ARTIFACT_SUFFIXES {
+            let tag = format!("{}.{suffix}", subject.replace(':', "-"));
+            if copier
+                .manifest(&tag, None, MAX_INDEX_DEPTH)
+                .await?
+                .is_some()
+            {
+                copier.done.artifacts.push(tag);
+            }
+        }
     }
-    let mut dst = Client::new(target, options).await?;
-    let (mut mounted, mut copied, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
-    for blob in blobs {
-        if dst.has_blob(&blob).await? {
-            skipped.push(blob);
-            continue;
+    Ok(copier.done)
+}
+
+/// One [`copy`]: both repositories' clients and what has been done so far.
+struct Copier {
+    src: Client,
+    dst: Client,
+    from: Repository,
+    same_registry: bool,
+    done: Copied,
+}
+
+impl Copier {
+    /// Copies the manifest at `reference` (a digest, or an artifact's tag) with everything it
+    /// names, and puts it under the same reference. `expected`: the digest it must hash to.
+    /// `None` when the source has no such manifest.
+    async fn manifest(
+        &mut self,
+        reference: &str,
+        expected: Option<&str>,
+        depth: usize,
+    ) -> Result<Option<()>, RegistryError> {
+        let Some((media_type, bytes)) = self.src.get_manifest(reference).await? else {
+            return Ok(None);
+        };
+        let at = match reference.starts_with("sha256:") {
+            true => format!("{}@{reference}", self.from),
+            false => format!("{}:{reference}", self.from),
+        };
+        let invalid = |why: String| RegistryError::Uncopyable {
+            reference: at.clone(),
+            why,
+        };
+        let digest = crate::image::sha256(&bytes);
+        if let Some(expected) = expected
+            && digest != expected
+        {
+            return Err(invalid(format!(
+                "the registry's manifest hashes to {digest}, not to the digest asked for"
+            )));
         }
-        if from.host == target.host && dst.mount_blob(&blob, &from.path).await? {
-            mounted.push(blob);
-            continue;
+        let parsed: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|e| invalid(format!("the manifest is not JSON: {e}")))?;
+        if let Some(children) = parsed["manifests"].as_array() {
+            if depth >= MAX_INDEX_DEPTH {
+                return Err(invalid(format!(
+                    "indexes nest deeper than {MAX_INDEX_DEPTH} levels"
+                )));
+            }
+            for child in children {
+                let child = child["digest"]
+                    .as_str()
+                    .ok_or_else(|| invalid("an index entry has no digest".into()))?
+                    .to_string();
+                // Digests name their bytes, so an index cannot contain itself: no cycles.
+                let copied = Box::pin(self.manifest(&child, Some(&child), depth + 1)).await?;
+                if copied.is_none() {
+                    return Err(invalid(format!(
+                        "the index names {child}, which the source repository does not have"
+                    )));
+                }
+                self.done.manifests.push(child);
+            }
+        } else {
+            let blobs: Vec<String> = std::iter::once(&parsed["config"])
+                .chain(parsed["layers"].as_array().into_iter().flatten())
+                .filter_map(|b| b["digest"].as_str().map(str::to_string))
+                .collect();
+            if blobs.is_empty() {
+                return Err(invalid(
+                    "neither an image manifest (no config) nor an index (no manifests)".into(),
+                ));
+            }
+            for blob in blobs {
+                self.blob(blob).await?;
+            }
         }
-        let url = format!("{}/v2/{}/blobs/{blob}", src.base, from.path);
-        let resp = src.send(Method::GET, &url, None, None).await?;
+        self.dst
+            .put_manifest(reference, &media_type, bytes::Bytes::from(bytes))
+            .await?;
+        Ok(Some(()))
+    }
+
+    /// Mounts or copies one blob the target lacks.
+    async fn blob(&mut self, blob: String) -> Result<(), RegistryError> {
+        if self.dst.has_blob(&blob).await? {
+            self.done.skipped.push(blob);
+            return Ok(());
+        }
+        if self.same_registry && self.dst.mount_blob(&blob, &self.from.path).await? {
+            self.done.mounted.push(blob);
+            return Ok(());
+        }
+        let url = format!("{}/v2/{}/blobs/{blob}", self.src.base, self.from.path);
+        let resp = self.src.send(Method::GET, &url, None, None).await?;
         if resp.status() != StatusCode::OK {
-            return Err(src.failure("GET", &url, resp).await);
+            return Err(self.src.failure("GET", &url, resp).await);
         }
         let bytes = resp.bytes().await.map_err(|e| RegistryError::Unreachable {
             url: url.clone(),
             reason: e.to_string(),
         })?;
-        dst.upload_blob(&blob, bytes).await?;
-        copied.push(blob);
+        if crate::image::sha256(&bytes) != blob {
+            return Err(RegistryError::Uncopyable {
+                reference: format!("{}@{blob}", self.from),
+                why: "the blob the source registry sent does not hash to its digest".into(),
+            });
+        }
+        self.dst.upload_blob(&blob, bytes).await?;
+        self.done.copied.push(blob);
+        Ok(())
     }
-    dst.put_manifest(digest, &media_type, bytes::Bytes::from(manifest.to_vec()))
-        .await?;
-    Ok(Copied {
-        repository: target.to_string(),
-        digest: digest.to_string(),
-        mounted,
-        copied,
-        skipped,
-    })
 }
 
 /// A distribution-API client for one repository, holding its authorization.
@@ -459,6 +558,45 @@ impl Client {
             StatusCode::ACCEPTED => Ok(false),
             _ => Err(self.failure("POST", &url, resp).await),
         }
+    }
+
+    /// The manifest at `reference` (digest or tag) and its media type; `None` when absent.
+    async fn get_manifest(
+        &mut self,
+        reference: &str,
+    ) -> Result<Option<(String, Vec<u8>)>, RegistryError> {
+        let url = format!(
+            "{}/v2/{}/manifests/{reference}",
+            self.base, self.repository.path
+        );
+        self.accept = Some(MANIFEST_ACCEPT);
+        let resp = self.send(Method::GET, &url, None, None).await;
+        self.accept = None;
+        let resp = resp?;
+        match resp.status() {
+            StatusCode::OK => {}
+            StatusCode::NOT_FOUND => return Ok(None),
+            _ => return Err(self.failure("GET", &url, resp).await),
+        }
+        let header = resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(';').next().unwrap_or_default().trim().to_string())
+            .filter(|v| !v.is_empty());
+        let bytes = resp.bytes().await.map_err(|e| RegistryError::Unreachable {
+            url: url.clone(),
+            reason: root_cause(&e),
+        })?;
+        // Without a Content-Type, the document's own mediaType says what it is.
+        let media_type = header
+            .or_else(|| {
+                serde_json::from_slice::<serde_json::Value>(&bytes)
+                    .ok()
+                    .and_then(|d| d["mediaType"].as_str().map(str::to_string))
+            })
+            .unwrap_or_else(|| crate::image::MANIFEST_MEDIA_TYPE.to_string());
+        Ok(Some((media_type, bytes.to_vec())))
     }
 
     async fn has_blob(&mut self, digest: &str) -> Result<bool, RegistryError> {

@@ -187,6 +187,42 @@ async fn e2e_multi_platform_ship_pushes_a_signed_index_whose_arm64_binary_serves
         assert_eq!(sbom["artifactType"], "application/vnd.cyclonedx+json");
         assert_eq!(sbom["subject"]["digest"], digest);
     }
+    // The layout ship wrote, and the index, manifests, configs, signature, provenance and
+    // SBOMs it pushed, validate against the OCI image-spec's own schemas.
+    let raw = tempfile::tempdir().unwrap();
+    let digest = pinned.rsplit_once('@').unwrap().1;
+    let artifact = |d: &str, suffix: &str| format!("{repository}:{}.{suffix}", d.replace(':', "-"));
+    let mut documents: Vec<(String, bool)> = vec![(pinned.clone(), false)];
+    for suffix in ["sig", "att", "sbom"] {
+        documents.push((artifact(digest, suffix), false));
+    }
+    for m in index["manifests"].as_array().unwrap() {
+        let child = m["digest"].as_str().unwrap();
+        documents.push((format!("{repository}@{child}"), false));
+        documents.push((format!("{repository}@{child}"), true));
+        documents.push((artifact(child, "sbom"), false));
+    }
+    let mut paths = vec![repo.join("target/ferry/oci/hello")];
+    for (i, (reference, config)) in documents.iter().enumerate() {
+        let mut args = vec!["inspect", "--raw", "--tls-verify=false"];
+        if *config {
+            args.push("--config");
+        }
+        let reference = format!("docker://{reference}");
+        args.push(&reference);
+        let out = run_ok(Command::new("skopeo").args(&args));
+        let path = raw.path().join(format!("doc-{i}.json"));
+        std::fs::write(&path, &out.stdout).unwrap();
+        paths.push(path);
+    }
+    let mut args = vec![std::ffi::OsStr::new("auto")];
+    args.extend(paths.iter().map(|p| p.as_os_str()));
+    let out = support::images::validate_oci(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The layout: oci-layout, index.json, the index, 2 manifests, 2 configs (7); read back:
+    // the index, its .sig, .att and .sbom, and per platform the manifest, config and .sbom (10).
+    assert_eq!(stdout(&out), "validate-oci: 17 document(s) valid");
+
     let arm = skopeo_json(&[
         "--override-arch",
         "arm64",

@@ -212,6 +212,8 @@ async fn promote_copies_the_running_digest_to_another_repository_and_deploys_it(
         2,
         "one registry: config and layer mounted, not sent: {doc}"
     );
+    // Unsigned, to a target that does not require signatures: promoted, no artifacts.
+    assert_eq!(doc["copied"]["artifacts"], json!([]), "{doc}");
     // The same digest in both repositories, by the registry's own account.
     assert_eq!(skopeo_digest(&staged), d1);
     assert_eq!(skopeo_digest(&promoted), d1);
@@ -350,4 +352,240 @@ async fn promote_copies_the_running_digest_to_another_repository_and_deploys_it(
         image_in(&fake, "production"),
         format!("{host}/ferry/production-hello@{d2}")
     );
+}
+
+/// GET of a manifest by its tag or digest in `repo`: the HTTP status.
+fn manifest_status(registry: &Registry, repo: &str, reference: &str) -> u16 {
+    let (status, _) =
+        http_get(registry.port, &format!("/v2/{repo}/manifests/{reference}")).unwrap();
+    status
+}
+
+fn verify_image(reference: &str, public: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["verify-image", reference, "--key"])
+        .arg(public)
+        .env("FERRY_OUTPUT", "plain")
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promote_carries_a_signed_multi_platform_index_and_refuses_an_unsigned_one() {
+    use support::images::*;
+    let registry = Registry::start();
+    let other = Registry::start();
+    let fake = FakeCluster::start(Options {
+        clock_scale: 60.0,
+        ..Options::default()
+    })
+    .await
+    .unwrap();
+    for ns in ["staging", "production", "mirror"] {
+        kubectl(&fake, &["create", "namespace", ns]);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (private, public) = keygen(dir.path(), "ferry");
+    let (other_private, _) = keygen(dir.path(), "other");
+    let host = registry.host();
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../k8s.yml");
+    let env = |name: &str, host: &str, require: bool| {
+        let mut s = format!(
+            "[environments.{name}]\nkind = \"kubernetes\"\nrepository = \"{host}/ferry/{name}-hello\"\nkubeconfig = \"{}\"\nnamespace = \"{name}\"\nmanifest = \"{}\"\nvars = {{ REPLICAS = \"2\" }}\n",
+            fake.kubeconfig_path().display(),
+            manifest.display()
+        );
+        if require {
+            s.push_str(&format!("require_signature = \"{}\"\n", public.display()));
+        }
+        s + "\n"
+    };
+    std::fs::write(
+        dir.path().join("ferry.toml"),
+        format!(
+            "[image]\nname = \"hello\"\n\n{}{}{}",
+            env("staging", &host, false),
+            env("production", &host, true),
+            env("mirror", &other.host(), true),
+        ),
+    )
+    .unwrap();
+
+    // Staging runs a two-platform index, pushed unsigned (staging requires nothing).
+    let image = two_platform_image(dir.path(), "mp");
+    let staging_repo: ferry::registry::Repository =
+        format!("{host}/ferry/staging-hello").parse().unwrap();
+    ferry::registry::push(&image, &staging_repo, &Default::default())
+        .await
+        .unwrap();
+    let digest = image.manifest.digest.clone();
+    assert_eq!(
+        image.manifest.media_type,
+        "application/vnd.oci.image.index.v1+json"
+    );
+    let staged = format!("{staging_repo}@{digest}");
+    let out = ferry_in(
+        dir.path(),
+        &[
+            "deploy",
+            "--env",
+            "staging",
+            "--image",
+            &staged,
+            &format!("COMMIT={COMMIT_A}"),
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let staging_before = fake
+        .get_json("/apis/apps/v1/namespaces/staging/deployments/hello")
+        .unwrap();
+    let production_before = kubectl(
+        &fake,
+        &[
+            "get",
+            "deploy,rs,pods,svc,cm,secrets,leases",
+            "-n",
+            "production",
+            "-o",
+            "name",
+        ],
+    );
+
+    // Unsigned, then signed with a key production does not trust: refused before anything
+    // is copied, locked or applied.
+    for signed_by in [None, Some(&other_private)] {
+        if let Some(key) = signed_by {
+            sign_like_ship(&staging_repo.to_string(), &image, key).await;
+        }
+        let out = ferry_in(
+            dir.path(),
+            &["promote", "--from", "staging", "--to", "production"],
+        )
+        .await;
+        assert!(!out.status.success());
+        let err = stderr(&out);
+        assert!(err.contains("refusing to promote"), "{err}");
+        assert!(err.contains("nothing was copied or applied"), "{err}");
+        assert!(
+            err.contains(&public.display().to_string()),
+            "names the key: {err}"
+        );
+        assert!(err.contains("hint:"), "{err}");
+        assert!(
+            fake.get_json("/apis/apps/v1/namespaces/production/deployments/hello")
+                .is_none(),
+            "a Deployment was applied"
+        );
+        assert_eq!(
+            kubectl(
+                &fake,
+                &[
+                    "get",
+                    "deploy,rs,pods,svc,cm,secrets,leases",
+                    "-n",
+                    "production",
+                    "-o",
+                    "name"
+                ]
+            ),
+            production_before,
+            "the production namespace is unchanged"
+        );
+        assert_eq!(
+            manifest_status(&registry, "ferry/production-hello", &digest),
+            404,
+            "nothing was copied to the target repository"
+        );
+    }
+
+    // Signed as `ferry ship` signs: promoted, the index and each platform's manifest with the
+    // same digests, the signature, provenance and SBOMs carried along.
+    sign_like_ship(&staging_repo.to_string(), &image, &private).await;
+    let out = ferry_in(
+        dir.path(),
+        &[
+            "--output",
+            "json",
+            "promote",
+            "--from",
+            "staging",
+            "--to",
+            "production",
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let promoted = format!("{host}/ferry/production-hello@{digest}");
+    assert_eq!(doc["image"], promoted.as_str());
+    assert_eq!(doc["rollout"]["outcome"], "succeeded");
+    let children: Vec<String> = image
+        .platforms
+        .iter()
+        .map(|(_, c)| c.manifest.digest.clone())
+        .collect();
+    assert_eq!(doc["copied"]["manifests"], json!(children), "{doc}");
+    let tag = |d: &str, suffix: &str| format!("{}.{suffix}", d.replace(':', "-"));
+    let mut artifacts = vec![
+        tag(&digest, "sig"),
+        tag(&digest, "att"),
+        tag(&digest, "sbom"),
+    ];
+    artifacts.extend(children.iter().map(|c| tag(c, "sbom")));
+    assert_eq!(doc["copied"]["artifacts"], json!(artifacts), "{doc}");
+    assert!(
+        doc["copied"]["copied"].as_array().unwrap().is_empty()
+            && !doc["copied"]["mounted"].as_array().unwrap().is_empty(),
+        "one registry: every blob mounted, none sent: {doc}"
+    );
+    let staged_raw = skopeo_digest(&staged);
+    assert_eq!(staged_raw, digest);
+    assert_eq!(skopeo_digest(&promoted), digest);
+    for child in &children {
+        assert_eq!(
+            skopeo_digest(&format!("{host}/ferry/production-hello@{child}")),
+            *child
+        );
+    }
+    for artifact in &artifacts {
+        assert_eq!(
+            skopeo_digest(&format!("{host}/ferry/production-hello:{artifact}")),
+            skopeo_digest(&format!("{host}/ferry/staging-hello:{artifact}")),
+            "{artifact} is the same manifest in both repositories"
+        );
+    }
+    let out = verify_image(&promoted, &public);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), promoted);
+    assert_eq!(image_in(&fake, "production"), promoted);
+    let staging_after = fake
+        .get_json("/apis/apps/v1/namespaces/staging/deployments/hello")
+        .unwrap();
+    assert_eq!(
+        staging_before["metadata"]["resourceVersion"], staging_after["metadata"]["resourceVersion"],
+        "the source is only read"
+    );
+
+    // Another registry: the blobs are copied, and the copy verifies there too.
+    let out = ferry_in(
+        dir.path(),
+        &[
+            "--output", "json", "promote", "--from", "staging", "--to", "mirror",
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        doc["copied"]["mounted"].as_array().unwrap().is_empty()
+            && !doc["copied"]["copied"].as_array().unwrap().is_empty(),
+        "across registries the blobs are copied: {doc}"
+    );
+    assert_eq!(doc["copied"]["artifacts"], json!(artifacts), "{doc}");
+    let mirrored = format!("{}/ferry/mirror-hello@{digest}", other.host());
+    assert_eq!(skopeo_digest(&mirrored), digest);
+    let out = verify_image(&mirrored, &public);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(image_in(&fake, "mirror"), mirrored);
 }

@@ -1117,3 +1117,128 @@ async fn e2e_a_refused_attestation_fails_ship_before_anything_is_applied() {
             .is_none()
     );
 }
+
+/// `skopeo inspect --raw [--config] docker://REFERENCE` written to `dir/name`.
+fn skopeo_raw_to(reference: &str, config: bool, dir: &Path, name: &str) -> PathBuf {
+    require_tool("skopeo", "apt-get install skopeo");
+    let mut command = Command::new("skopeo");
+    command.args(["inspect", "--raw", "--tls-verify=false"]);
+    if config {
+        command.arg("--config");
+    }
+    let out = run_ok(command.arg(format!("docker://{reference}")));
+    let path = dir.join(name);
+    std::fs::write(&path, &out.stdout).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn layouts_manifests_index_config_and_artifacts_validate_against_the_oci_schemas() {
+    use std::ffi::OsStr;
+    use support::images::{sign_like_ship, two_platform_image, validate_oci};
+    let registry = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (private, _) = keygen(dir.path(), "ferry");
+
+    // The layouts ferry writes (a single-platform image and a two-platform one)...
+    let single = push_image(&registry, dir.path(), "schema").await;
+    let multi = two_platform_image(dir.path(), "schema-mp");
+    // ...and what the registry holds after a signed push, as skopeo reads it back: the
+    // index, each platform's manifest and config, the signature, provenance and SBOMs.
+    let repository = format!("{}/ferry/hello", registry.host());
+    let parsed: ferry::registry::Repository = repository.parse().unwrap();
+    ferry::registry::push(&multi, &parsed, &Default::default())
+        .await
+        .unwrap();
+    sign_like_ship(&repository, &multi, &private).await;
+    let raw = tempfile::tempdir().unwrap();
+    let at = |d: &str| format!("{repository}@{d}");
+    let tag = |d: &str, suffix: &str| format!("{repository}:{}.{suffix}", d.replace(':', "-"));
+    let index_path = skopeo_raw_to(&at(&multi.manifest.digest), false, raw.path(), "index");
+    let mut documents = vec![index_path.clone()];
+    for suffix in ["sig", "att", "sbom"] {
+        documents.push(skopeo_raw_to(
+            &tag(&multi.manifest.digest, suffix),
+            false,
+            raw.path(),
+            suffix,
+        ));
+    }
+    for (platform, child) in &multi.platforms {
+        let name = platform.replace('/', "-");
+        let digest = &child.manifest.digest;
+        documents.push(skopeo_raw_to(&at(digest), false, raw.path(), &name));
+        documents.push(skopeo_raw_to(
+            &tag(digest, "sbom"),
+            false,
+            raw.path(),
+            &format!("{name}.sbom"),
+        ));
+        documents.push(skopeo_raw_to(
+            &at(digest),
+            true,
+            raw.path(),
+            &format!("{name}.config"),
+        ));
+    }
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
+    assert_eq!(
+        index["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 2);
+    let mut args = vec![
+        OsStr::new("auto"),
+        single.layout.as_os_str(),
+        multi.layout.as_os_str(),
+    ];
+    args.extend(documents.iter().map(|p| p.as_os_str()));
+    let out = validate_oci(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Layouts: oci-layout, index.json, manifest, config (4) and oci-layout, index.json, the
+    // index, 2 manifests, 2 configs (7); from the registry: 4 + 3 per platform (10).
+    assert_eq!(stdout(&out), "validate-oci: 21 document(s) valid");
+
+    // The validator can fail: a manifest with a size that is a string and no layers, an
+    // index of a wrong version, a layout whose config does not match its digest.
+    let broken_manifest = raw.path().join("broken-manifest");
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(raw.path().join("linux-arm64")).unwrap()).unwrap();
+    manifest["config"]["size"] = "2".into();
+    manifest["layers"] = serde_json::json!([]);
+    std::fs::write(&broken_manifest, serde_json::to_vec(&manifest).unwrap()).unwrap();
+    let mut bad_index = index.clone();
+    bad_index["schemaVersion"] = 3.into();
+    bad_index["manifests"][0]["digest"] = "not-a-digest".into();
+    let broken_index = raw.path().join("broken-index");
+    std::fs::write(&broken_index, serde_json::to_vec(&bad_index).unwrap()).unwrap();
+    let broken_layout = dir.path().join("broken-layout");
+    copy_tree(&multi.layout, &broken_layout);
+    let config = &multi.platforms[1].1.config.digest;
+    std::fs::write(
+        broken_layout
+            .join("blobs/sha256")
+            .join(config.trim_start_matches("sha256:")),
+        br#"{"architecture":1}"#,
+    )
+    .unwrap();
+    let out = validate_oci(&[
+        OsStr::new("auto"),
+        broken_manifest.as_os_str(),
+        broken_index.as_os_str(),
+        broken_layout.as_os_str(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    for expected in [
+        "broken-manifest: not a valid OCI manifest at config/size: '2' is not of type 'integer'",
+        "broken-manifest: not a valid OCI manifest at layers: [] should be non-empty",
+        "broken-index: not a valid OCI index at schemaVersion",
+        "broken-index: not a valid OCI index at manifests/0/digest",
+        "does not hash to its digest",
+        "not a valid OCI config at architecture: 1 is not of type 'string'",
+    ] {
+        assert!(err.contains(expected), "{expected:?} not in:\n{err}");
+    }
+}

@@ -10,6 +10,11 @@ use crate::environment::PromoteRequest;
 /// one registry, a blob copy across registries; the digest stays the same, nothing is built),
 /// then deploy it with the target's manifest and vars, with the same fail fast, rollback,
 /// deploy lock and history as `ferry deploy`. The source environment is only read.
+///
+/// A multi-platform image (an OCI image index) is copied with every platform's manifest, and
+/// the image's signature, provenance and SBOMs (`sha256-<hex>.sig`, `.att`, `.sbom`) come
+/// along, so the copy verifies in the target repository. A target with `require_signature`
+/// refuses an image not signed with that key before anything is copied or applied.
 #[derive(Debug, clap::Args)]
 pub struct PromoteArgs {
     /// The environment whose running image is promoted.

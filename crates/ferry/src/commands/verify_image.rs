@@ -70,28 +70,12 @@ pub async fn check_for_deploy(
     let Environment::Kubernetes(k) = environment else {
         return Ok(());
     };
-    let Some(public) = &k.require_signature else {
-        return Ok(());
-    };
-    let public = ctx.config.root.join(public);
-    let stage = ctx
-        .reporter
-        .stage("check signature", public.display().to_string());
-    let options = PushOptions {
-        insecure: k.insecure_registry,
-        auth: k.registry_auth,
-        ..PushOptions::default()
-    };
-    match crate::supply::require_signature(reference, &public, &options).await {
-        Ok(pinned) => {
-            stage.done(format!("{pinned} signed"));
-            Ok(())
-        }
-        Err(e) => {
-            stage.failed(e.to_string().lines().next().unwrap_or_default());
-            Err(anyhow::Error::new(e).context(
-                "refusing to deploy an image whose signature does not verify; nothing was applied",
-            ))
-        }
-    }
+    crate::pipeline::check_required_signature(
+        &ctx.config,
+        k,
+        reference,
+        &ctx.reporter,
+        "refusing to deploy an image whose signature does not verify; nothing was applied",
+    )
+    .await
 }

@@ -576,6 +576,19 @@ impl super::Environment for Kubernetes {
                 self.name
             );
         }
+        // An image the target may not run is refused before anything is copied, locked or
+        // applied there.
+        pipeline::check_required_signature(
+            &self.config,
+            &self.settings,
+            &source.image,
+            reporter,
+            &format!(
+                "refusing to promote {} to {}: its signature does not verify; nothing was copied or applied",
+                source.image, self.name
+            ),
+        )
+        .await?;
         let (namespace, name) = (&self.settings.namespace, self.lease_name());
         let cluster = pipeline::connect(&self.config, &self.settings).await?;
         let claim = lease::Claim::new("promote", source.commit.clone());
@@ -715,9 +728,15 @@ impl Kubernetes {
         let stage = reporter.stage("copy", format!("{} → {target}", source.image));
         let copied = match crate::registry::copy(&source.image, &target, &options).await {
             Ok(c) => {
+                let mut detail = c.pinned();
+                if !c.manifests.is_empty() {
+                    detail.push_str(&format!(", {} platform manifests", c.manifests.len()));
+                }
+                if !c.artifacts.is_empty() {
+                    detail.push_str(&format!(", {} signature/SBOM artifacts", c.artifacts.len()));
+                }
                 stage.done(format!(
-                    "{} ({} mounted, {} copied, {} already there)",
-                    c.pinned(),
+                    "{detail} ({} blobs mounted, {} copied, {} already there)",
                     c.mounted.len(),
                     c.copied.len(),
                     c.skipped.len()
@@ -730,6 +749,18 @@ impl Kubernetes {
             }
         };
         let image = copied.pinned();
+        // What the target's cluster (and its admission policy) will check: the copy, with the
+        // signature carried along.
+        pipeline::check_required_signature(
+            &self.config,
+            &env,
+            &image,
+            reporter,
+            &format!(
+                "refusing to deploy {image}: its signature does not verify in the target repository; nothing was applied"
+            ),
+        )
+        .await?;
         let mut rendered = pipeline::render_for(
             &self.config,
             &self.name,

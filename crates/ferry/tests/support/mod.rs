@@ -293,3 +293,5 @@ pub fn copy_tree(from: &Path, to: &Path) {
         }
     }
 }
+
+pub mod images;
