@@ -808,6 +808,69 @@ pub async fn sign_and_check(
     Ok(())
 }
 
+/// For an image promoted into `env` (already copied to `reference`, `REPO@sha256:…`): with
+/// `signing_key`, sign it there, as ship signs what it pushes; with `binauthz` too, attest it
+/// for Binary Authorization. Stages "sign" and "attest"; nothing happens without a key.
+pub async fn sign_promoted(
+    config: &Config,
+    env: &crate::config::KubernetesEnv,
+    reference: &str,
+    reporter: &Reporter,
+) -> anyhow::Result<()> {
+    let Some(key) = &env.signing_key else {
+        return Ok(());
+    };
+    let key = crate::sign::KeyRef::parse(key, &config.root)?;
+    let signer = crate::sign::Signer::open(&key)?;
+    let options = crate::registry::PushOptions {
+        insecure: env.insecure_registry,
+        auth: env.registry_auth,
+        ..Default::default()
+    };
+    let stage = reporter.stage("sign", format!("{reference} (this environment's key)"));
+    match crate::supply::sign_in_place(reference, &signer, &options).await {
+        Ok(tag) => stage.done(tag),
+        Err(e) => {
+            stage.failed(e.to_string().lines().next().unwrap_or_default());
+            return Err(anyhow::Error::new(e).context(format!(
+                "cannot sign {reference} in the target repository; nothing was applied"
+            )));
+        }
+    };
+    let Some(binauthz) = &env.binauthz else {
+        return Ok(());
+    };
+    let stage = reporter.stage("attest", binauthz.attestor.clone());
+    let attested = async {
+        let attestor = binauthz.check(Some(&key))?;
+        let (repository, digest) = reference
+            .split_once('@')
+            .ok_or_else(|| anyhow::anyhow!("{reference} is not pinned by digest"))?;
+        let attested = crate::binauthz::attest(
+            &crate::binauthz::ContainerAnalysis::from_env(),
+            &attestor,
+            &signer,
+            repository,
+            digest,
+        )
+        .await?;
+        anyhow::Ok(format!("{attested} ({})", attestor.name))
+    }
+    .await;
+    match attested {
+        Ok(detail) => {
+            stage.done(detail);
+            Ok(())
+        }
+        Err(e) => {
+            stage.failed(e.to_string().lines().next().unwrap_or_default());
+            Err(e.context(format!(
+                "cannot attest {reference} for Binary Authorization; nothing was applied"
+            )))
+        }
+    }
+}
+
 /// `require_signature` for an image that is delivered without being built here (`ferry deploy
 /// --image`, `ferry promote`): a "check signature" stage, `Ok` when the environment requires
 /// nothing or the signature of `reference` verifies with its key. `refusing` opens the error

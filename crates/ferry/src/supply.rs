@@ -99,24 +99,9 @@ pub async fn attach(
     provenance: &[u8],
     sbom: Option<&[u8]>,
 ) -> Result<Attached, SupplyError> {
-    let b64 = base64::engine::general_purpose::STANDARD;
+    let signature_tag = put_signature(session, subject, signer, Vec::new()).await?;
     let empty = session.put_blob(b"{}".to_vec()).await?;
     let config = json!({ "mediaType": EMPTY_MEDIA_TYPE, "digest": empty, "size": 2 });
-
-    let payload = sign::simple_signing_payload(&subject.repository, &subject.digest);
-    let signature = signer.sign(&payload).await?;
-    let layer = layer_of(
-        session,
-        sign::SIMPLE_SIGNING_MEDIA_TYPE,
-        payload,
-        json!({ SIGNATURE_ANNOTATION: b64.encode(signature) }),
-    )
-    .await?;
-    let signature_tag = subject.tag("sig");
-    let manifest = manifest_of(&config, vec![layer], None, None);
-    session
-        .put_manifest(&signature_tag, crate::image::MANIFEST_MEDIA_TYPE, manifest)
-        .await?;
 
     let envelope = sign::dsse_envelope(signer, sign::IN_TOTO_PAYLOAD_TYPE, provenance).await?;
     let layer = layer_of(
@@ -141,6 +126,59 @@ pub async fn attach(
         provenance: provenance_tag,
         sbom: sbom_tag,
     })
+}
+
+/// Signs `subject` (cosign's simple-signing payload naming its repository and digest) and
+/// stores the signature as `sha256-<hex>.sig` after the signature layers in `keep` (cosign
+/// keeps every signature of an image as one layer of that manifest); returns the tag.
+async fn put_signature(
+    session: &mut Session,
+    subject: &Subject,
+    signer: &Signer,
+    keep: Vec<serde_json::Value>,
+) -> Result<String, SupplyError> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let empty = session.put_blob(b"{}".to_vec()).await?;
+    let config = json!({ "mediaType": EMPTY_MEDIA_TYPE, "digest": empty, "size": 2 });
+    let payload = sign::simple_signing_payload(&subject.repository, &subject.digest);
+    let signature = signer.sign(&payload).await?;
+    let layer = layer_of(
+        session,
+        sign::SIMPLE_SIGNING_MEDIA_TYPE,
+        payload,
+        json!({ SIGNATURE_ANNOTATION: b64.encode(signature) }),
+    )
+    .await?;
+    let tag = subject.tag("sig");
+    let mut layers = keep;
+    layers.push(layer);
+    let manifest = manifest_of(&config, layers, None, None);
+    session
+        .put_manifest(&tag, crate::image::MANIFEST_MEDIA_TYPE, manifest)
+        .await?;
+    Ok(tag)
+}
+
+/// Signs the image at `reference` (`REPO@sha256:…`) in its own repository: what an
+/// environment with `signing_key` does to an image promoted into it. The provenance and SBOM
+/// come from the build and travel with the image; the signatures it arrived with are kept,
+/// and this environment's is added beside them. Returns the signature's tag.
+pub async fn sign_in_place(
+    reference: &str,
+    signer: &Signer,
+    options: &PushOptions,
+) -> Result<String, SupplyError> {
+    let (repository, at) = parse_reference(reference)?;
+    let mut session = Session::open(&repository, options).await?;
+    let subject = resolve(&mut session, &repository, &at, reference).await?;
+    let kept = match session.get_manifest(&subject.tag("sig")).await? {
+        Some((_, bytes)) => serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|m| m["layers"].as_array().cloned())
+            .unwrap_or_default(),
+        None => Vec::new(),
+    };
+    put_signature(&mut session, &subject, signer, kept).await
 }
 
 /// Stores `sbom` as an OCI 1.1 referrer of `subject`, tagged `sha256-<hex>.sbom`; returns

@@ -95,6 +95,11 @@ fn kubectl(fake: &FakeCluster, args: &[&str]) -> String {
 /// `ferry ARGS` in `dir`. A `COMMIT=HASH` argument is the deployed commit, passed as ferry
 /// reads it outside a git checkout (the environment; `--var` may not set ferry's own COMMIT).
 async fn ferry_in(dir: &Path, args: &[&str]) -> std::process::Output {
+    ferry_with(dir, args, &[]).await
+}
+
+/// [`ferry_in`] with more environment variables.
+async fn ferry_with(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     let commit = args.iter().find_map(|a| a.strip_prefix("COMMIT="));
     let args: Vec<&str> = args
         .iter()
@@ -115,6 +120,7 @@ async fn ferry_in(dir: &Path, args: &[&str]) -> std::process::Output {
         .env_remove("FERRY_ENV")
         .env_remove("FERRY_CONFIG")
         .env_remove("KUBECONFIG")
+        .envs(env.iter().copied())
         .stdin(std::process::Stdio::null());
     tokio::task::spawn_blocking(move || command.output().expect("run ferry"))
         .await
@@ -588,4 +594,134 @@ async fn promote_carries_a_signed_multi_platform_index_and_refuses_an_unsigned_o
     let out = verify_image(&mirrored, &public);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(image_in(&fake, "mirror"), mirrored);
+}
+
+/// A target that signs what it runs (`signing_key`, `binauthz`): the promoted copy keeps the
+/// build's signature, which the target's `require_signature` checks before anything is
+/// copied, and gets the target's own beside it, and one Binary Authorization attestation for
+/// the target repository's digest, all before the rollout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promote_into_a_signing_environment_signs_the_copy_and_attests_it() {
+    use support::container_analysis::*;
+    use support::images::*;
+    let registry = Registry::start();
+    let fake = FakeCluster::start(Options {
+        clock_scale: 60.0,
+        ..Options::default()
+    })
+    .await
+    .unwrap();
+    for ns in ["staging", "production"] {
+        kubectl(&fake, &["create", "namespace", ns]);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (build_private, build_public) = keygen(dir.path(), "build");
+    let (production_private, production_public) = keygen(dir.path(), "production");
+    let (endpoint, seen) = fake_container_analysis(Answer::Create).await;
+    let host = registry.host();
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../k8s.yml");
+    let env = |name: &str| {
+        format!(
+            "[environments.{name}]\nkind = \"kubernetes\"\nrepository = \"{host}/ferry/{name}-hello\"\nkubeconfig = \"{}\"\nnamespace = \"{name}\"\nmanifest = \"{}\"\nvars = {{ REPLICAS = \"2\" }}\n",
+            fake.kubeconfig_path().display(),
+            manifest.display()
+        )
+    };
+    std::fs::write(
+        dir.path().join("ferry.toml"),
+        format!(
+            "[image]\nname = \"hello\"\n\n{}\n{}require_signature = \"{}\"\nsigning_key = \"{}\"\nbinauthz = {{ attestor = \"projects/ferry-production/attestors/ferry\", note = \"projects/ferry-production/notes/ferry-note\", public_key_id = \"ni:///sha-256;production\" }}\n",
+            env("staging"),
+            env("production"),
+            build_public.display(),
+            production_private.display(),
+        ),
+    )
+    .unwrap();
+
+    let image = two_platform_image(dir.path(), "signing");
+    let staging_repo = format!("{host}/ferry/staging-hello");
+    ferry::registry::push(&image, &staging_repo.parse().unwrap(), &Default::default())
+        .await
+        .unwrap();
+    sign_like_ship(&staging_repo, &image, &build_private).await;
+    let digest = image.manifest.digest.clone();
+    let staged = format!("{staging_repo}@{digest}");
+    let out = ferry_in(
+        dir.path(),
+        &[
+            "deploy",
+            "--env",
+            "staging",
+            "--image",
+            &staged,
+            &format!("COMMIT={COMMIT_A}"),
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let google = [
+        ("FERRY_CONTAINERANALYSIS_ENDPOINT", endpoint.as_str()),
+        ("FERRY_KMS_TOKEN", "test-token"),
+    ];
+    let out = ferry_with(
+        dir.path(),
+        &["promote", "--from", "staging", "--to", "production"],
+        &google,
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    for stage in ["check signature", "copy", "sign", "attest", "deploy"] {
+        assert!(err.contains(stage), "no {stage} stage in:\n{err}");
+    }
+    let promoted = format!("{host}/ferry/production-hello@{digest}");
+    assert_eq!(image_in(&fake, "production"), promoted);
+
+    // Both signatures verify on the copy: the build's (carried) and production's (made here).
+    let options = ferry::registry::PushOptions::default();
+    for public in [&build_public, &production_public] {
+        let checked = ferry::supply::require_signature(&promoted, public, &options).await;
+        assert_eq!(checked.unwrap(), promoted, "{}", public.display());
+    }
+    // The staging repository's signature is the build's alone.
+    assert!(
+        ferry::supply::require_signature(&staged, &production_public, &options)
+            .await
+            .is_err(),
+        "production's key signed only its own copy"
+    );
+
+    // One attestation, for the production repository's digest, signed with production's key.
+    let created = seen.lock().unwrap().created.clone();
+    assert_eq!(created.len(), 1, "{created:?}");
+    assert_eq!(
+        created[0]["noteName"],
+        "projects/ferry-production/notes/ferry-note"
+    );
+    assert_eq!(created[0]["resourceUri"], format!("https://{promoted}"));
+    let (payload, signature, id) = attestation_parts(&created[0]);
+    assert_eq!(id, "ni:///sha-256;production");
+    assert_binauthz_payload(&payload, &format!("{host}/ferry/production-hello"), &digest);
+    let key = ferry::sign::read_public_key(&production_public).unwrap();
+    assert!(ferry::sign::verify(&key, &payload, &signature));
+
+    // A refused attestation stops the promote before the rollout: production keeps running
+    // what it ran, and says why.
+    let (refusing, _) = fake_container_analysis(Answer::Refuse).await;
+    let out = ferry_with(
+        dir.path(),
+        &["promote", "--from", "staging", "--to", "production"],
+        &[
+            ("FERRY_CONTAINERANALYSIS_ENDPOINT", refusing.as_str()),
+            ("FERRY_KMS_TOKEN", "test-token"),
+        ],
+    )
+    .await;
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("cannot attest"), "{err}");
+    assert!(err.contains("nothing was applied"), "{err}");
+    assert_eq!(image_in(&fake, "production"), promoted);
 }

@@ -749,8 +749,11 @@ impl Kubernetes {
             }
         };
         let image = copied.pinned();
+        // An environment that signs what it runs signs (and attests) the copy in its own
+        // repository, as ship would have.
+        pipeline::sign_promoted(&self.config, &env, &image, reporter).await?;
         // What the target's cluster (and its admission policy) will check: the copy, with the
-        // signature carried along.
+        // signature carried along or made here.
         pipeline::check_required_signature(
             &self.config,
             &env,

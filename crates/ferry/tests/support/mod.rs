@@ -294,4 +294,5 @@ pub fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
+pub mod container_analysis;
 pub mod images;
