@@ -25,14 +25,17 @@ const PASSWORD: &str = "reader-s3cret-pw";
 const SOURCE: &str = "ferry/staging-hello";
 const TARGET: &str = "ferry/production-hello";
 
+/// Actions by repository: what an account may do, or what a token grants.
+type Grant = BTreeMap<String, BTreeSet<String>>;
+
 #[derive(Clone)]
 struct Front {
     registry: String,
     me: String,
     /// What USER may do, by repository.
-    allowed: Arc<BTreeMap<String, BTreeSet<String>>>,
+    allowed: Arc<Grant>,
     /// Issued tokens and what each grants (repository → actions).
-    tokens: Arc<Mutex<BTreeMap<String, BTreeMap<String, BTreeSet<String>>>>>,
+    tokens: Arc<Mutex<BTreeMap<String, Grant>>>,
     /// Every scope asked for at the realm, granted or not, in order.
     asked: Arc<Mutex<Vec<String>>>,
     http: reqwest::Client,
@@ -135,7 +138,7 @@ async fn token(State(front): State<Front>, request: Request) -> Response {
         .filter(|(k, _)| k == "scope")
         .map(|(_, v)| v)
         .collect();
-    let mut grant: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut grant = Grant::new();
     for scope in &scopes {
         front.asked.lock().unwrap().push(scope.clone());
         let Some((name, actions)) = parse_scope(scope) else {
