@@ -3,6 +3,10 @@
 //! kinds (and the environment's Secret), following a rollout (Deployments, ReplicaSets, Pods,
 //! their logs, Events), status, history, rollback, promote and the deploy lock — and nothing
 //! else: no wildcards, no other namespace, nothing cluster-wide.
+//!
+//! With [`Access::PromoteSource`] it prints instead what another environment's identity needs
+//! to promote *from* this one: read-only access to what `ferry promote` reads in the source
+//! namespace, so production's deploy account can see what staging runs and change nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -32,6 +36,25 @@ const FOLLOW: &[(&str, &str, &[&str])] = &[
         &["create", "delete", "get", "update"],
     ),
 ];
+
+/// What `ferry promote` reads in its source namespace, and only that (get and list, never a
+/// write): the history record (one named ConfigMap), the Deployment that runs the image (by
+/// name; listed when no history names it), and its ReplicaSets (listed by the Deployment's
+/// selector) for `--commit`.
+const PROMOTE_SOURCE: &[(&str, &str, &[&str])] = &[
+    ("apps", "deployments", &["get", "list"]),
+    ("apps", "replicasets", &["list"]),
+];
+
+/// Which Role `ferry rbac` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Access {
+    /// Everything ferry's commands do in the environment (ship, deploy, rollback, lock…).
+    #[default]
+    Deploy,
+    /// Read-only: what `ferry promote --from ENV` reads there.
+    PromoteSource,
+}
 
 /// Apply is a server-side apply PATCH, which creates what is not there yet; the dry run and
 /// the diff read the live object; pruning lists the set's members by label and deletes what
@@ -85,6 +108,31 @@ pub fn role(name: &str, namespace: &str, objects: &[Value], secrets: bool) -> Va
             })
         })
         .collect();
+    json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": { "app.kubernetes.io/managed-by": "ferry" },
+        },
+        "rules": rules,
+    })
+}
+
+/// The read-only Role for the source of a promote: get/list of the Deployments and their
+/// ReplicaSets, and get of the one history ConfigMap `history` (by `resourceNames`, so no
+/// other ConfigMap of the namespace can be read).
+pub fn promote_source_role(name: &str, namespace: &str, history: &str) -> Value {
+    let mut rules: Vec<Value> = vec![json!({
+        "apiGroups": [""],
+        "resources": ["configmaps"],
+        "resourceNames": [history],
+        "verbs": ["get"],
+    })];
+    rules.extend(PROMOTE_SOURCE.iter().map(|(group, resource, verbs)| {
+        json!({ "apiGroups": [group], "resources": [resource], "verbs": verbs })
+    }));
     json!({
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "Role",
@@ -156,6 +204,31 @@ mod tests {
         );
         let text = role.to_string();
         assert!(!text.contains('*'), "no wildcards: {text}");
+        assert_eq!(role["metadata"]["namespace"], "hello");
+    }
+
+    #[test]
+    fn the_promote_source_role_only_reads() {
+        let role = promote_source_role(
+            "ferry-promote-source-staging",
+            "hello",
+            "ferry-history-hello",
+        );
+        let rules = role["rules"].as_array().unwrap();
+        let verbs: BTreeSet<&str> = rules
+            .iter()
+            .flat_map(|r| r["verbs"].as_array().unwrap())
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert_eq!(verbs, BTreeSet::from(["get", "list"]));
+        let resources: Vec<&str> = rules
+            .iter()
+            .map(|r| r["resources"][0].as_str().unwrap())
+            .collect();
+        assert_eq!(resources, ["configmaps", "deployments", "replicasets"]);
+        // The history ConfigMap by name: no other ConfigMap (nor any Secret) is readable.
+        assert_eq!(rules[0]["resourceNames"], json!(["ferry-history-hello"]));
+        assert!(!role.to_string().contains('*'));
         assert_eq!(role["metadata"]["namespace"], "hello");
     }
 }

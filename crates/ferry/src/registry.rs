@@ -343,7 +343,9 @@ pub async fn copy(
         })?;
     let from: Repository = repo.parse()?;
     let mut copier = Copier {
-        src: Client::new(&from, options).await?,
+        // Only read from the source: its reader (production's account on staging's
+        // repository) is refused a token that could push there.
+        src: Client::new(&from, options).await?.pull_only(),
         dst: Client::new(target, options).await?,
         same_registry: from.host == target.host,
         from,
@@ -502,6 +504,17 @@ struct Client {
     authorization: Option<Secret>,
     /// `Accept` for the next requests (manifests).
     accept: Option<&'static str>,
+    /// What a bearer token is asked to allow on `repository`.
+    access: Access,
+}
+
+/// The actions a client asks a token service for on its repository.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    /// Read only: the source of a copy.
+    Pull,
+    /// Read and write: a push, or the target of a copy.
+    PullPush,
 }
 
 impl Client {
@@ -542,7 +555,23 @@ impl Client {
             credentials,
             authorization: None,
             accept: None,
+            access: Access::PullPush,
         })
+    }
+
+    /// This client only reads: its tokens are asked for `pull` alone.
+    fn pull_only(mut self) -> Self {
+        self.access = Access::Pull;
+        self
+    }
+
+    /// The `scope` of a token request for this client's repository.
+    fn token_scope(&self) -> String {
+        let actions = match self.access {
+            Access::Pull => "pull",
+            Access::PullPush => "pull,push",
+        };
+        format!("repository:{}:{actions}", self.repository.path)
     }
 
     /// Cross-repository mount of `digest` from `from` (same registry). `false`: the registry
@@ -798,10 +827,7 @@ impl Client {
             .ok_or_else(|| self.unauthorized(401))?;
         let mut query: Vec<(String, String)> =
             params.into_iter().filter(|(k, _)| k == "service").collect();
-        query.push((
-            "scope".into(),
-            format!("repository:{}:pull,push", self.repository.path),
-        ));
+        query.push(("scope".into(), self.token_scope()));
         let mut attempt = 0;
         let resp = loop {
             attempt += 1;
@@ -838,7 +864,11 @@ impl Client {
             Some(c) => (
                 c.source.clone(),
                 format!(
-                    "check the credentials for {host} (`docker login {host}`), or that this account may push to {}",
+                    "check the credentials for {host} (`docker login {host}`), or that this account may {} {}",
+                    match self.access {
+                        Access::Pull => "pull from",
+                        Access::PullPush => "push to",
+                    },
                     self.repository.path
                 ),
             ),
@@ -1348,6 +1378,21 @@ mod tests {
             source: "test".into(),
         };
         assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[tokio::test]
+    async fn a_copy_source_asks_for_pull_and_a_push_for_pull_push() {
+        let repository: Repository = "registry.example/staging/hello".parse().unwrap();
+        let options = PushOptions {
+            auth: RegistryAuth::Anonymous,
+            ..Default::default()
+        };
+        let client = Client::new(&repository, &options).await.unwrap();
+        assert_eq!(client.token_scope(), "repository:staging/hello:pull,push");
+        assert_eq!(
+            client.pull_only().token_scope(),
+            "repository:staging/hello:pull"
+        );
     }
 
     #[test]

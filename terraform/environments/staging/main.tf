@@ -30,6 +30,9 @@ module "ci_access" {
 
   node_service_account_email = module.cluster.node_service_account
 
+  # Production's deploy account reads staging, to promote what it runs.
+  promote_readers = var.promote_readers
+
   circleci_deploy_context_id = var.circleci_deploy_context_id
   terraform_identity = {
     circleci_apply_context_id = var.circleci_terraform_context_id

@@ -7,5 +7,6 @@ circleci_deploy_context_id         = "00000000-0000-0000-0000-000000000004"
 circleci_terraform_context_id      = "00000000-0000-0000-0000-000000000002"
 circleci_terraform_plan_context_id = "00000000-0000-0000-0000-000000000005"
 state_bucket                       = "ferry-staging-tfstate"
+promote_readers                    = ["ferry-ci@ferry-production.iam.gserviceaccount.com"]
 max_nodes                          = 1
 deletion_protection                = false

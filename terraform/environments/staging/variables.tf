@@ -43,6 +43,16 @@ variable "state_bucket" {
   type        = string
 }
 
+variable "promote_readers" {
+  description = "Deploy service accounts that promote from staging (production's, ferry-ci@PRODUCTION_PROJECT.iam.gserviceaccount.com): read-only access to staging's repository and cluster."
+  type        = list(string)
+
+  validation {
+    condition     = alltrue([for email in var.promote_readers : startswith(email, "ferry-ci@")])
+    error_message = "promote_readers names deploy accounts only (ferry-ci@PROJECT.iam.gserviceaccount.com, ci-access's account): no Terraform or other identity reads staging through it."
+  }
+}
+
 variable "max_nodes" {
   description = "Autoscaling ceiling per zone."
   type        = number

@@ -5,6 +5,8 @@
 #   ferry-terraform       applies Terraform: master jobs with the gcp-terraform-<env> context only
 #   ferry-terraform-plan  plans Terraform, read-only: jobs on any branch with the
 #                         gcp-terraform-plan-<env> context
+#   promote_readers       other environments' deploy accounts (production's, in staging):
+#                         read-only, to promote what this environment runs
 #
 # No SSH rerun of any job gets a token: it hands a person a shell holding it.
 # scripts/check-ci-access reads this file and asserts these conditions, offline.
@@ -31,6 +33,29 @@ resource "google_artifact_registry_repository_iam_member" "push" {
   repository = var.repository_id
   role       = "roles/artifactregistry.writer"
   member     = "serviceAccount:${google_service_account.ci.email}"
+}
+
+# Another environment's deploy accounts may read this one, to promote what it runs (production's
+# `ferry promote --from staging`): pull from this one repository, and what `gcloud container
+# clusters get-credentials` needs (in the cluster, the read-only Role `ferry rbac
+# --promote-source` prints is all they get). Reader roles only: nothing here can push an image,
+# change the cluster, or act as this environment's own accounts.
+resource "google_artifact_registry_repository_iam_member" "promote_pull" {
+  for_each = toset(var.promote_readers)
+
+  project    = var.project_id
+  location   = var.repository_location
+  repository = var.repository_id
+  role       = "roles/artifactregistry.reader"
+  member     = "serviceAccount:${each.value}"
+}
+
+resource "google_project_iam_member" "promote_cluster_viewer" {
+  for_each = toset(var.promote_readers)
+
+  project = var.project_id
+  role    = "roles/container.clusterViewer"
+  member  = "serviceAccount:${each.value}"
 }
 
 resource "google_iam_workload_identity_pool" "circleci" {

@@ -38,6 +38,27 @@ variable "repository_id" {
   type        = string
 }
 
+variable "promote_readers" {
+  description = "Deploy service accounts of the environments that promote from this one (production's, in staging): each gets Artifact Registry reader on this repository and container.clusterViewer, reader roles only."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition = alltrue([
+      for email in var.promote_readers :
+      can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]@[a-z][a-z0-9-]{4,28}[a-z0-9]\\.iam\\.gserviceaccount\\.com$", email))
+    ])
+    error_message = "promote_readers must be service account emails (NAME@PROJECT.iam.gserviceaccount.com): another environment's deploy account, e.g. ferry-ci@ferry-production.iam.gserviceaccount.com."
+  }
+
+  validation {
+    condition = alltrue([
+      for email in var.promote_readers : !endswith(email, "@${var.project_id}.iam.gserviceaccount.com")
+    ])
+    error_message = "promote_readers names accounts of other environments' projects: this environment's own accounts already have what they need here."
+  }
+}
+
 variable "node_service_account_email" {
   description = "The service account the cluster's node pools run as (gke-cluster's node_service_account): Terraform's apply identity may act as it, and as no other."
   type        = string

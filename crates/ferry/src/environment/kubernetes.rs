@@ -341,8 +341,23 @@ impl super::Environment for Kubernetes {
         Ok(())
     }
 
-    async fn rbac(&self, user: &str) -> anyhow::Result<String> {
+    async fn rbac(&self, user: &str, access: crate::rbac::Access) -> anyhow::Result<String> {
         let settings = self.render_settings();
+        if access == crate::rbac::Access::PromoteSource {
+            let name = format!("ferry-promote-source-{}", self.name);
+            let history = history::configmap_name(&self.config.image.name);
+            let role = crate::rbac::promote_source_role(&name, &settings.namespace, &history);
+            let binding = crate::rbac::binding(&name, &settings.namespace, user);
+            return Ok(format!(
+                "# Read-only, in namespace {ns}: what `ferry promote --from {env}` reads there (the history,\n\
+                 # the Deployments and their ReplicaSets), for the identity of the environment promoted to\n\
+                 # (printed by `ferry rbac --env {env} --promote-source`; apply it with `kubectl apply -f -`).\n---\n{}---\n{}",
+                serde_saphyr::to_string(&role).unwrap_or_default(),
+                serde_saphyr::to_string(&binding).unwrap_or_default(),
+                ns = settings.namespace,
+                env = self.name,
+            ));
+        }
         let stand_in = "registry.invalid/stand-in@sha256:0000000000000000000000000000000000000000000000000000000000000000";
         let rendered = pipeline::render_for(
             &self.config,

@@ -157,7 +157,7 @@ impl super::Environment for LocalEnvironment {
         Some("stop it with: ferry stop")
     }
 
-    async fn rbac(&self, _user: &str) -> anyhow::Result<String> {
+    async fn rbac(&self, _user: &str, _access: crate::rbac::Access) -> anyhow::Result<String> {
         anyhow::bail!(
             "`{}` is a local environment: nothing to grant\n  hint: name a kubernetes environment with --env",
             self.name

@@ -91,8 +91,9 @@ pub trait Environment: Send + Sync {
     async fn status(&self, reporter: &Reporter) -> anyhow::Result<()>;
     /// Stops what ferry runs there.
     async fn stop(&self, reporter: &Reporter) -> anyhow::Result<()>;
-    /// The namespaced Role (and RoleBinding for `user`) a deploy identity needs here, as YAML.
-    async fn rbac(&self, user: &str) -> anyhow::Result<String>;
+    /// The namespaced Role (and RoleBinding for `user`) a deploy identity needs here, or with
+    /// [`crate::rbac::Access::PromoteSource`] what promoting from here reads, as YAML.
+    async fn rbac(&self, user: &str, access: crate::rbac::Access) -> anyhow::Result<String>;
     /// Takes the environment's deploy lock for the rest of the run (recorded as the `lock`
     /// stage); `None` where there is none to take (local runs have the checkout lock).
     async fn hold_lock(

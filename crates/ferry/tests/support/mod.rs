@@ -294,5 +294,59 @@ pub fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
+fn sha256_digest(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
+}
+
+/// Pushes a one-layer OCI image (`layer` as its only layer) to `repo` of the plain registry at
+/// `host`, tagged v1, with the distribution API alone (nothing is built); returns its digest.
+pub async fn push_small_image(host: &str, repo: &str, layer: &[u8]) -> String {
+    ferry::install_crypto_provider();
+    let http = reqwest::Client::new();
+    let base = format!("http://{host}");
+    let config = serde_json::to_vec(&serde_json::json!({"architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [sha256_digest(layer)]}, "config": {}}))
+    .unwrap();
+    for blob in [layer, &config[..]] {
+        let started = http
+            .post(format!("{base}/v2/{repo}/blobs/uploads/"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(started.status(), 202, "start an upload to {repo}");
+        let location = started.headers()["location"].to_str().unwrap().to_string();
+        let location = if location.starts_with("http") {
+            location
+        } else {
+            format!("{base}{location}")
+        };
+        let sep = if location.contains('?') { '&' } else { '?' };
+        let put = http
+            .put(format!("{location}{sep}digest={}", sha256_digest(blob)))
+            .body(blob.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(put.status(), 201, "upload a blob to {repo}");
+    }
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256_digest(&config), "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": sha256_digest(layer), "size": layer.len()}],
+    }))
+    .unwrap();
+    let put = http
+        .put(format!("{base}/v2/{repo}/manifests/v1"))
+        .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+        .body(manifest.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 201, "put the manifest to {repo}");
+    sha256_digest(&manifest)
+}
+
 pub mod container_analysis;
 pub mod images;
