@@ -109,9 +109,19 @@ pub fn ferry_toml(plan: &Plan) -> String {
          # runtime = \"auto\"            # or \"podman\", \"docker\", \"binary\"\n\
          # port = 8000                 # the host port (default: 8000 when free, else any)\n\
          \n\
-         # A Kubernetes environment (GKE here). Fill it in and uncomment it, then:\n\
-         #   ferry plan --env production   what would change, nothing applied\n\
-         #   ferry ship --env production   push, apply k8s.yml, follow the rollout, roll back on failure\n\
+         # Kubernetes environments (GKE here). Fill them in and uncomment them, then:\n\
+         #   ferry plan --env staging      what would change, nothing applied\n\
+         #   ferry ship --env staging      push, apply k8s.yml, follow the rollout, roll back on failure\n\
+         #   ferry promote --from staging --to production   production gets the image staging\n\
+         #                                 runs, by digest: nothing is rebuilt (what CI does)\n\
+         # [environments.staging]\n\
+         # kind = \"kubernetes\"\n\
+         # repository = \"europe-west1-docker.pkg.dev/STAGING_PROJECT/REPOSITORY/{name}\"\n\
+         # gke = {{ project = \"STAGING_PROJECT\", location = \"europe-west1\", cluster = \"CLUSTER\" }}\n\
+         # namespace = \"{name}\"\n\
+         # manifest = \"k8s.yml\"\n\
+         # vars = {{ REPLICAS = \"1\" }}\n\
+         #\n\
          # [environments.production]\n\
          # kind = \"kubernetes\"\n\
          # repository = \"europe-west1-docker.pkg.dev/PROJECT/REPOSITORY/{name}\"\n\
@@ -241,12 +251,21 @@ pub fn k8s_yml(plan: &Plan) -> String {
     )
 }
 
-/// A CircleCI pipeline: test and plan on every branch; on master ship to the environment.
+/// A CircleCI pipeline shaped like ferry's own: test and install ferry once on every branch;
+/// on master ship staging with that binary, wait for an approval, then promote to production
+/// exactly the image staging runs, in a job with no Rust toolchain.
 pub fn circleci(plan: &Plan) -> String {
     let _ = plan;
     "# CircleCI pipeline written by `ferry init --ci circleci`.\n\
-     # Every branch: ferry's tests and a plan; master: ship to production after an approval.\n\
-     # The production context must give the job its cluster credentials (e.g. GCP OIDC).\n\
+     # Every branch: the tests, and ferry installed once as a static binary handed to the\n\
+     # deploy jobs. master: ship to staging, wait for an approval, then promote to production\n\
+     # the image staging runs, by digest: nothing is rebuilt, and the production job has no\n\
+     # Rust toolchain.\n\
+     # ferry.toml needs both environments (the commented [environments.staging] and\n\
+     # [environments.production] it came with). Each context gives its job that environment's\n\
+     # credentials (e.g. GCP OIDC); production's must also read staging: pull from staging's\n\
+     # repository, and in its namespace the Role `ferry rbac --env staging --promote-source`\n\
+     # prints.\n\
      version: 2.1\n\
      \n\
      executors:\n\
@@ -254,13 +273,10 @@ pub fn circleci(plan: &Plan) -> String {
      \x20   docker:\n\
      \x20     - image: cimg/rust:1.95\n\
      \x20   resource_class: large\n\
-     \n\
-     commands:\n\
-     \x20 install-ferry:\n\
-     \x20   steps:\n\
-     \x20     - run:\n\
-     \x20         name: Install ferry\n\
-     \x20         command: cargo install --locked --git https://github.com/ferry-dev/ferry ferry\n\
+     \x20 # No Rust: the production job runs the ferry the test job installed, and builds nothing.\n\
+     \x20 deploy:\n\
+     \x20   docker:\n\
+     \x20     - image: cimg/base:2026.10\n\
      \n\
      jobs:\n\
      \x20 test:\n\
@@ -268,28 +284,53 @@ pub fn circleci(plan: &Plan) -> String {
      \x20   steps:\n\
      \x20     - checkout\n\
      \x20     - run: cargo test --locked\n\
-     \x20     - install-ferry\n\
-     \x20     - run: ferry build\n\
-     \x20 ship:\n\
+     \x20     - run:\n\
+     \x20         name: Install ferry, once, as a static binary (the deploy jobs run this one)\n\
+     \x20         command: |\n\
+     \x20           RUSTFLAGS='-C target-feature=+crt-static' cargo install --locked --root /tmp/workspace \\\n\
+     \x20             --target x86_64-unknown-linux-gnu --git https://github.com/ferry-dev/ferry ferry\n\
+     \x20           /tmp/workspace/bin/ferry --version\n\
+     \x20     - run: /tmp/workspace/bin/ferry build\n\
+     \x20     - persist_to_workspace:\n\
+     \x20         root: /tmp/workspace\n\
+     \x20         paths:\n\
+     \x20           - bin/ferry\n\
+     \x20 # Builds the service's image (ferry compiles it), pushes it to staging and deploys it.\n\
+     \x20 ship-staging:\n\
      \x20   executor: rust\n\
      \x20   steps:\n\
      \x20     - checkout\n\
-     \x20     - install-ferry\n\
-     \x20     - run: ferry ship --env production --skip-tests\n\
+     \x20     - attach_workspace:\n\
+     \x20         at: /tmp/workspace\n\
+     \x20     - run: /tmp/workspace/bin/ferry ship --env staging --skip-tests\n\
+     \x20 # Deploys to production exactly what staging runs: no cargo, nothing built.\n\
+     \x20 promote-production:\n\
+     \x20   executor: deploy\n\
+     \x20   steps:\n\
+     \x20     - checkout\n\
+     \x20     - attach_workspace:\n\
+     \x20         at: /tmp/workspace\n\
+     \x20     - run: /tmp/workspace/bin/ferry promote --from staging --to production\n\
      \n\
      workflows:\n\
      \x20 deliver:\n\
      \x20   jobs:\n\
      \x20     - test\n\
-     \x20     - approve:\n\
-     \x20         type: approval\n\
+     \x20     - ship-staging:\n\
+     \x20         context: staging\n\
      \x20         requires: [test]\n\
      \x20         filters:\n\
      \x20           branches:\n\
      \x20             only: master\n\
-     \x20     - ship:\n\
+     \x20     - approve-production:\n\
+     \x20         type: approval\n\
+     \x20         requires: [ship-staging]\n\
+     \x20         filters:\n\
+     \x20           branches:\n\
+     \x20             only: master\n\
+     \x20     - promote-production:\n\
      \x20         context: production\n\
-     \x20         requires: [approve]\n\
+     \x20         requires: [approve-production]\n\
      \x20         filters:\n\
      \x20           branches:\n\
      \x20             only: master\n"
@@ -337,7 +378,7 @@ mod tests {
     #[test]
     fn the_commented_kubernetes_example_parses_once_uncommented() {
         let text = ferry_toml(&plan());
-        let start = text.find("# [environments.production]").unwrap();
+        let start = text.find("# [environments.staging]").unwrap();
         let uncommented: String = text[start..]
             .lines()
             .map(|l| l.strip_prefix("# ").unwrap_or(l))
@@ -346,10 +387,113 @@ mod tests {
         let whole = format!("{}\n{uncommented}\n", &text[..start]);
         let config = crate::config::Config::parse(&whole, std::path::Path::new("/p/ferry.toml"))
             .unwrap_or_else(|e| panic!("{e}\n{whole}"));
-        assert!(matches!(
-            config.environment(Some("production")).unwrap().1,
-            crate::config::Environment::Kubernetes(_)
-        ));
+        for name in ["staging", "production"] {
+            assert!(
+                matches!(
+                    config.environment(Some(name)).unwrap().1,
+                    crate::config::Environment::Kubernetes(_)
+                ),
+                "{name}"
+            );
+        }
+    }
+
+    /// The generated pipeline's jobs, and its one workflow's entries.
+    fn circleci_config() -> (serde_json::Value, Vec<serde_json::Value>) {
+        let text = circleci(&plan());
+        let config: serde_json::Value =
+            serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let workflow = config["workflows"]["deliver"]["jobs"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no workflows.deliver.jobs in\n{text}"))
+            .clone();
+        (config["jobs"].clone(), workflow)
+    }
+
+    /// A job's `run` commands, one-line and `command:` forms alike.
+    fn runs(job: &serde_json::Value) -> Vec<String> {
+        job["steps"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no steps in {job}"))
+            .iter()
+            .filter_map(|step| match &step["run"] {
+                serde_json::Value::String(c) => Some(c.clone()),
+                serde_json::Value::Object(o) => o["command"].as_str().map(str::to_string),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A job's entry in the workflow: its `requires`, `context`, `filters`.
+    fn entry<'a>(workflow: &'a [serde_json::Value], name: &str) -> &'a serde_json::Value {
+        workflow
+            .iter()
+            .find_map(|e| e.get(name))
+            .unwrap_or_else(|| panic!("no {name} in the workflow: {workflow:?}"))
+    }
+
+    #[test]
+    fn the_circleci_pipeline_installs_ferry_once_ships_staging_then_promotes_it() {
+        let (jobs, workflow) = circleci_config();
+        let installing: Vec<&str> = jobs
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(_, job)| runs(job).iter().any(|r| r.contains("cargo install")))
+            .map(|(name, _)| name.as_str())
+            .collect();
+        assert_eq!(installing, ["test"], "ferry is installed once");
+        assert!(
+            runs(&jobs["test"]).iter().any(|r| r.contains("crt-static")),
+            "static, so the Rust-less production image runs it"
+        );
+        assert!(
+            jobs["test"]["steps"]
+                .to_string()
+                .contains("persist_to_workspace")
+        );
+
+        let staging = runs(&jobs["ship-staging"]);
+        assert!(
+            staging.contains(&"/tmp/workspace/bin/ferry ship --env staging --skip-tests".into()),
+            "{staging:?}"
+        );
+        assert_eq!(entry(&workflow, "ship-staging")["context"], "staging");
+        assert_eq!(
+            entry(&workflow, "ship-staging")["requires"],
+            serde_json::json!(["test"])
+        );
+
+        let production = runs(&jobs["promote-production"]);
+        assert_eq!(
+            production,
+            ["/tmp/workspace/bin/ferry promote --from staging --to production"],
+            "the production job promotes, and builds and ships nothing"
+        );
+        assert_eq!(jobs["promote-production"]["executor"], "deploy");
+        assert!(
+            jobs["promote-production"]["steps"]
+                .to_string()
+                .contains("attach_workspace")
+        );
+
+        // staging, then the approval, then production with production's context.
+        let approve = entry(&workflow, "approve-production");
+        assert_eq!(approve["type"], "approval");
+        assert_eq!(approve["requires"], serde_json::json!(["ship-staging"]));
+        let promote = entry(&workflow, "promote-production");
+        assert_eq!(
+            promote["requires"],
+            serde_json::json!(["approve-production"])
+        );
+        assert_eq!(promote["context"], "production");
+        for name in ["ship-staging", "approve-production", "promote-production"] {
+            assert_eq!(
+                entry(&workflow, name)["filters"]["branches"]["only"],
+                "master",
+                "{name} runs on master only"
+            );
+        }
     }
 
     #[test]

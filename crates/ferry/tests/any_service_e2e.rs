@@ -105,6 +105,14 @@ fn init_in_one_package_writes_ferry_toml_and_k8s_yml_and_never_overwrites() {
     assert!(toml.contains("port = 3000"), "{toml}");
     assert!(toml.contains("ready_path = \"/ready\""), "{toml}");
     assert!(toml.contains("# [environments.production]"), "{toml}");
+    assert!(
+        toml.contains("# [environments.staging]"),
+        "the pipeline's promote needs a staging example too: {toml}"
+    );
+    assert!(
+        said.contains("ferry promote --from staging --to production"),
+        "{said}"
+    );
     let k8s = std::fs::read_to_string(project.join("k8s.yml")).unwrap();
     assert!(k8s.contains("containerPort: 3000"), "{k8s}");
     assert!(k8s.contains("path: /ready"), "{k8s}");
@@ -185,11 +193,85 @@ fn init_in_a_workspace_with_several_binaries_lists_them_until_one_is_picked() {
     assert!(toml.contains("package = \"worker\""), "{toml}");
     assert!(toml.contains("binary = \"worker\""), "{toml}");
     require_tool("check-jsonschema", "pip install check-jsonschema");
+    let pipeline = ws.join(".circleci/config.yml");
     run_ok(
         Command::new("check-jsonschema")
             .args(["--builtin-schema", "vendor.circle-ci"])
-            .arg(ws.join(".circleci/config.yml")),
+            .arg(&pipeline),
     );
+    // The schema check bites: the same file with one key misspelt is refused.
+    let text = std::fs::read_to_string(&pipeline).unwrap();
+    let broken = dir.path().join("broken-config.yml");
+    std::fs::write(
+        &broken,
+        text.replacen("    executor: deploy", "    executer: deploy", 1),
+    )
+    .unwrap();
+    let out = Command::new("check-jsonschema")
+        .args(["--builtin-schema", "vendor.circle-ci"])
+        .arg(&broken)
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "check-jsonschema accepted a misspelt key: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // Ferry's own shape: staging ships with the ferry the test job installed once, and
+    // production, after the approval, promotes what staging runs and builds nothing.
+    let config: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
+    let runs = |job: &str| -> Vec<String> {
+        config["jobs"][job]["steps"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no job {job} in\n{text}"))
+            .iter()
+            .filter_map(|step| match &step["run"] {
+                serde_json::Value::String(c) => Some(c.clone()),
+                serde_json::Value::Object(o) => o["command"].as_str().map(str::to_string),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(
+        runs("promote-production"),
+        ["/tmp/workspace/bin/ferry promote --from staging --to production"],
+        "{text}"
+    );
+    assert!(
+        runs("ship-staging")
+            .iter()
+            .any(|r| r.contains("ferry ship --env staging")),
+        "{text}"
+    );
+    let builders: Vec<&String> = config["jobs"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|job| runs(job).iter().any(|r| r.contains("cargo install")))
+        .collect();
+    assert_eq!(builders, ["test"], "ferry is installed once: {text}");
+    assert!(
+        !text.contains("ferry ship --env production"),
+        "production is promoted, never shipped: {text}"
+    );
+    let workflow = config["workflows"]["deliver"]["jobs"].as_array().unwrap();
+    let entry = |job: &str| {
+        workflow
+            .iter()
+            .find_map(|e| e.get(job))
+            .unwrap_or_else(|| panic!("no {job} in the workflow:\n{text}"))
+    };
+    assert_eq!(entry("approve-production")["type"], "approval");
+    assert_eq!(
+        entry("approve-production")["requires"],
+        serde_json::json!(["ship-staging"])
+    );
+    assert_eq!(
+        entry("promote-production")["requires"],
+        serde_json::json!(["approve-production"])
+    );
+    assert_eq!(entry("promote-production")["context"], "production");
 }
 
 #[test]

@@ -32,6 +32,9 @@ module "ci_access" {
 
   node_service_account_email = module.cluster.node_service_account
 
+  # Terraform manages module.signing and module.binary_authorization here.
+  manages_signing = true
+
   circleci_deploy_context_id = var.circleci_deploy_context_id
   terraform_identity = {
     circleci_apply_context_id = var.circleci_terraform_context_id

@@ -126,6 +126,62 @@ resource "google_project_iam_member" "terraform" {
   member  = "serviceAccount:${google_service_account.terraform.email}"
 }
 
+# Only in an environment that signs and enforces (manages_signing: production), what applying
+# terraform/modules/signing and terraform/modules/binary-authorization takes. Each role is the
+# narrowest predefined one that holds the permissions named:
+#   binaryauthorization.attestorsAdmin  the attestor (binaryauthorization.attestors.create,
+#                                       update, delete, get)
+#   binaryauthorization.policyEditor    the project's one admission policy (policy.update, get);
+#                                       the attestors admin role cannot change the policy
+#   containeranalysis.admin             the attestor's note and its authoritative IAM policy: no
+#                                       narrower predefined role holds
+#                                       containeranalysis.notes.setIamPolicy (notes.editor only
+#                                       creates and changes notes). It can write occurrences,
+#                                       but Binary Authorization believes only one signed by
+#                                       the KMS key, which this account cannot use to sign
+#   iam.roleAdmin                       the custom role ferryAttestationCreator (iam.roles.create,
+#                                       update, delete); binding it to the deploy account is
+#                                       projectIamAdmin's, above
+#   cloudkms.admin                      the key ring, the key and the key's IAM policy
+#                                       (cloudkms.keyRings.create, cryptoKeys.create,
+#                                       cryptoKeys.setIamPolicy): no cryptographic operation,
+#                                       so this account cannot sign
+# The public key the attestor trusts is read through the key's own policy
+# (roles/cloudkms.publicKeyViewer, given by terraform/modules/signing's public_key_viewers).
+locals {
+  signing_apply_roles = var.manages_signing ? [
+    "roles/binaryauthorization.attestorsAdmin",
+    "roles/binaryauthorization.policyEditor",
+    "roles/containeranalysis.admin",
+    "roles/iam.roleAdmin",
+    "roles/cloudkms.admin",
+  ] : []
+
+  # The plan identity's read-only counterparts (the IAM policies themselves, of the note and
+  # the key, are roles/iam.securityReviewer's, granted below in every environment):
+  #   binaryauthorization.attestorsViewer  the attestor
+  #   binaryauthorization.policyViewer     the admission policy
+  #   containeranalysis.notes.viewer       the attestor's note
+  #   iam.roleViewer                       the custom role ferryAttestationCreator
+  #   cloudkms.viewer                      the key ring and the key (not the public key: that
+  #                                        is the key policy's publicKeyViewer)
+  signing_plan_roles = var.manages_signing ? [
+    "roles/binaryauthorization.attestorsViewer",
+    "roles/binaryauthorization.policyViewer",
+    "roles/containeranalysis.notes.viewer",
+    "roles/iam.roleViewer",
+    "roles/cloudkms.viewer",
+  ] : []
+}
+
+resource "google_project_iam_member" "terraform_signing" {
+  for_each = toset(local.signing_apply_roles)
+
+  project = var.project_id
+  role    = each.value
+  member  = "serviceAccount:${google_service_account.terraform.email}"
+}
+
 # Creating service accounts is a project-level permission (iam.serviceAccounts.create).
 resource "google_project_iam_member" "terraform_service_accounts" {
   #checkov:skip=CKV_GCP_49:Terraform creates this environment's service accounts and their bindings, which only a project-level grant allows; only the master-only apply identity has it
@@ -172,6 +228,14 @@ resource "google_project_iam_member" "terraform_plan" {
     "roles/iam.workloadIdentityPoolViewer",
     "roles/iam.securityReviewer",
   ])
+
+  project = var.project_id
+  role    = each.value
+  member  = "serviceAccount:${google_service_account.terraform_plan.email}"
+}
+
+resource "google_project_iam_member" "terraform_plan_signing" {
+  for_each = toset(local.signing_plan_roles)
 
   project = var.project_id
   role    = each.value

@@ -59,6 +59,12 @@ variable "promote_readers" {
   }
 }
 
+variable "manages_signing" {
+  description = "Whether this environment has the signing key and Binary Authorization (terraform/modules/signing and binary-authorization, production's): Terraform's apply identity then gets what managing them takes, and the plan identity the matching viewer roles. False elsewhere, where those accounts get nothing extra."
+  type        = bool
+  default     = false
+}
+
 variable "node_service_account_email" {
   description = "The service account the cluster's node pools run as (gke-cluster's node_service_account): Terraform's apply identity may act as it, and as no other."
   type        = string

@@ -151,7 +151,9 @@ pub fn run(args: InitArgs, reporter: &Reporter) -> anyhow::Result<()> {
         "next:\n  \
          git add ferry.toml k8s.yml Cargo.lock && git commit -m 'ferry init'\n  \
          ferry ship                     # test, build the image, run it here and verify it\n  \
-         then fill in [environments.production] in ferry.toml and run `ferry plan --env production`",
+         then fill in [environments.staging] and [environments.production] in ferry.toml, run\n  \
+         `ferry plan --env staging`, `ferry ship --env staging`, then\n  \
+         `ferry promote --from staging --to production` (what --ci circleci's pipeline does)",
     );
     Ok(())
 }
