@@ -60,8 +60,17 @@ pub async fn acquire(
         path: path.clone(),
         source,
     })? {
+        // The holder writes who it is just after it takes the lock: give it that moment.
         let mut holder = String::new();
-        let _ = file.read_to_string(&mut holder);
+        for _ in 0..20 {
+            holder.clear();
+            let _ = file.rewind();
+            let _ = file.read_to_string(&mut holder);
+            if !holder.trim().is_empty() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
         let holder = holder.trim();
         waiting(if holder.is_empty() {
             "another ferry"
