@@ -12,7 +12,6 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use kube_fake::{FakeCluster, Options};
 use support::*;
 
 fn skopeo_json(args: &[&str]) -> serde_json::Value {
@@ -74,12 +73,7 @@ async fn e2e_multi_platform_ship_pushes_a_signed_index_whose_arm64_binary_serves
     require_tool("qemu-aarch64-static", "apt-get install qemu-user-static");
     let repo = checkout();
     let registry = Registry::start();
-    let fake = FakeCluster::start(Options {
-        clock_scale: 60.0,
-        ..Options::default()
-    })
-    .await
-    .unwrap();
+    let fake = fast_cluster().await;
     let keys = tempfile::tempdir().unwrap();
     let prefix = keys.path().join("ferry");
     run_ok(

@@ -7,7 +7,7 @@ mod support;
 use std::path::Path;
 use std::process::Command;
 
-use kube_fake::{FakeCluster, Fault, Options};
+use kube_fake::{FakeCluster, Fault};
 use serde_json::json;
 use support::*;
 
@@ -127,6 +127,31 @@ async fn ferry_with(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> std::pro
         .unwrap()
 }
 
+/// `ferry deploy --env staging --image IMAGE` as of `commit`.
+async fn deploy_staging(dir: &Path, image: &str, commit: &str) -> std::process::Output {
+    let commit = format!("COMMIT={commit}");
+    ferry_in(
+        dir,
+        &["deploy", "--env", "staging", "--image", image, &commit],
+    )
+    .await
+}
+
+/// Every object of the kinds a deploy touches in `namespace`, by name (kubectl's view).
+fn objects_in(fake: &FakeCluster, namespace: &str) -> String {
+    kubectl(
+        fake,
+        &[
+            "get",
+            "deploy,rs,pods,svc,cm,secrets,leases",
+            "-n",
+            namespace,
+            "-o",
+            "name",
+        ],
+    )
+}
+
 fn image_in(fake: &FakeCluster, namespace: &str) -> String {
     fake.get_json(&format!(
         "/apis/apps/v1/namespaces/{namespace}/deployments/hello"
@@ -140,12 +165,7 @@ fn image_in(fake: &FakeCluster, namespace: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn promote_copies_the_running_digest_to_another_repository_and_deploys_it() {
     let registry = Registry::start();
-    let fake = FakeCluster::start(Options {
-        clock_scale: 60.0,
-        ..Options::default()
-    })
-    .await
-    .unwrap();
+    let fake = fast_cluster().await;
     kubectl(&fake, &["create", "namespace", "staging"]);
     kubectl(&fake, &["create", "namespace", "production"]);
     let host = registry.host();
@@ -178,18 +198,7 @@ async fn promote_copies_the_running_digest_to_another_repository_and_deploys_it(
     // Staging runs commit A, pushed (not built) to its repository.
     let d1 = push_image(&registry, "ferry/staging-hello", b"layer one").await;
     let staged = format!("{host}/ferry/staging-hello@{d1}");
-    let out = ferry_in(
-        dir.path(),
-        &[
-            "deploy",
-            "--env",
-            "staging",
-            "--image",
-            &staged,
-            &format!("COMMIT={COMMIT_A}"),
-        ],
-    )
-    .await;
+    let out = deploy_staging(dir.path(), &staged, COMMIT_A).await;
     assert!(out.status.success(), "{}", stderr(&out));
 
     let out = ferry_in(
@@ -268,18 +277,7 @@ async fn promote_copies_the_running_digest_to_another_repository_and_deploys_it(
     // A promote whose rollout fails rolls the target back and leaves the source untouched.
     let d2 = push_image(&registry, "ferry/staging-hello", b"layer two").await;
     let staged2 = format!("{host}/ferry/staging-hello@{d2}");
-    let out = ferry_in(
-        dir.path(),
-        &[
-            "deploy",
-            "--env",
-            "staging",
-            "--image",
-            &staged2,
-            &format!("COMMIT={COMMIT_B}"),
-        ],
-    )
-    .await;
+    let out = deploy_staging(dir.path(), &staged2, COMMIT_B).await;
     assert!(out.status.success(), "{}", stderr(&out));
     let staging_before = fake
         .get_json("/apis/apps/v1/namespaces/staging/deployments/hello")
@@ -381,12 +379,7 @@ async fn promote_carries_a_signed_multi_platform_index_and_refuses_an_unsigned_o
     use support::images::*;
     let registry = Registry::start();
     let other = Registry::start();
-    let fake = FakeCluster::start(Options {
-        clock_scale: 60.0,
-        ..Options::default()
-    })
-    .await
-    .unwrap();
+    let fake = fast_cluster().await;
     for ns in ["staging", "production", "mirror"] {
         kubectl(&fake, &["create", "namespace", ns]);
     }
@@ -430,33 +423,12 @@ async fn promote_carries_a_signed_multi_platform_index_and_refuses_an_unsigned_o
         "application/vnd.oci.image.index.v1+json"
     );
     let staged = format!("{staging_repo}@{digest}");
-    let out = ferry_in(
-        dir.path(),
-        &[
-            "deploy",
-            "--env",
-            "staging",
-            "--image",
-            &staged,
-            &format!("COMMIT={COMMIT_A}"),
-        ],
-    )
-    .await;
+    let out = deploy_staging(dir.path(), &staged, COMMIT_A).await;
     assert!(out.status.success(), "{}", stderr(&out));
     let staging_before = fake
         .get_json("/apis/apps/v1/namespaces/staging/deployments/hello")
         .unwrap();
-    let production_before = kubectl(
-        &fake,
-        &[
-            "get",
-            "deploy,rs,pods,svc,cm,secrets,leases",
-            "-n",
-            "production",
-            "-o",
-            "name",
-        ],
-    );
+    let production_before = objects_in(&fake, "production");
 
     // Unsigned, then signed with a key production does not trust: refused before anything
     // is copied, locked or applied.
@@ -484,17 +456,7 @@ async fn promote_carries_a_signed_multi_platform_index_and_refuses_an_unsigned_o
             "a Deployment was applied"
         );
         assert_eq!(
-            kubectl(
-                &fake,
-                &[
-                    "get",
-                    "deploy,rs,pods,svc,cm,secrets,leases",
-                    "-n",
-                    "production",
-                    "-o",
-                    "name"
-                ]
-            ),
+            objects_in(&fake, "production"),
             production_before,
             "the production namespace is unchanged"
         );
@@ -605,12 +567,7 @@ async fn promote_into_a_signing_environment_signs_the_copy_and_attests_it() {
     use support::container_analysis::*;
     use support::images::*;
     let registry = Registry::start();
-    let fake = FakeCluster::start(Options {
-        clock_scale: 60.0,
-        ..Options::default()
-    })
-    .await
-    .unwrap();
+    let fake = fast_cluster().await;
     for ns in ["staging", "production"] {
         kubectl(&fake, &["create", "namespace", ns]);
     }
@@ -647,18 +604,7 @@ async fn promote_into_a_signing_environment_signs_the_copy_and_attests_it() {
     sign_like_ship(&staging_repo, &image, &build_private).await;
     let digest = image.manifest.digest.clone();
     let staged = format!("{staging_repo}@{digest}");
-    let out = ferry_in(
-        dir.path(),
-        &[
-            "deploy",
-            "--env",
-            "staging",
-            "--image",
-            &staged,
-            &format!("COMMIT={COMMIT_A}"),
-        ],
-    )
-    .await;
+    let out = deploy_staging(dir.path(), &staged, COMMIT_A).await;
     assert!(out.status.success(), "{}", stderr(&out));
 
     let google = [

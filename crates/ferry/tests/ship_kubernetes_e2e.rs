@@ -76,12 +76,7 @@ fn registry_tags(registry: &Registry) -> Vec<String> {
 async fn e2e_ship_to_kubernetes_pushes_deploys_rolls_forward_and_rolls_back() {
     let repo = checkout();
     let registry = Registry::start();
-    let fake = FakeCluster::start(Options {
-        clock_scale: 60.0,
-        ..Options::default()
-    })
-    .await
-    .unwrap();
+    let fake = fast_cluster().await;
     let repository = write_e2e_config(&repo, &registry, &fake, "");
     let ship = |extra: &[&str]| {
         let mut args = vec![
@@ -562,12 +557,7 @@ async fn e2e_secrets_reach_the_pods_through_a_secret_roll_them_on_change_and_nev
     require_tool("openssl", "apt-get install openssl");
     let repo = checkout();
     let registry = Registry::start();
-    let fake = FakeCluster::start(Options {
-        clock_scale: 60.0,
-        ..Options::default()
-    })
-    .await
-    .unwrap();
+    let fake = fast_cluster().await;
     let google = fake_google("sm-api-key-5f1e2d").await;
     // A service-account key whose token endpoint is the fake.
     let keys = tempfile::tempdir().unwrap();

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use base64::Engine as _;
-use kube_fake::{FakeCluster, Options};
+use kube_fake::FakeCluster;
 use support::container_analysis::*;
 use support::*;
 
@@ -379,12 +379,7 @@ async fn ferry_deploy(dir: &Path, image: &str) -> std::process::Output {
 async fn deploying_an_unsigned_image_where_signatures_are_required_applies_nothing() {
     ferry::install_crypto_provider();
     let registry = Registry::start();
-    let fake = FakeCluster::start(Options {
-        clock_scale: 60.0,
-        ..Options::default()
-    })
-    .await
-    .unwrap();
+    let fake = fast_cluster().await;
     let dir = tempfile::tempdir().unwrap();
     let (private, public) = keygen(dir.path(), "ferry");
     let (other_private, _) = keygen(dir.path(), "other");
@@ -859,12 +854,7 @@ fn kms_key(dir: &Path) -> (p256::ecdsa::SigningKey, PathBuf) {
 async fn e2e_a_signed_ship_attests_the_pushed_digest_once_for_binary_authorization() {
     let repo = checkout();
     let registry = Registry::start();
-    let fake = FakeCluster::start(Options {
-        clock_scale: 60.0,
-        ..Options::default()
-    })
-    .await
-    .unwrap();
+    let fake = fast_cluster().await;
     let keys = tempfile::tempdir().unwrap();
     let (key, public) = kms_key(keys.path());
     let (kms, _) = fake_kms(key).await;
@@ -961,12 +951,7 @@ async fn e2e_a_signed_ship_attests_the_pushed_digest_once_for_binary_authorizati
 async fn e2e_a_refused_attestation_fails_ship_before_anything_is_applied() {
     let repo = checkout();
     let registry = Registry::start();
-    let fake = FakeCluster::start(Options {
-        clock_scale: 60.0,
-        ..Options::default()
-    })
-    .await
-    .unwrap();
+    let fake = fast_cluster().await;
     let keys = tempfile::tempdir().unwrap();
     let (key, _) = kms_key(keys.path());
     let (kms, _) = fake_kms(key).await;

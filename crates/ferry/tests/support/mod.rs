@@ -29,6 +29,17 @@ pub fn require_tool(tool: &str, install: &str) {
     );
 }
 
+/// A fake API server whose controllers run 60 times faster than a real cluster's (rollouts,
+/// lease expiry), as the end-to-end tests want.
+pub async fn fast_cluster() -> kube_fake::FakeCluster {
+    kube_fake::FakeCluster::start(kube_fake::Options {
+        clock_scale: 60.0,
+        ..kube_fake::Options::default()
+    })
+    .await
+    .unwrap()
+}
+
 /// A clean checkout of the workspace's HEAD, shared by the end-to-end tests (they run one at a
 /// time) so the release build is paid once. Builds go to their own target directory.
 pub fn checkout() -> PathBuf {
