@@ -19,53 +19,9 @@ fn sha256(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
 }
 
-/// Pushes a small single-layer OCI image to `repo` (`ferry/staging-hello`) and returns its
-/// manifest digest.
+/// A small single-layer OCI image pushed to `repo` (`ferry/staging-hello`); its digest.
 async fn push_image(registry: &Registry, repo: &str, layer: &[u8]) -> String {
-    ferry::install_crypto_provider();
-    let http = reqwest::Client::new();
-    let base = format!("http://{}", registry.host());
-    let config = serde_json::to_vec(&json!({"architecture": "amd64", "os": "linux",
-        "rootfs": {"type": "layers", "diff_ids": [sha256(layer)]}, "config": {}}))
-    .unwrap();
-    for blob in [layer, &config[..]] {
-        let started = http
-            .post(format!("{base}/v2/{repo}/blobs/uploads/"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(started.status(), 202);
-        let location = started.headers()["location"].to_str().unwrap().to_string();
-        let location = if location.starts_with("http") {
-            location
-        } else {
-            format!("{base}{location}")
-        };
-        let sep = if location.contains('?') { '&' } else { '?' };
-        let put = http
-            .put(format!("{location}{sep}digest={}", sha256(blob)))
-            .body(blob.to_vec())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(put.status(), 201);
-    }
-    let manifest = serde_json::to_vec(&json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(&config), "size": config.len()},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": sha256(layer), "size": layer.len()}],
-    }))
-    .unwrap();
-    let put = http
-        .put(format!("{base}/v2/{repo}/manifests/v1"))
-        .header("content-type", "application/vnd.oci.image.manifest.v1+json")
-        .body(manifest.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(put.status(), 201);
-    sha256(&manifest)
+    push_small_image(&registry.host(), repo, layer).await
 }
 
 fn skopeo_digest(reference: &str) -> String {

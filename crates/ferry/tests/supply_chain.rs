@@ -18,24 +18,7 @@ const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
 
 /// A tiny image (its "binary" is a shell script: nothing here runs it) pushed unsigned.
 async fn push_image(registry: &Registry, dir: &Path, body: &str) -> ferry::image::Image {
-    let binary = dir.join("app");
-    std::fs::write(&binary, format!("#!/bin/sh\necho {body}\n")).unwrap();
-    let spec = ferry::image::ImageSpec {
-        binary,
-        binary_name: "app".into(),
-        port: 8000,
-        user: 65532,
-        args: vec![],
-        env: vec![],
-        files: vec![],
-        ca_certificates: false,
-        tag: format!("t-{body}"),
-        revision: COMMIT.into(),
-        created: "2026-01-01T00:00:00Z".into(),
-        created_unix: 1_767_225_600,
-        source: Some("https://github.com/ferry-dev/ferry".into()),
-        title: "app".into(),
-    };
+    let spec = support::images::script_spec(dir, body, "amd64");
     let image = ferry::image::assemble(&spec, &dir.join(format!("oci-{body}"))).unwrap();
     let repository: ferry::registry::Repository =
         format!("{}/ferry/hello", registry.host()).parse().unwrap();

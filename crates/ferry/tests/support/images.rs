@@ -9,7 +9,8 @@ use super::*;
 
 pub const IMAGE_COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
 
-fn spec(dir: &Path, body: &str, arch: &str) -> ferry::image::ImageSpec {
+/// The spec of a tiny image whose "binary" is a shell script saying `body` (nothing runs it).
+pub fn script_spec(dir: &Path, body: &str, arch: &str) -> ferry::image::ImageSpec {
     let binary = dir.join(format!("app-{body}-{arch}"));
     std::fs::write(&binary, format!("#!/bin/sh\necho {body} on {arch}\n")).unwrap();
     ferry::image::ImageSpec {
@@ -37,7 +38,7 @@ pub fn two_platform_image(dir: &Path, body: &str) -> ferry::image::Image {
         .iter()
         .map(|p| {
             let platform = ferry::compile::Platform::parse(p).unwrap();
-            let spec = spec(dir, body, &platform.architecture);
+            let spec = script_spec(dir, body, &platform.architecture);
             (platform, spec)
         })
         .collect();
