@@ -604,52 +604,26 @@ impl super::Environment for Kubernetes {
             ),
         )
         .await?;
-        let (namespace, name) = (&self.settings.namespace, self.lease_name());
         let cluster = pipeline::connect(&self.config, &self.settings).await?;
         let claim = lease::Claim::new("promote", source.commit.clone());
-        let held = lease::acquire(
-            &cluster,
-            namespace,
-            &name,
-            &claim,
-            request.lock_wait,
-            &|s| {
-                reporter.info(format!(
-                    "the deploy lock is held by {}; waiting",
-                    s.describe()
-                ))
-            },
-        )
-        .await
-        .with_context(|| format!("cannot promote to {}", self.name))?;
+        let held = self
+            .deploy_lock(&cluster, &claim, request.lock_wait, reporter)
+            .await
+            .with_context(|| format!("cannot promote to {}", self.name))?;
         let result = self.promote_held(&cluster, source, request, reporter).await;
         held.release().await;
         result
     }
 
     async fn rollback(&self, request: &RollbackRequest, reporter: &Reporter) -> anyhow::Result<()> {
-        let (namespace, name) = (&self.settings.namespace, self.lease_name());
-        let service = &self.config.image.name;
         let cluster = pipeline::connect(&self.config, &self.settings).await?;
         let claim = lease::Claim::new("rollback", None);
-        let held = lease::acquire(
-            &cluster,
-            namespace,
-            &name,
-            &claim,
-            request.lock_wait,
-            &|s| {
-                reporter.info(format!(
-                    "the deploy lock is held by {}; waiting",
-                    s.describe()
-                ))
-            },
-        )
-        .await
-        .with_context(|| format!("cannot roll back {}", self.name))?;
+        let held = self
+            .deploy_lock(&cluster, &claim, request.lock_wait, reporter)
+            .await
+            .with_context(|| format!("cannot roll back {}", self.name))?;
         let result = self.roll_back(&cluster, request, reporter).await;
         held.release().await;
-        let _ = service;
         result
     }
 
@@ -665,6 +639,32 @@ impl super::Environment for Kubernetes {
 impl Kubernetes {
     fn lease_name(&self) -> String {
         lease::lease_name(&self.config.image.name)
+    }
+
+    /// The environment's deploy lock for `claim`, waiting up to `wait` (and saying so) while
+    /// another run holds it.
+    async fn deploy_lock(
+        &self,
+        cluster: &deploy::Cluster,
+        claim: &lease::Claim,
+        wait: Duration,
+        reporter: &Reporter,
+    ) -> Result<lease::Held, lease::LockError> {
+        let on_wait = |s: &lease::LockState| {
+            reporter.info(format!(
+                "the deploy lock is held by {}; waiting",
+                s.describe()
+            ))
+        };
+        lease::acquire(
+            cluster,
+            &self.settings.namespace,
+            &self.lease_name(),
+            claim,
+            wait,
+            &on_wait,
+        )
+        .await
     }
 
     /// Adds the rollout's outcome to the history; a history that cannot be written is a
