@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use base64::Engine as _;
 use support::*;
@@ -313,36 +313,7 @@ async fn registry_api(State(front): State<Front>, request: Request) -> Response 
 
 /// Sends the request on to the real registry; `Location` headers point back at the front.
 async fn forward(front: &Front, request: Request) -> Response {
-    let (parts, body) = request.into_parts();
-    let path_and_query = parts
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/");
-    let url = format!("http://{}{path_and_query}", front.registry);
-    let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
-    let mut outgoing = front.http.request(parts.method, url).body(body);
-    for name in [header::CONTENT_TYPE, header::ACCEPT] {
-        if let Some(v) = parts.headers.get(&name) {
-            outgoing = outgoing.header(name, v);
-        }
-    }
-    let answer = outgoing.send().await.unwrap();
-    let status = answer.status();
-    let mut headers = HeaderMap::new();
-    for (name, value) in answer.headers() {
-        if name == header::LOCATION {
-            let rewritten = value.to_str().unwrap().replace(&front.registry, &front.me);
-            headers.insert(name, HeaderValue::from_str(&rewritten).unwrap());
-        } else if name != header::TRANSFER_ENCODING && name != header::CONNECTION {
-            headers.insert(name, value.clone());
-        }
-    }
-    let bytes = answer.bytes().await.unwrap();
-    let mut resp = Response::new(Body::from(bytes));
-    *resp.status_mut() = status;
-    *resp.headers_mut() = headers;
-    resp
+    proxy_to_registry(&front.http, &front.registry, &front.me, request, None).await
 }
 
 /// A directory with a `ferry.toml` and an image in ferry's layout, built by the library.

@@ -38,19 +38,7 @@ fn subject(registry: &Registry, image: &ferry::image::Image) -> ferry::supply::S
 }
 
 fn statement(subject: &ferry::supply::Subject) -> Vec<u8> {
-    ferry::attest::provenance(&ferry::attest::BuildFacts {
-        repository: subject.repository.clone(),
-        digest: subject.digest.clone(),
-        source: Some("https://github.com/ferry-dev/ferry".into()),
-        commit: COMMIT.into(),
-        package: "app".into(),
-        environment: "test".into(),
-        command: vec!["cargo".into(), "build".into(), "--release".into()],
-        cargo_lock: Some(format!("sha256:{}", "c".repeat(64))),
-        toolchain: "rustc 1.95.0".into(),
-        builder: "https://ci.example/job/1".into(),
-        time: "2026-01-01T00:00:00Z".into(),
-    })
+    support::images::test_provenance(&subject.repository, &subject.digest)
 }
 
 /// `ferry keygen` into `dir`: (private, public).

@@ -79,19 +79,7 @@ pub async fn sign_like_ship(repository: &str, image: &ferry::image::Image, priva
         size: blob.size,
     };
     let top = subject(&image.manifest);
-    let statement = ferry::attest::provenance(&ferry::attest::BuildFacts {
-        repository: repository.to_string(),
-        digest: top.digest.clone(),
-        source: Some("https://github.com/ferry-dev/ferry".into()),
-        commit: IMAGE_COMMIT.into(),
-        package: "app".into(),
-        environment: "test".into(),
-        command: vec!["cargo".into(), "build".into(), "--release".into()],
-        cargo_lock: Some(format!("sha256:{}", "c".repeat(64))),
-        toolchain: "rustc 1.95.0".into(),
-        builder: "https://ci.example/job/1".into(),
-        time: "2026-01-01T00:00:00Z".into(),
-    });
+    let statement = test_provenance(repository, &top.digest);
     let signer =
         ferry::sign::Signer::open(&ferry::sign::KeyRef::File(private.to_path_buf())).unwrap();
     let parsed: ferry::registry::Repository = repository.parse().unwrap();
@@ -130,4 +118,22 @@ pub fn validate_oci(args: &[&std::ffi::OsStr]) -> Output {
         .env_remove("OCI_SCHEMA_DIR")
         .output()
         .unwrap()
+}
+
+/// A SLSA provenance statement for `repository@digest` with fixed build facts, as a test
+/// signs it.
+pub fn test_provenance(repository: &str, digest: &str) -> Vec<u8> {
+    ferry::attest::provenance(&ferry::attest::BuildFacts {
+        repository: repository.to_string(),
+        digest: digest.to_string(),
+        source: Some("https://github.com/ferry-dev/ferry".into()),
+        commit: IMAGE_COMMIT.into(),
+        package: "app".into(),
+        environment: "test".into(),
+        command: vec!["cargo".into(), "build".into(), "--release".into()],
+        cargo_lock: Some(format!("sha256:{}", "c".repeat(64))),
+        toolchain: "rustc 1.95.0".into(),
+        builder: "https://ci.example/job/1".into(),
+        time: "2026-01-01T00:00:00Z".into(),
+    })
 }

@@ -361,3 +361,48 @@ pub async fn push_small_image(host: &str, repo: &str, layer: &[u8]) -> String {
 
 pub mod container_analysis;
 pub mod images;
+
+/// Sends `request` on to the real registry at `registry` (to `path_and_query`) and returns its
+/// answer, with `Location` headers pointing back at `me`: the fake authentication fronts put
+/// this in front of Debian's docker-registry.
+pub async fn proxy_to_registry(
+    http: &reqwest::Client,
+    registry: &str,
+    me: &str,
+    request: axum::extract::Request,
+    path_and_query: Option<String>,
+) -> axum::response::Response {
+    use axum::http::{HeaderMap, HeaderValue, header};
+    let (parts, body) = request.into_parts();
+    let path_and_query = path_and_query.unwrap_or_else(|| {
+        parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| "/".into())
+    });
+    let url = format!("http://{registry}{path_and_query}");
+    let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+    let mut outgoing = http.request(parts.method, url).body(body);
+    for name in [header::CONTENT_TYPE, header::ACCEPT] {
+        if let Some(v) = parts.headers.get(&name) {
+            outgoing = outgoing.header(name, v);
+        }
+    }
+    let answer = outgoing.send().await.unwrap();
+    let status = answer.status();
+    let mut headers = HeaderMap::new();
+    for (name, value) in answer.headers() {
+        if name == header::LOCATION {
+            let rewritten = value.to_str().unwrap().replace(registry, me);
+            headers.insert(name, HeaderValue::from_str(&rewritten).unwrap());
+        } else if name != header::TRANSFER_ENCODING && name != header::CONNECTION {
+            headers.insert(name, value.clone());
+        }
+    }
+    let bytes = answer.bytes().await.unwrap();
+    let mut resp = axum::response::Response::new(axum::body::Body::from(bytes));
+    *resp.status_mut() = status;
+    *resp.headers_mut() = headers;
+    resp
+}
