@@ -18,7 +18,7 @@
 //! trait; [`pipeline`] holds the stages every environment shares; [`config`] reads
 //! `ferry.toml`; [`project`] reads the cargo project; [`init`] writes a starting ferry.toml;
 //! [`sbom`] lists the crates in the binary; [`sign`], [`attest`] and [`supply`] sign images, attest their provenance and store both
-//! beside them in the registry; [`binauthz`] records Binary Authorization attestations; [`lock`] keeps two ferries in one checkout apart; [`output`] reports progress.
+//! beside them in the registry; [`binauthz`] records Binary Authorization attestations; [`google`] finds Google access tokens; [`lock`] keeps two ferries in one checkout apart; [`output`] reports progress.
 
 pub mod attest;
 pub mod binauthz;
@@ -30,6 +30,7 @@ pub mod deploy;
 pub mod dev;
 pub mod environment;
 pub mod git;
+pub mod google;
 pub mod image;
 pub mod init;
 pub mod local;

@@ -548,6 +548,10 @@ impl Client {
                 }
             },
         };
+        match &credentials {
+            Some(c) => tracing::debug!("credentials for {}: {}", repository.host, c.source),
+            None => tracing::debug!("no credentials for {}", repository.host),
+        }
         Ok(Self {
             http,
             base: format!("{scheme}://{}", repository.host),
@@ -831,7 +835,7 @@ impl Client {
         let mut attempt = 0;
         let resp = loop {
             attempt += 1;
-            let mut request = self.http.get(&realm).query(&query);
+            let mut request = self.http.get(with_query(&realm, &query));
             if let Some(basic) = &basic {
                 request = request.header(header::AUTHORIZATION, basic.expose());
             }
@@ -949,21 +953,6 @@ async fn short_body(resp: reqwest::Response) -> String {
 
 async fn backoff(attempt: u32) {
     tokio::time::sleep(Duration::from_millis(200 * 2u64.pow(attempt))).await;
-}
-
-/// An error and each of its causes that adds something, joined by `: `.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut cause = e.source();
-    while let Some(next) = cause {
-        let text = next.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        cause = next.source();
-    }
-    out
 }
 
 fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
@@ -1104,17 +1093,15 @@ async fn run_helper(helper: &str, host: &str) -> Result<Credentials, RegistryErr
     })
 }
 
-/// The scope of an access token for Artifact Registry and Container Registry.
-const CLOUD_PLATFORM: &str = "https://www.googleapis.com/auth/cloud-platform";
-
-/// Google's access token for the registry ([`google_access_token`]).
+/// Google's access token for the registry ([`crate::google::access_token`]).
 async fn google_credentials(host: &str) -> Result<Credentials, RegistryError> {
-    let (token, source) = google_access_token()
-        .await
-        .map_err(|why| RegistryError::Google {
-            host: host.to_string(),
-            why,
-        })?;
+    let (token, source) =
+        crate::google::access_token()
+            .await
+            .map_err(|why| RegistryError::Google {
+                host: host.to_string(),
+                why,
+            })?;
     Ok(Credentials {
         username: "oauth2accesstoken".into(),
         password: token,
@@ -1122,114 +1109,30 @@ async fn google_credentials(host: &str) -> Result<Credentials, RegistryError> {
     })
 }
 
-/// A Google access token (cloud-platform scope) and where it came from, for the registry,
-/// Cloud KMS and Container Analysis. An `external_account` configuration (workload identity
-/// federation, as CI systems use instead of keys) is exchanged by Google's own auth library:
-/// the subject token from its `credential_source` for a federated token at its `token_url`,
-/// then, with `service_account_impersonation_url`, for a service account's token. Anything
-/// else goes through gcp_auth (a service-account key, application default credentials, the
-/// metadata server, gcloud). `gcloud auth print-access-token` is the last resort either way.
-pub async fn google_access_token() -> Result<(Secret, String), String> {
-    let library = match external_account_config()? {
-        Some((path, config)) => external_account_token(config).await.map(|token| {
-            let source = format!("workload identity federation ({})", path.display());
-            (token, source)
-        }),
-        None => gcp_auth_token()
-            .await
-            .map(|token| (token, "Google credentials (gcp_auth)".to_string())),
-    };
-    match library {
-        Ok(found) => Ok(found),
-        Err(library_error) => match gcloud_token().await {
-            Ok(token) => Ok((token, "gcloud auth print-access-token".to_string())),
-            Err(gcloud_error) => Err(format!("{library_error}; and gcloud: {gcloud_error}")),
-        },
-    }
-}
-
-async fn gcp_auth_token() -> Result<Secret, String> {
-    let provider = gcp_auth::provider().await.map_err(|e| e.to_string())?;
-    provider
-        .token(&[CLOUD_PLATFORM])
-        .await
-        .map(|t| Secret::new(t.as_str()))
-        .map_err(|e| e.to_string())
-}
-
-/// The credentials file Google's libraries read: GOOGLE_APPLICATION_CREDENTIALS, else the one
-/// `gcloud auth application-default login` writes. Its contents when it is an
-/// `external_account` configuration; `None` for any other kind, or no file.
-fn external_account_config() -> Result<Option<(PathBuf, serde_json::Value)>, String> {
-    let path = match std::env::var_os("GOOGLE_APPLICATION_CREDENTIALS").filter(|p| !p.is_empty()) {
-        Some(path) => PathBuf::from(path),
-        None => {
-            let gcloud_dir = std::env::var_os("CLOUDSDK_CONFIG")
-                .map(PathBuf::from)
-                .or_else(|| {
-                    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config/gcloud"))
-                });
-            match gcloud_dir.map(|d| d.join("application_default_credentials.json")) {
-                Some(path) if path.is_file() => path,
-                _ => return Ok(None),
+/// `application/x-www-form-urlencoded` encoding of one key or value.
+pub(crate) fn form_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => {
+                out.push(b as char)
             }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
         }
-    };
-    // A file that cannot be read or parsed is gcp_auth's to report, with its own message.
-    let Ok(text) = std::fs::read_to_string(&path) else {
-        return Ok(None);
-    };
-    let Ok(config) = serde_json::from_str::<serde_json::Value>(&text) else {
-        return Ok(None);
-    };
-    if config["type"] != "external_account" {
-        return Ok(None);
     }
-    Ok(Some((path, config)))
+    out
 }
 
-/// Exchanges an `external_account` configuration for an access token (Google's auth library;
-/// the library retries transient failures itself, within the time given here).
-async fn external_account_token(config: serde_json::Value) -> Result<Secret, String> {
-    use google_cloud_auth::credentials::external_account::Builder;
-    let credentials = Builder::new(config)
-        .with_scopes([CLOUD_PLATFORM])
-        .build_access_token_credentials()
-        .map_err(|e| {
-            format!(
-                "the external_account configuration is not usable: {}",
-                error_chain(&e)
-            )
-        })?;
-    let token = tokio::time::timeout(Duration::from_secs(60), credentials.access_token())
-        .await
-        .map_err(|_| "the token exchange did not finish within 60 s".to_string())?
-        .map_err(|e| {
-            format!(
-                "the external_account token exchange failed: {}",
-                error_chain(&e)
-            )
-        })?;
-    Ok(Secret::new(token.token))
-}
-
-async fn gcloud_token() -> Result<Secret, String> {
-    let out = tokio::process::Command::new("gcloud")
-        .args(["auth", "print-access-token", "--quiet"])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .map_err(|e| format!("cannot run gcloud: {e}"))?;
-    let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    if !out.status.success() || token.is_empty() {
-        let why = String::from_utf8_lossy(&out.stderr).trim().to_string();
-        return Err(if why.is_empty() {
-            format!("`gcloud auth print-access-token` failed ({})", out.status)
-        } else {
-            why
-        });
-    }
-    Ok(Secret::new(token))
+/// `url` with `pairs` appended to its query.
+fn with_query(url: &str, pairs: &[(String, String)]) -> String {
+    let query = pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", form_encode(k), form_encode(v)))
+        .collect::<Vec<_>>()
+        .join("&");
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}{query}")
 }
 
 /// Manifests and blobs beside an image — signatures, attestations, SBOMs — and reading them
@@ -1350,6 +1253,22 @@ impl Session {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn form_encoding_escapes_everything_but_the_unreserved() {
+        assert_eq!(form_encode("a b&c=d/é:"), "a+b%26c%3Dd%2F%C3%A9%3A");
+        assert_eq!(form_encode("A-z_0.9*"), "A-z_0.9*");
+    }
+
+    #[test]
+    fn query_pairs_are_appended_to_a_realm_with_or_without_its_own_query() {
+        let pairs = [("scope".to_string(), "repository:a/b:pull,push".to_string())];
+        assert_eq!(
+            with_query("http://h/token", &pairs),
+            "http://h/token?scope=repository%3Aa%2Fb%3Apull%2Cpush"
+        );
+        assert_eq!(with_query("http://h/t?x=1", &pairs).matches('?').count(), 1);
+    }
+
     use super::*;
 
     #[test]

@@ -250,7 +250,7 @@ pub fn secret_manager_endpoint() -> String {
 
 /// Resolves an environment's `secrets` with ferry's own environment and, when a `gcpsm://`
 /// source is declared, Google credentials: the same chain as the registry and Cloud KMS
-/// (`registry::google_access_token`: workload identity federation, a service-account key,
+/// (`google::access_token`: workload identity federation, a service-account key,
 /// application default credentials, the metadata server, gcloud).
 pub async fn resolve_declared(
     declared: &BTreeMap<String, String>,
@@ -263,7 +263,7 @@ pub async fn resolve_declared(
         return resolve(declared, lookup, None::<&GoogleSecretManager>).await;
     };
     crate::install_crypto_provider();
-    let token = crate::registry::google_access_token()
+    let token = crate::google::access_token()
         .await
         .map(|(token, _source)| token)
         .map_err(|why| SecretError::SecretManager {

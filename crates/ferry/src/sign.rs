@@ -237,7 +237,7 @@ pub const GOOGLE_CREDENTIALS_HINT: &str =
     "run `gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS";
 
 /// An access token: `token` when given (`FERRY_KMS_TOKEN`), else the Google credentials the
-/// registry uses too ([`crate::registry::google_access_token`]: workload identity federation,
+/// registry uses too ([`crate::google::access_token`]: workload identity federation,
 /// a service-account key, application default credentials, the metadata server, gcloud).
 /// Cloud KMS and Container Analysis ([`crate::binauthz`]) share it.
 pub async fn google_token(token: Option<&Secret>) -> Result<Secret, String> {
@@ -245,7 +245,7 @@ pub async fn google_token(token: Option<&Secret>) -> Result<Secret, String> {
         return Ok(token.clone());
     }
     crate::install_crypto_provider();
-    let (token, source) = crate::registry::google_access_token().await?;
+    let (token, source) = crate::google::access_token().await?;
     tracing::debug!(%source, "Google access token");
     Ok(token)
 }

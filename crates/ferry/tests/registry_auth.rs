@@ -34,6 +34,10 @@ const GOOGLE_TOKEN: &str = "ya29.fake-google-access-token";
 const SUBJECT_TOKEN: &str = "eyJoZWFkZXIi.oidc-subject-token.c2lnbmF0dXJl";
 /// The federated token the fake STS issues when a service account is impersonated next.
 const FEDERATED_TOKEN: &str = "ya29.fake-federated-sts-token";
+/// `gcloud auth application-default login`'s refresh token, and the user's access token the
+/// fake token endpoint gives for it.
+const REFRESH_TOKEN: &str = "1//fake-refresh-token";
+const USER_TOKEN: &str = "ya29.fake-user-access-token";
 const AUDIENCE: &str = "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/circleci/providers/circleci";
 
 /// What the front should do with the next requests to `/v2/…`.
@@ -59,6 +63,10 @@ struct Seen {
     sts_exchanges: Vec<Vec<(String, String)>>,
     /// Authorization headers of each call to the fake IAM generateAccessToken.
     impersonations: Vec<String>,
+    /// The access token each accepted `oauth2accesstoken` login presented.
+    google_logins: Vec<String>,
+    /// Metadata-server token requests that carried `Metadata-Flavor: Google`.
+    metadata_requests: u32,
 }
 
 #[derive(Clone)]
@@ -68,6 +76,8 @@ struct Front {
     faults: Arc<Mutex<Faults>>,
     seen: Arc<Mutex<Seen>>,
     http: reqwest::Client,
+    /// The public key the service-account JWTs must verify with (openssl), once a test set it.
+    service_account_public_key: Arc<Mutex<Option<PathBuf>>>,
 }
 
 /// The auth front, on its own runtime and port; stops when the test ends.
@@ -108,11 +118,17 @@ fn start_front() -> Running {
         faults: Arc::default(),
         seen: Arc::default(),
         http: reqwest::Client::new(),
+        service_account_public_key: Arc::default(),
     };
     let app = axum::Router::new()
         .route("/token", axum::routing::get(token))
         .route("/oauth2/token", axum::routing::post(google_token))
         .route("/sts/v1/token", axum::routing::post(sts_token))
+        .route(
+            "/computeMetadata/v1/instance/service-accounts/default/token",
+            axum::routing::get(metadata_token),
+        )
+        .route("/oidc/token", axum::routing::get(oidc_url_source))
         .route(
             "/iam/{*rest}",
             axum::routing::post(iam_generate_access_token),
@@ -144,39 +160,151 @@ async fn token(State(front): State<Front>, request: Request) -> Response {
     let accepted = [
         basic(USER, PASSWORD),
         basic("oauth2accesstoken", GOOGLE_TOKEN),
+        basic("oauth2accesstoken", USER_TOKEN),
     ];
     if !given.is_some_and(|g| accepted.iter().any(|a| a == g)) {
         return reply(StatusCode::UNAUTHORIZED, r#"{"details":"bad credentials"}"#);
+    }
+    for google in [GOOGLE_TOKEN, USER_TOKEN] {
+        if given == Some(basic("oauth2accesstoken", google).as_str()) {
+            front.seen.lock().unwrap().google_logins.push(google.into());
+        }
     }
     let query = request.uri().query().unwrap_or_default().to_string();
     front.seen.lock().unwrap().token_queries.push(query);
     reply(StatusCode::OK, &format!(r#"{{"token":"{TOKEN}"}}"#))
 }
 
-/// Google's OAuth token endpoint: a service-account key's signed JWT for an access token.
+/// Google's OAuth token endpoint: a service-account key's signed JWT (RFC 7523), whose
+/// signature openssl checks against the key's public half and whose claims must name the
+/// account, this endpoint and the cloud-platform scope; or an authorized user's refresh token.
 async fn google_token(State(front): State<Front>, body: String) -> Response {
-    let form: Vec<(String, String)> = body
-        .split('&')
-        .filter_map(|pair| pair.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.replace("%3A", ":")))
-        .collect();
-    let grant = form
-        .iter()
-        .find(|(k, _)| k == "grant_type")
-        .map(|(_, v)| v.as_str());
-    let assertion = form
-        .iter()
-        .find(|(k, _)| k == "assertion")
-        .map(|(_, v)| v.as_str());
-    if grant != Some("urn:ietf:params:oauth:grant-type:jwt-bearer")
-        || assertion.is_none_or(|jwt| jwt.split('.').count() != 3)
-    {
-        return reply(StatusCode::BAD_REQUEST, r#"{"error":"invalid_grant"}"#);
+    let fields = form(&body);
+    let get = |k: &str| fields.iter().find(|(f, _)| f == k).map(|(_, v)| v.clone());
+    match get("grant_type").as_deref() {
+        Some("urn:ietf:params:oauth:grant-type:jwt-bearer") => {
+            let public_key = front.service_account_public_key.lock().unwrap().clone();
+            let verdict = match (get("assertion"), public_key) {
+                (Some(jwt), Some(key)) => check_service_account_jwt(&jwt, &key, &front.me),
+                _ => Err("no assertion, or no key to check it with".to_string()),
+            };
+            if let Err(why) = verdict {
+                return reply(
+                    StatusCode::BAD_REQUEST,
+                    &serde_json::json!({"error": "invalid_grant", "error_description": why})
+                        .to_string(),
+                );
+            }
+            front.seen.lock().unwrap().google_exchanges += 1;
+            reply(
+                StatusCode::OK,
+                &format!(
+                    r#"{{"access_token":"{GOOGLE_TOKEN}","expires_in":3600,"token_type":"Bearer"}}"#
+                ),
+            )
+        }
+        Some("refresh_token")
+            if get("refresh_token").as_deref() == Some(REFRESH_TOKEN)
+                && get("client_id").as_deref() == Some("client-1")
+                && get("client_secret").as_deref() == Some("client-secret-1") =>
+        {
+            reply(
+                StatusCode::OK,
+                &format!(
+                    r#"{{"access_token":"{USER_TOKEN}","expires_in":3599,"token_type":"Bearer"}}"#
+                ),
+            )
+        }
+        _ => reply(
+            StatusCode::BAD_REQUEST,
+            r#"{"error":"invalid_grant","error_description":"Bad Request"}"#,
+        ),
     }
-    front.seen.lock().unwrap().google_exchanges += 1;
+}
+
+/// A service-account JWT: RS256 by the key whose public half is `public_key`, with the
+/// claims Google's token endpoint requires.
+fn check_service_account_jwt(jwt: &str, public_key: &Path, me: &str) -> Result<(), String> {
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let parts: Vec<&str> = jwt.split('.').collect();
+    let [header, claims, signature] = parts[..] else {
+        return Err("not a JWT".into());
+    };
+    let json = |part: &str| -> Result<serde_json::Value, String> {
+        serde_json::from_slice(&b64.decode(part).map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())
+    };
+    let (header, claims) = (json(header)?, json(claims)?);
+    if header["alg"] != "RS256" || header["kid"] != "key-7" {
+        return Err(format!("header {header}"));
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let iat = claims["iat"].as_u64().unwrap_or(0);
+    if claims["iss"] != "ci@ferry-test.iam.gserviceaccount.com"
+        || claims["aud"] != format!("http://{me}/oauth2/token")
+        || claims["scope"] != "https://www.googleapis.com/auth/cloud-platform"
+        || iat.abs_diff(now) > 300
+        || claims["exp"].as_u64() != Some(iat + 3600)
+    {
+        return Err(format!("claims {claims}"));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (input, sig) = (dir.path().join("input"), dir.path().join("sig"));
+    std::fs::write(&input, format!("{}.{}", parts[0], parts[1])).unwrap();
+    std::fs::write(&sig, b64.decode(signature).map_err(|e| e.to_string())?).unwrap();
+    let out = Command::new("openssl")
+        .args(["dgst", "-sha256", "-verify"])
+        .arg(public_key)
+        .arg("-signature")
+        .arg(&sig)
+        .arg(&input)
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        return Err(format!(
+            "the signature does not verify: {}",
+            String::from_utf8_lossy(&out.stdout)
+        ));
+    }
+    Ok(())
+}
+
+/// The metadata server's token endpoint (GCE_METADATA_HOST points here): only for requests
+/// with `Metadata-Flavor: Google` and the cloud-platform scope.
+async fn metadata_token(State(front): State<Front>, request: Request) -> Response {
+    let flavor = request
+        .headers()
+        .get("metadata-flavor")
+        .and_then(|v| v.to_str().ok());
+    let query = request.uri().query().unwrap_or_default();
+    if flavor != Some("Google")
+        || !query.contains("scopes=https%3A%2F%2Fwww.googleapis.com%2Fauth%2Fcloud-platform")
+    {
+        return reply(StatusCode::FORBIDDEN, "missing Metadata-Flavor");
+    }
+    front.seen.lock().unwrap().metadata_requests += 1;
     reply(
         StatusCode::OK,
-        &format!(r#"{{"access_token":"{GOOGLE_TOKEN}","expires_in":3600,"token_type":"Bearer"}}"#),
+        &format!(r#"{{"access_token":"{GOOGLE_TOKEN}","expires_in":3599,"token_type":"Bearer"}}"#),
+    )
+}
+
+/// A URL credential source (as on Azure or a CI runner's token service): JSON, behind a header.
+async fn oidc_url_source(request: Request) -> Response {
+    if request
+        .headers()
+        .get("x-oidc-request")
+        .and_then(|v| v.to_str().ok())
+        != Some("yes")
+    {
+        return reply(StatusCode::UNAUTHORIZED, "{}");
+    }
+    reply(
+        StatusCode::OK,
+        &serde_json::json!({ "value": SUBJECT_TOKEN }).to_string(),
     )
 }
 
@@ -252,7 +380,7 @@ async fn iam_generate_access_token(State(front): State<Front>, request: Request)
         .unwrap()
         .impersonations
         .push(given.clone());
-    if given != format!("Bearer {FEDERATED_TOKEN}") {
+    if given != format!("Bearer {FEDERATED_TOKEN}") && given != format!("Bearer {USER_TOKEN}") {
         return reply(StatusCode::UNAUTHORIZED, r#"{"error":{"code":401}}"#);
     }
     reply(
@@ -442,6 +570,9 @@ fn assert_no_secret(out: &Output) {
         GOOGLE_TOKEN,
         SUBJECT_TOKEN,
         FEDERATED_TOKEN,
+        REFRESH_TOKEN,
+        USER_TOKEN,
+        "client-secret-1",
         &basic_password,
         &basic_google,
     ] {
@@ -662,18 +793,13 @@ fn google_service_account_credentials_are_exchanged_for_an_access_token_that_nev
     let front = start_front();
     let project = project();
     let keys = tempfile::tempdir().unwrap();
-    let pem = run_ok(Command::new("openssl").args([
-        "genpkey",
-        "-algorithm",
-        "RSA",
-        "-pkeyopt",
-        "rsa_keygen_bits:2048",
-    ]));
+    let (pem, public) = rsa_key(keys.path(), "sa");
+    *front.front.service_account_public_key.lock().unwrap() = Some(public);
     let key = serde_json::json!({
         "type": "service_account",
         "project_id": "ferry-test",
-        "private_key_id": "0",
-        "private_key": String::from_utf8(pem.stdout).unwrap(),
+        "private_key_id": "key-7",
+        "private_key": pem,
         "client_email": "ci@ferry-test.iam.gserviceaccount.com",
         "client_id": "1",
         "token_uri": format!("http://{}/oauth2/token", front.host()),
@@ -699,6 +825,29 @@ fn google_service_account_credentials_are_exchanged_for_an_access_token_that_nev
     assert_no_secret(&out);
     let all = format!("{}{}", stdout(&out), stderr(&out));
     assert!(!all.contains("PRIVATE KEY"), "the key leaked:\n{all}");
+
+    // The endpoint really checks the signature: with another key's public half registered,
+    // the same push is refused, and ferry says what the endpoint said.
+    let (_, other) = rsa_key(keys.path(), "other");
+    *front.front.service_account_public_key.lock().unwrap() = Some(other);
+    let out = ferry_push(
+        project.dir.path(),
+        &to,
+        &["--auth", "google"],
+        &[
+            ("PATH", empty_docker.path().as_os_str()),
+            ("DOCKER_CONFIG", empty_docker.path().as_os_str()),
+            ("HOME", keys.path().as_os_str()),
+            ("GOOGLE_APPLICATION_CREDENTIALS", key_path.as_os_str()),
+        ],
+    );
+    let err = failed(&out);
+    assert!(
+        err.contains("the service-account token exchange failed")
+            && err.contains("invalid_grant (the signature does not verify"),
+        "{err}"
+    );
+    assert!(!err.contains("PRIVATE KEY"), "{err}");
 
     // A key file that is not a key, and a gcloud that is not logged in: the error names
     // Google credentials, both causes, and how to fix them.
@@ -855,4 +1004,230 @@ fn a_failing_token_exchange_names_workload_identity_and_the_fix() {
     assert!(err.contains("invalid_grant"), "the STS's answer: {err}");
     assert!(!err.contains("not-the-subject-token"), "{err}");
     assert_eq!(front.seen().forwarded, 0);
+}
+
+/// An RSA key as Google issues service-account keys (PKCS#8 PEM), and its public half's file.
+fn rsa_key(dir: &Path, name: &str) -> (String, PathBuf) {
+    require_tool("openssl", "apt-get install openssl");
+    let private = dir.join(format!("{name}.pem"));
+    let public = dir.join(format!("{name}.pub.pem"));
+    run_ok(
+        Command::new("openssl")
+            .args([
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:2048",
+                "-out",
+            ])
+            .arg(&private),
+    );
+    run_ok(
+        Command::new("openssl")
+            .arg("pkey")
+            .arg("-in")
+            .arg(&private)
+            .arg("-pubout")
+            .arg("-out")
+            .arg(&public),
+    );
+    (std::fs::read_to_string(&private).unwrap(), public)
+}
+
+/// `ferry push --auth google` with no gcloud and no docker config: only what `env` gives.
+fn push_google(front: &Running, home: &Path, env: &[(&str, &OsStr)]) -> Output {
+    let project = project();
+    let empty = tempfile::tempdir().unwrap();
+    let mut all: Vec<(&str, &OsStr)> = vec![
+        ("PATH", empty.path().as_os_str()),
+        ("DOCKER_CONFIG", empty.path().as_os_str()),
+        ("HOME", home.as_os_str()),
+    ];
+    all.extend_from_slice(env);
+    let to = format!("{}/hello", front.host());
+    let out = ferry_push(project.dir.path(), &to, &["--auth", "google"], &all);
+    assert_no_secret(&out);
+    if out.status.success() {
+        assert_eq!(stdout(&out), format!("{to}@{}", project.digest));
+    }
+    out
+}
+
+/// `gcloud auth application-default login` leaves a refresh token in the gcloud config
+/// directory; with no GOOGLE_APPLICATION_CREDENTIALS ferry finds it there and refreshes it.
+#[test]
+fn an_authorized_users_refresh_token_from_gclouds_default_file_logs_in() {
+    let front = start_front();
+    let home = tempfile::tempdir().unwrap();
+    let gcloud = home.path().join("gcloud-config");
+    std::fs::create_dir_all(&gcloud).unwrap();
+    let user = serde_json::json!({
+        "type": "authorized_user",
+        "client_id": "client-1",
+        "client_secret": "client-secret-1",
+        "refresh_token": REFRESH_TOKEN,
+        "token_uri": format!("http://{}/oauth2/token", front.host()),
+    });
+    std::fs::write(
+        gcloud.join("application_default_credentials.json"),
+        user.to_string(),
+    )
+    .unwrap();
+    let out = push_google(
+        &front,
+        home.path(),
+        &[("CLOUDSDK_CONFIG", gcloud.as_os_str())],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("authorized user"), "{}", stderr(&out));
+    assert_eq!(front.seen().google_logins, [USER_TOKEN]);
+
+    // A revoked refresh token: the endpoint's answer and the fix.
+    let mut revoked = user;
+    revoked["refresh_token"] = "1//revoked".into();
+    std::fs::write(
+        gcloud.join("application_default_credentials.json"),
+        revoked.to_string(),
+    )
+    .unwrap();
+    let out = push_google(
+        &front,
+        home.path(),
+        &[("CLOUDSDK_CONFIG", gcloud.as_os_str())],
+    );
+    let err = failed(&out);
+    assert!(
+        err.contains("the refresh token was refused")
+            && err.contains("invalid_grant")
+            && err.contains("gcloud auth application-default login"),
+        "{err}"
+    );
+}
+
+/// `gcloud auth application-default login --impersonate-service-account`: the user's token
+/// is exchanged at IAM Credentials for the service account's, which logs in.
+#[test]
+fn an_impersonated_service_account_logs_in_with_the_accounts_token() {
+    let front = start_front();
+    let home = tempfile::tempdir().unwrap();
+    let config = serde_json::json!({
+        "type": "impersonated_service_account",
+        "service_account_impersonation_url": format!(
+            "http://{}/iam/v1/projects/-/serviceAccounts/deploy@ferry-test.iam.gserviceaccount.com:generateAccessToken",
+            front.host()
+        ),
+        "delegates": [],
+        "source_credentials": {
+            "type": "authorized_user",
+            "client_id": "client-1",
+            "client_secret": "client-secret-1",
+            "refresh_token": REFRESH_TOKEN,
+            "token_uri": format!("http://{}/oauth2/token", front.host()),
+        },
+    });
+    let path = home.path().join("adc.json");
+    std::fs::write(&path, config.to_string()).unwrap();
+    let out = push_google(
+        &front,
+        home.path(),
+        &[("GOOGLE_APPLICATION_CREDENTIALS", path.as_os_str())],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let seen = front.seen();
+    assert_eq!(seen.impersonations, [format!("Bearer {USER_TOKEN}")]);
+    assert_eq!(seen.google_logins, [GOOGLE_TOKEN]);
+}
+
+/// On Compute Engine and GKE the metadata server gives the machine's (or the pod's) token;
+/// GCE_METADATA_HOST points ferry at the fake one.
+#[test]
+fn with_no_credentials_file_the_metadata_server_gives_the_token() {
+    let front = start_front();
+    let home = tempfile::tempdir().unwrap();
+    let host = front.host();
+    let out = push_google(
+        &front,
+        home.path(),
+        &[("GCE_METADATA_HOST", OsStr::new(&host))],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("the metadata server"),
+        "{}",
+        stderr(&out)
+    );
+    let seen = front.seen();
+    assert_eq!(seen.metadata_requests, 1);
+    assert_eq!(seen.google_logins, [GOOGLE_TOKEN]);
+}
+
+/// A URL credential source whose answer is JSON (`format.subject_token_field_name`), asked
+/// with the configuration's headers.
+#[test]
+fn an_external_account_reads_its_subject_token_from_a_url_source() {
+    let front = start_front();
+    let home = tempfile::tempdir().unwrap();
+    let config = serde_json::json!({
+        "type": "external_account",
+        "audience": AUDIENCE,
+        "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+        "token_url": format!("http://{}/sts/v1/token", front.host()),
+        "credential_source": {
+            "url": format!("http://{}/oidc/token", front.host()),
+            "headers": { "X-Oidc-Request": "yes" },
+            "format": { "type": "json", "subject_token_field_name": "value" },
+        },
+    });
+    let path = home.path().join("oidc.json");
+    std::fs::write(&path, config.to_string()).unwrap();
+    let out = push_google(
+        &front,
+        home.path(),
+        &[("GOOGLE_APPLICATION_CREDENTIALS", path.as_os_str())],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(front.seen().sts_exchanges.len(), 1);
+    assert_eq!(front.seen().google_logins, [GOOGLE_TOKEN]);
+}
+
+/// An executable credential source runs only when GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES=1
+/// (as in Google's libraries), with the audience in its environment; its JSON answer's
+/// id_token is the subject token.
+#[test]
+fn an_executable_credential_source_runs_only_when_allowed() {
+    let front = start_front();
+    let home = tempfile::tempdir().unwrap();
+    let script = home.path().join("oidc-token");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n[ \"$GOOGLE_EXTERNAL_ACCOUNT_AUDIENCE\" = '{AUDIENCE}' ] || exit 3\nprintf '{{\"version\":1,\"success\":true,\"token_type\":\"urn:ietf:params:oauth:token-type:id_token\",\"id_token\":\"{SUBJECT_TOKEN}\"}}'\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let config = serde_json::json!({
+        "type": "external_account",
+        "audience": AUDIENCE,
+        "subject_token_type": "urn:ietf:params:oauth:token-type:id_token",
+        "token_url": format!("http://{}/sts/v1/token", front.host()),
+        "credential_source": { "executable": { "command": script, "timeout_millis": 5000 } },
+    });
+    let path = home.path().join("oidc.json");
+    std::fs::write(&path, config.to_string()).unwrap();
+    let credentials = ("GOOGLE_APPLICATION_CREDENTIALS", path.as_os_str());
+
+    let err = failed(&push_google(&front, home.path(), &[credentials]));
+    assert!(
+        err.contains("GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES=1"),
+        "{err}"
+    );
+    assert!(front.seen().sts_exchanges.is_empty());
+
+    let allow = ("GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES", OsStr::new("1"));
+    let out = push_google(&front, home.path(), &[credentials, allow]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(front.seen().sts_exchanges.len(), 1);
+    assert_eq!(front.seen().google_logins, [GOOGLE_TOKEN]);
 }
