@@ -14,8 +14,10 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use tracing::{Level, Metadata};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 use crate::config::LogFormat;
 
@@ -24,25 +26,37 @@ pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 /// Buffered bytes that trigger a write at once.
 pub const FLUSH_BYTES: usize = 64 * 1024;
 
-/// Installs the global subscriber. `level` is a tracing filter such as `info`.
+/// Installs the global subscriber. `level` is a level (`info`) or per-target levels
+/// (`info,access=warn`); one that does not parse means `info`.
 ///
 /// Keep the returned writer alive until exit: dropping it writes the last lines.
 #[must_use = "dropping the writer flushes and stops it"]
 pub fn init(format: LogFormat, level: &str) -> BatchWriter {
-    let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = parse_filter(level);
     let writer = BatchWriter::new(Box::new(std::io::stdout()));
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_max_level(Level::TRACE)
         .with_writer(writer.make());
     let _ = match format {
         LogFormat::Json => builder
             .json()
             .flatten_event(true)
             .with_current_span(false)
+            .finish()
+            .with(filter)
             .try_init(),
-        LogFormat::Human => builder.try_init(),
+        LogFormat::Human => builder.finish().with(filter).try_init(),
     };
     writer
+}
+
+/// `LOG_LEVEL` as a filter: `warn`, `hello=debug`, `info,access=warn`; anything else `info`.
+fn parse_filter(level: &str) -> Targets {
+    level
+        .parse::<Targets>()
+        .ok()
+        .filter(|_| !level.trim().is_empty())
+        .unwrap_or_else(|| Targets::new().with_default(Level::INFO))
 }
 
 struct Shared {
@@ -191,6 +205,22 @@ impl<'a> MakeWriter<'a> for MakeBatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_levels_name_a_level_or_levels_per_target() {
+        let warn = parse_filter("warn");
+        assert!(warn.would_enable("hello", &Level::WARN));
+        assert!(!warn.would_enable("hello", &Level::INFO));
+        let quiet_access = parse_filter("info,access=warn");
+        assert!(quiet_access.would_enable("hello::startup", &Level::INFO));
+        assert!(!quiet_access.would_enable("access", &Level::INFO));
+        assert!(parse_filter("hello=debug").would_enable("hello", &Level::DEBUG));
+        for unusable in ["", "hello=loud"] {
+            let info = parse_filter(unusable);
+            assert!(info.would_enable("hello", &Level::INFO), "{unusable:?}");
+            assert!(!info.would_enable("hello", &Level::DEBUG), "{unusable:?}");
+        }
+    }
 
     /// A sink the test can read while the writer owns it.
     #[derive(Clone, Default)]
