@@ -271,61 +271,7 @@ const FAST_PROFILE: [&str; 6] = [
     "profile.ferry-fast.debug=false",
 ];
 
-/// A platform an image runs on, as OCI names it (`linux/arm64`).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Platform {
-    pub os: String,
-    pub architecture: String,
-}
-
-impl std::fmt::Display for Platform {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.os, self.architecture)
-    }
-}
-
-/// A platform ferry cannot build for.
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "ferry cannot build for the platform {0:?}\n  hint: `[image] platforms` takes \"linux/amd64\" and \"linux/arm64\""
-)]
-pub struct UnknownPlatform(pub String);
-
-impl Platform {
-    pub fn parse(name: &str) -> Result<Platform, UnknownPlatform> {
-        match name {
-            "linux/amd64" | "linux/arm64" | "linux/arm64/v8" => {
-                let mut parts = name.split('/');
-                Ok(Platform {
-                    os: parts.next().unwrap_or_default().to_string(),
-                    architecture: parts.next().unwrap_or_default().to_string(),
-                })
-            }
-            other => Err(UnknownPlatform(other.to_string())),
-        }
-    }
-
-    /// The machine ferry runs on.
-    pub fn host() -> Platform {
-        Platform {
-            os: "linux".into(),
-            architecture: match std::env::consts::ARCH {
-                "aarch64" => "arm64".into(),
-                _ => "amd64".into(),
-            },
-        }
-    }
-
-    /// The Rust target whose static binaries run there: glibc with `+crt-static` on amd64
-    /// (what ferry always built), musl on arm64 (static by default, linked by rust-lld, so no
-    /// cross toolchain is needed for pure-Rust services).
-    pub fn rust_target(&self) -> &'static str {
-        match self.architecture.as_str() {
-            "arm64" => "aarch64-unknown-linux-musl",
-            _ => TARGET,
-        }
-    }
-}
+pub use ferry_oci::image::{Platform, UnknownPlatform};
 
 /// Builds `binary` of `package` statically for [`TARGET`] and returns its path.
 pub async fn build_static(

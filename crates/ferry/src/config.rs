@@ -429,28 +429,7 @@ impl KubernetesOverrides {
     }
 }
 
-/// `text` as a Kubernetes object name (and a container name): lowercase ASCII letters,
-/// digits and `-`, nothing else, at most 50 characters, never empty (`service`).
-pub fn dns_label(text: &str) -> String {
-    let mapped: String = text
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    let mut name = mapped.trim_matches('-').to_string();
-    name.truncate(50);
-    let name = name.trim_end_matches('-').to_string();
-    if name.is_empty() {
-        "service".into()
-    } else {
-        name
-    }
-}
+pub use ferry_kube::dns_label;
 
 /// `KEY=VALUE` with a manifest variable name (letters, digits, `_`; not starting with a digit).
 pub fn parse_var(s: &str) -> Result<(String, String), String> {

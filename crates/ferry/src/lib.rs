@@ -17,21 +17,26 @@
 //! [`environment`] is where a service goes: one type per kind (local, kubernetes) behind one
 //! trait; [`pipeline`] holds the stages every environment shares; [`config`] reads
 //! `ferry.toml`; [`project`] reads the cargo project; [`init`] writes a starting ferry.toml;
-//! [`sbom`] lists the crates in the binary; [`sign`], [`attest`] and [`supply`] sign images, attest their provenance and store both
-//! beside them in the registry; [`binauthz`] records Binary Authorization attestations; [`google`] finds Google access tokens; [`lock`] keeps two ferries in one checkout apart; [`output`] reports progress.
+//! [`lock`] keeps two ferries in one checkout apart; [`output`] reports progress.
+//!
+//! Two crates do the work that needs no ferry.toml, and are re-exported here under the
+//! module names the stages use: `ferry-oci` (images, registries, Google tokens, signatures,
+//! SBOMs, provenance, Binary Authorization: [`image`], [`registry`], [`google`], [`sign`],
+//! [`attest`], [`sbom`], [`supply`], [`binauthz`]) and `ferry-kube` ([`deploy`]: apply,
+//! follow, roll back, history, the deploy lock, pruning).
 
-pub mod attest;
-pub mod binauthz;
+/// The Kubernetes side (crate `ferry-kube`): apply, follow, roll back, history, lock, prune.
+pub use ferry_kube as deploy;
+/// Images, registries and the supply chain (crate `ferry-oci`).
+pub use ferry_oci::{attest, binauthz, google, image, registry, sbom, sign, supply};
+
 pub mod cli;
 pub mod commands;
 pub mod compile;
 pub mod config;
-pub mod deploy;
 pub mod dev;
 pub mod environment;
 pub mod git;
-pub mod google;
-pub mod image;
 pub mod init;
 pub mod local;
 pub mod lock;
@@ -39,12 +44,8 @@ pub mod output;
 pub mod pipeline;
 pub mod project;
 pub mod rbac;
-pub mod registry;
 pub mod render;
-pub mod sbom;
 pub mod secrets;
-pub mod sign;
-pub mod supply;
 pub mod verify;
 
 use std::process::ExitCode;
@@ -54,12 +55,4 @@ pub fn run(cli: cli::Cli) -> ExitCode {
     commands::run(cli)
 }
 
-/// Installs ring as the process-wide rustls crypto provider (ferry uses ring only).
-/// Idempotent; every code path that builds a TLS-capable client calls it first.
-pub fn install_crypto_provider() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        // Err means another provider is installed already, which is just as good.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
-}
+pub use ferry_oci::install_crypto_provider;

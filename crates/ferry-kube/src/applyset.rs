@@ -39,7 +39,7 @@ pub struct ApplySet {
 
 impl ApplySet {
     pub fn new(service: &str, namespace: &str) -> Self {
-        let parent = format!("ferry-set-{}", crate::config::dns_label(service));
+        let parent = format!("ferry-set-{}", crate::dns_label(service));
         let id = id_for(&parent, namespace);
         Self {
             parent,

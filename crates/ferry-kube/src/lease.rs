@@ -11,7 +11,7 @@
 //!   `acquireTime`, annotations `ferry.dev/operation`, `ferry.dev/commit`,
 //!   `ferry.dev/lock-message`), so `kubectl get lease` shows the holder as well.
 //!
-//! Not here: the checkout lock that keeps two local runs apart ([`crate::lock`]).
+//! Not here: the checkout lock that keeps two local runs apart (the `ferry` crate's `lock` module).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -39,7 +39,7 @@ const MANUAL: &str = "ferry.dev/manual-lock";
 
 /// The Lease's name for a service: `ferry-lock-hello`.
 pub fn lease_name(service: &str) -> String {
-    format!("ferry-lock-{}", crate::config::dns_label(service))
+    format!("ferry-lock-{}", crate::dns_label(service))
 }
 
 /// How long a holder's lease lasts without renewal: `FERRY_LOCK_LEASE_SECONDS`, else 30 s.

@@ -6,7 +6,11 @@
 //! - [`rollout`]: kubectl's decision rules and fail-fast diagnosis with events and logs.
 //! - [`rollback`]: `kubectl rollout undo`, done by ferry.
 //!
-//! Not here: rendering ([`crate::render`]) or verifying the public URL ([`crate::verify`]).
+//! - [`history`], [`lease`] (the deploy lock) and [`applyset`] (pruning) keep their state in
+//!   the cluster, next to what they describe.
+//!
+//! Not here: rendering the manifest or checking the public URL (the `ferry` crate does both,
+//! and knows ferry.toml; this crate only knows the cluster).
 
 pub mod actor;
 pub mod apply;
@@ -24,6 +28,29 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
 
 pub use rollout::RolloutFailure;
+
+/// `text` as a Kubernetes object name (and a container name): lowercase ASCII letters,
+/// digits and `-`, nothing else, at most 50 characters, never empty (`service`).
+pub fn dns_label(text: &str) -> String {
+    let mapped: String = text
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let mut name = mapped.trim_matches('-').to_string();
+    name.truncate(50);
+    let name = name.trim_end_matches('-').to_string();
+    if name.is_empty() {
+        "service".into()
+    } else {
+        name
+    }
+}
 
 /// Where the cluster is.
 #[derive(Debug, Clone, Default)]
@@ -284,7 +311,8 @@ pub struct Cluster {
 /// Connects with the kubeconfig (named file or context; exec plugins such as
 /// `gke-gcloud-auth-plugin` included) or, inside a pod, the in-cluster config.
 pub async fn connect(target: &Target) -> Result<Cluster, DeployError> {
-    crate::install_crypto_provider();
+    // ring is the one rustls provider compiled in; installing it is idempotent.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let options = KubeConfigOptions {
         context: target.context.clone(),
         ..KubeConfigOptions::default()

@@ -137,8 +137,8 @@ pub fn assemble(spec: &ImageSpec, layout: &Path) -> Result<Image, ImageError> {
 /// platform's binary) under one OCI image index, written to `layout`. `host` names the
 /// platform whose config and layers the returned [`Image`] carries for local runs.
 pub fn assemble_index(
-    parts: &[(crate::compile::Platform, ImageSpec)],
-    host: &crate::compile::Platform,
+    parts: &[(crate::image::Platform, ImageSpec)],
+    host: &crate::image::Platform,
     layout: &Path,
 ) -> Result<Image, ImageError> {
     let write_err = |source| ImageError::Write {
@@ -429,7 +429,7 @@ pub fn open(layout: &Path, tag: Option<&str>) -> Result<Image, ImageError> {
             );
             platforms.push((platform, open_manifest(layout, m, &found_tag, &read, &bad)?));
         }
-        let host = crate::compile::Platform::host().to_string();
+        let host = crate::image::Platform::host().to_string();
         return Ok(for_host(index, found_tag, layout, platforms, &host));
     }
     open_manifest(layout, entry, &found_tag, &read, &bad)
@@ -648,6 +648,62 @@ fn layer(binary: &[u8], name: &str, mtime: u64) -> std::io::Result<(Vec<u8>, Vec
     gzip(tar.into_inner()?)
 }
 
+/// A platform an image runs on, as OCI names it (`linux/arm64`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Platform {
+    pub os: String,
+    pub architecture: String,
+}
+
+impl std::fmt::Display for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)
+    }
+}
+
+/// A platform ferry cannot build for.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "ferry cannot build for the platform {0:?}\n  hint: `[image] platforms` takes \"linux/amd64\" and \"linux/arm64\""
+)]
+pub struct UnknownPlatform(pub String);
+
+impl Platform {
+    pub fn parse(name: &str) -> Result<Platform, UnknownPlatform> {
+        match name {
+            "linux/amd64" | "linux/arm64" | "linux/arm64/v8" => {
+                let mut parts = name.split('/');
+                Ok(Platform {
+                    os: parts.next().unwrap_or_default().to_string(),
+                    architecture: parts.next().unwrap_or_default().to_string(),
+                })
+            }
+            other => Err(UnknownPlatform(other.to_string())),
+        }
+    }
+
+    /// The machine ferry runs on.
+    pub fn host() -> Platform {
+        Platform {
+            os: "linux".into(),
+            architecture: match std::env::consts::ARCH {
+                "aarch64" => "arm64".into(),
+                _ => "amd64".into(),
+            },
+        }
+    }
+
+    /// The Rust target whose static binaries run there: glibc with `+crt-static` on amd64
+    /// (what ferry always built), musl on arm64 (static by default, linked by rust-lld, so no
+    /// cross toolchain is needed for pure-Rust services).
+    pub fn rust_target(&self) -> &'static str {
+        match self.architecture.as_str() {
+            "arm64" => "aarch64-unknown-linux-musl",
+            _ => "x86_64-unknown-linux-gnu",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -675,7 +731,7 @@ mod tests {
 
     #[test]
     fn a_multi_platform_image_is_an_index_that_reads_back_with_the_host_layers() {
-        use crate::compile::Platform;
+        use crate::image::Platform;
         let dir = tempfile::tempdir().unwrap();
         let amd = spec(dir.path());
         let arm_binary = dir.path().join("hello-arm64");
