@@ -134,3 +134,41 @@ fn var_flags_cannot_set_ferrys_own_variables_in_any_command() {
         );
     }
 }
+
+/// A local environment has no registry: `ferry push` says where it could push instead,
+/// before it looks for an image.
+#[test]
+fn pushing_to_a_local_environment_names_it_and_the_ways_to_push() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ferry.toml"), "[image]\nname = \"hello\"\n").unwrap();
+    let out = ferry(dir.path(), &["push", "--env", "local"]);
+    let err = stderr(&out);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("nowhere to push: environment `local` is local and has no registry")
+            && err.contains("--to HOST/PATH"),
+        "{err}"
+    );
+}
+
+/// `ferry render` renders with what the environment's deploy would: `${SECRETS}` names the
+/// Secret its `secrets` are written to, and `${NAMESPACE}` is its namespace.
+#[test]
+fn render_gives_the_manifest_the_environments_secret_name_and_namespace() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("ferry.toml"),
+        "[image]\nname = \"Shop API\"\n\n[environments.staging]\nkind = \"kubernetes\"\nrepository = \"127.0.0.1:5000/shop\"\nnamespace = \"shop\"\n\n[environments.staging.secrets]\nDATABASE_URL = \"env:SHOP_DB\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("k8s.yml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: names\n  namespace: ${NAMESPACE}\ndata:\n  secret: ${SECRETS}\n",
+    )
+    .unwrap();
+    let out = ferry(dir.path(), &["render", "--env", "staging"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("namespace: shop"), "{text}");
+    assert!(text.contains("secret: shop-api-secrets"), "{text}");
+}

@@ -6,8 +6,8 @@ use anyhow::Context as _;
 
 use super::Context;
 use super::render::RenderArgs;
-use crate::config::Environment;
-use crate::deploy::{self, DeployOptions, Rollout, Target};
+use crate::deploy::{self, DeployOptions, Rollout};
+use crate::environment::ClusterSettings;
 
 /// Render the manifest with --image, apply it server-side (field manager `ferry`), and follow
 /// each Deployment like `kubectl rollout status` — but stop at once, with the pod's events and
@@ -88,24 +88,23 @@ fn check_pinned(
 }
 
 pub async fn run(args: DeployArgs, ctx: &Context) -> anyhow::Result<()> {
-    let (name, mut environment) = ctx.config.environment(args.env.as_deref())?;
-    if matches!(environment, Environment::Kubernetes(_)) {
-        // FERRY_CONTEXT / FERRY_NAMESPACE as for ship and plan; the flags below still win.
-        crate::config::KubernetesOverrides::default()
-            .apply(&name, &mut environment, |v| std::env::var(v).ok())?;
-    }
+    // FERRY_CONTEXT / FERRY_NAMESPACE as for ship and plan; the flags below still win.
+    let environment = ctx.environment(
+        args.env.as_deref(),
+        &crate::config::KubernetesOverrides::default(),
+        None,
+    )?;
     // An image that must be signed is checked before anything is rendered or applied.
-    super::verify_image::check_for_deploy(&environment, &args.image, ctx).await?;
-    let mut target = Target::default();
-    let mut namespace = "default".to_string();
-    let mut gke = None;
-    let mut fail_fast = true;
-    if let Environment::Kubernetes(k) = &environment {
-        target = crate::pipeline::target(&ctx.config, k);
-        namespace = k.namespace.clone();
-        gke = k.gke.clone();
-        fail_fast = k.fail_fast;
-    }
+    environment
+        .check_signature(&args.image, &ctx.reporter)
+        .await?;
+    let ClusterSettings {
+        mut target,
+        mut namespace,
+        gke,
+        fail_fast,
+        require_digest,
+    } = environment.cluster().unwrap_or_default();
     if args.kubeconfig.is_some() {
         target.kubeconfig = args.kubeconfig.clone();
     }
@@ -115,8 +114,12 @@ pub async fn run(args: DeployArgs, ctx: &Context) -> anyhow::Result<()> {
     if let Some(ns) = &args.namespace {
         namespace = ns.clone();
     }
-    let require_digest = matches!(&environment, Environment::Kubernetes(k) if k.require_digest);
-    check_pinned(&args.image, &name, require_digest, &ctx.reporter)?;
+    check_pinned(
+        &args.image,
+        environment.name(),
+        require_digest,
+        &ctx.reporter,
+    )?;
     let render_args = RenderArgs {
         env: args.env.clone(),
         image: Some(args.image.clone()),

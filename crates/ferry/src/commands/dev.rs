@@ -28,13 +28,8 @@ pub async fn run(args: DevArgs, ctx: &Context) -> anyhow::Result<()> {
         } else {
             crate::config::LocalRuntime::Podman
         });
-    let (_, settings) = ctx.config.environment(Some("local"))?;
-    let secrets = match settings {
-        crate::config::Environment::Local(local) => {
-            crate::secrets::resolve_declared(&local.secrets).await?
-        }
-        crate::config::Environment::Kubernetes(_) => Default::default(),
-    };
+    let local = ctx.environment(Some("local"), &Default::default(), Some(runtime))?;
+    let secrets = crate::secrets::resolve_declared(local.declared_secrets()).await?;
     let options = crate::dev::DevOptions {
         port: args.port,
         runtime,

@@ -56,12 +56,13 @@ impl Context {
         runtime: Option<crate::config::LocalRuntime>,
     ) -> anyhow::Result<Box<dyn crate::environment::Environment>> {
         let (name, mut settings) = self.config.environment(name)?;
-        if let (crate::config::Environment::Local(local), Some(runtime)) = (&mut settings, runtime)
-        {
-            local.runtime = runtime;
-        }
         overrides.apply(&name, &mut settings, |var| std::env::var(var).ok())?;
-        Ok(crate::environment::open(&self.config, &name, settings))
+        Ok(crate::environment::open(
+            &self.config,
+            &name,
+            settings,
+            runtime,
+        ))
     }
 
     /// This checkout's lock, held for the rest of the command.

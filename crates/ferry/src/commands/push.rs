@@ -3,7 +3,6 @@
 use anyhow::Context as _;
 
 use super::Context;
-use crate::config::Environment;
 use crate::pipeline;
 use crate::registry::{self, PushOptions, RegistryAuth, Repository};
 
@@ -32,20 +31,23 @@ pub struct PushArgs {
 }
 
 pub async fn run(args: PushArgs, ctx: &Context) -> anyhow::Result<()> {
-    let (repository, insecure, auth) = match (
-        &args.to,
-        ctx.config.environment(args.env.as_deref())?,
-    ) {
-        // --to names the place; a kubernetes environment still says how to log in there.
-        (Some(to), (_, Environment::Kubernetes(k))) => (to.clone(), args.insecure, k.registry_auth),
-        (Some(to), _) => (to.clone(), args.insecure, RegistryAuth::Auto),
-        (None, (_, Environment::Kubernetes(k))) => (
-            k.repository.clone(),
-            args.insecure || k.insecure_registry,
-            k.registry_auth,
+    let environment = ctx.environment(args.env.as_deref(), &Default::default(), None)?;
+    let (repository, insecure, auth) = match (&args.to, environment.registry()) {
+        // --to names the place; an environment with a registry still says how to log in there.
+        (Some(to), registry) => (
+            to.clone(),
+            args.insecure,
+            registry.map_or(RegistryAuth::Auto, |r| r.auth),
         ),
-        (None, (name, Environment::Local(_))) => anyhow::bail!(
-            "nowhere to push: environment `{name}` is local\n  hint: pass --to HOST/PATH, or --env with a kubernetes environment"
+        (None, Some(registry)) => (
+            registry.repository,
+            args.insecure || registry.insecure,
+            registry.auth,
+        ),
+        (None, None) => anyhow::bail!(
+            "nowhere to push: environment `{}` is {} and has no registry\n  hint: pass --to HOST/PATH, or --env with a kubernetes environment",
+            environment.name(),
+            environment.kind()
         ),
     };
     let repository: Repository = repository.parse()?;

@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 
 use super::Context;
-use crate::config::Environment;
 use crate::pipeline;
 
 /// Render k8s.yml for an environment and print it. Every undefined `${VAR}` is an error that
@@ -39,15 +38,12 @@ pub async fn run(args: RenderArgs, ctx: &Context) -> anyhow::Result<()> {
 
 /// Shared by `render`, `deploy` and `plan`.
 pub fn render(args: &RenderArgs, ctx: &Context) -> anyhow::Result<crate::render::Rendered> {
-    let (name, environment) = ctx.config.environment(args.env.as_deref())?;
-    let (namespace, manifest, env_vars) = match &environment {
-        Environment::Kubernetes(k) => (k.namespace.clone(), k.manifest.clone(), k.vars.clone()),
-        Environment::Local(_) => (
-            "default".to_string(),
-            PathBuf::from("k8s.yml"),
-            Default::default(),
-        ),
-    };
+    let environment = ctx.environment(args.env.as_deref(), &Default::default(), None)?;
+    let crate::environment::ManifestInputs {
+        namespace,
+        manifest,
+        vars: env_vars,
+    } = environment.manifest_inputs();
     let namespace = args.namespace.clone().unwrap_or(namespace);
     // parse_var refuses them already; this holds for callers that build RenderArgs.
     for (key, _) in &args.set {
@@ -59,7 +55,7 @@ pub fn render(args: &RenderArgs, ctx: &Context) -> anyhow::Result<crate::render:
         .join(args.manifest.clone().unwrap_or(manifest));
     let commit = crate::git::Commit::discover(&ctx.config.root).ok();
     let vars = pipeline::manifest_vars(
-        &name,
+        environment.name(),
         &namespace,
         args.image.as_deref(),
         commit.as_ref().map(|c| c.hash.as_str()),

@@ -1,7 +1,6 @@
 //! `ferry verify-image`: check an image's signature, provenance and SBOM in its registry.
 
 use super::Context;
-use crate::config::Environment;
 use crate::output::Mode;
 use crate::registry::{PushOptions, RegistryAuth};
 
@@ -59,23 +58,4 @@ pub async fn run(args: VerifyImageArgs, ctx: &Context) -> anyhow::Result<()> {
             Err(e.into())
         }
     }
-}
-
-/// `require_signature` for `ferry deploy --image`: checked before anything is rendered.
-pub async fn check_for_deploy(
-    environment: &Environment,
-    reference: &str,
-    ctx: &Context,
-) -> anyhow::Result<()> {
-    let Environment::Kubernetes(k) = environment else {
-        return Ok(());
-    };
-    crate::pipeline::check_required_signature(
-        &ctx.config,
-        k,
-        reference,
-        &ctx.reporter,
-        "refusing to deploy an image whose signature does not verify; nothing was applied",
-    )
-    .await
 }

@@ -51,6 +51,48 @@ impl Kubernetes {
 
 #[async_trait]
 impl super::Environment for Kubernetes {
+    fn declared_secrets(&self) -> &std::collections::BTreeMap<String, String> {
+        &self.settings.secrets
+    }
+
+    fn manifest_inputs(&self) -> super::ManifestInputs {
+        let settings = self.render_settings();
+        super::ManifestInputs {
+            namespace: settings.namespace,
+            manifest: settings.manifest,
+            vars: settings.vars,
+        }
+    }
+
+    fn cluster(&self) -> Option<super::ClusterSettings> {
+        Some(super::ClusterSettings {
+            target: crate::pipeline::target(&self.config, &self.settings),
+            namespace: self.settings.namespace.clone(),
+            gke: self.settings.gke.clone(),
+            fail_fast: self.settings.fail_fast,
+            require_digest: self.settings.require_digest,
+        })
+    }
+
+    fn registry(&self) -> Option<super::RegistrySettings> {
+        Some(super::RegistrySettings {
+            repository: self.settings.repository.clone(),
+            insecure: self.settings.insecure_registry,
+            auth: self.settings.registry_auth,
+        })
+    }
+
+    async fn check_signature(&self, reference: &str, reporter: &Reporter) -> anyhow::Result<()> {
+        crate::pipeline::check_required_signature(
+            &self.config,
+            &self.settings,
+            reference,
+            reporter,
+            "refusing to deploy an image whose signature does not verify; nothing was applied",
+        )
+        .await
+    }
+
     fn name(&self) -> &str {
         &self.name
     }

@@ -153,6 +153,10 @@ impl super::Environment for LocalEnvironment {
         Ok(())
     }
 
+    fn declared_secrets(&self) -> &std::collections::BTreeMap<String, String> {
+        &self.settings.secrets
+    }
+
     fn stop_hint(&self) -> Option<&'static str> {
         Some("stop it with: ferry stop")
     }

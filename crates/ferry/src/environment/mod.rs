@@ -52,6 +52,61 @@ pub struct PromoteRequest {
     pub approve: bool,
 }
 
+/// What a manifest is rendered with in an environment (`ferry render`, `ferry deploy`).
+#[derive(Debug, Clone)]
+pub struct ManifestInputs {
+    pub namespace: String,
+    /// Relative to the project root.
+    pub manifest: std::path::PathBuf,
+    /// The environment's `${VAR}` values.
+    pub vars: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for ManifestInputs {
+    /// An environment with no cluster of its own renders `k8s.yml` for `default`.
+    fn default() -> Self {
+        ManifestInputs {
+            namespace: "default".into(),
+            manifest: "k8s.yml".into(),
+            vars: Default::default(),
+        }
+    }
+}
+
+/// The cluster `ferry deploy --image` applies to, and how strictly.
+#[derive(Debug, Clone)]
+pub struct ClusterSettings {
+    pub target: crate::deploy::Target,
+    pub namespace: String,
+    /// A GKE cluster whose kubeconfig context ferry checks before connecting.
+    pub gke: Option<config::GkeCluster>,
+    pub fail_fast: bool,
+    /// Refuse an image not pinned by digest.
+    pub require_digest: bool,
+}
+
+impl Default for ClusterSettings {
+    /// kubeconfig's current context, namespace `default`, failing fast.
+    fn default() -> Self {
+        ClusterSettings {
+            target: Default::default(),
+            namespace: "default".into(),
+            gke: None,
+            fail_fast: true,
+            require_digest: false,
+        }
+    }
+}
+
+/// Where `ferry push` sends an image.
+#[derive(Debug, Clone)]
+pub struct RegistrySettings {
+    pub repository: String,
+    /// Plain HTTP.
+    pub insecure: bool,
+    pub auth: crate::registry::RegistryAuth,
+}
+
 /// What `ferry rollback` was asked for.
 #[derive(Debug, Clone, Default)]
 pub struct RollbackRequest {
@@ -122,6 +177,26 @@ pub trait Environment: Send + Sync {
     ) -> anyhow::Result<()>;
     /// `ferry rollback`: back to an earlier revision, followed like a deploy.
     async fn rollback(&self, request: &RollbackRequest, reporter: &Reporter) -> anyhow::Result<()>;
+    /// The secrets the service is given here, as declared (`NAME = "env:VAR"`, `gcpsm://…`).
+    fn declared_secrets(&self) -> &std::collections::BTreeMap<String, String>;
+    /// What the manifest is rendered with here.
+    fn manifest_inputs(&self) -> ManifestInputs {
+        ManifestInputs::default()
+    }
+    /// The cluster `ferry deploy --image` applies to; `None`: the environment has none of its
+    /// own, and the command's flags or kubeconfig decide.
+    fn cluster(&self) -> Option<ClusterSettings> {
+        None
+    }
+    /// The registry `ferry push` sends to; `None`: the environment has none.
+    fn registry(&self) -> Option<RegistrySettings> {
+        None
+    }
+    /// Refuses `reference` when the environment runs only images signed with its key
+    /// (`require_signature`); checked before anything is rendered or applied.
+    async fn check_signature(&self, _reference: &str, _reporter: &Reporter) -> anyhow::Result<()> {
+        Ok(())
+    }
     /// What to say after a successful delivery about stopping it.
     fn stop_hint(&self) -> Option<&'static str> {
         None
@@ -132,15 +207,27 @@ pub trait Environment: Send + Sync {
     }
 }
 
-/// The environment `settings` (named `name`) as the type that delivers to it.
-pub fn open(config: &Config, name: &str, settings: config::Environment) -> Box<dyn Environment> {
+/// The environment `settings` (named `name`) as the type that delivers to it: the one place
+/// that asks which kind it is. `runtime` replaces a local environment's `runtime` (the
+/// `--runtime` flag); other kinds have none.
+pub fn open(
+    config: &Config,
+    name: &str,
+    settings: config::Environment,
+    runtime: Option<config::LocalRuntime>,
+) -> Box<dyn Environment> {
     match settings {
-        config::Environment::Local(settings) => Box::new(local::LocalEnvironment {
-            config: config.clone(),
-            name: name.to_string(),
-            settings,
-            secrets: Default::default(),
-        }),
+        config::Environment::Local(mut settings) => {
+            if let Some(runtime) = runtime {
+                settings.runtime = runtime;
+            }
+            Box::new(local::LocalEnvironment {
+                config: config.clone(),
+                name: name.to_string(),
+                settings,
+                secrets: Default::default(),
+            })
+        }
         config::Environment::Kubernetes(settings) => Box::new(kubernetes::Kubernetes {
             config: config.clone(),
             name: name.to_string(),
