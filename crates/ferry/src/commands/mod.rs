@@ -173,7 +173,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
 fn init_logging(verbose: u8) {
     let default = match verbose {
         0 => "warn",
-        1 => "info,ferry=debug",
+        1 => "info,ferry=debug,ferry_oci=debug,ferry_kube=debug",
         _ => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG")
