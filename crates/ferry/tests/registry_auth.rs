@@ -830,16 +830,10 @@ fn google_service_account_credentials_are_exchanged_for_an_access_token_that_nev
     // the same push is refused, and ferry says what the endpoint said.
     let (_, other) = rsa_key(keys.path(), "other");
     *front.front.service_account_public_key.lock().unwrap() = Some(other);
-    let out = ferry_push(
-        project.dir.path(),
-        &to,
-        &["--auth", "google"],
-        &[
-            ("PATH", empty_docker.path().as_os_str()),
-            ("DOCKER_CONFIG", empty_docker.path().as_os_str()),
-            ("HOME", keys.path().as_os_str()),
-            ("GOOGLE_APPLICATION_CREDENTIALS", key_path.as_os_str()),
-        ],
+    let out = push_google(
+        &front,
+        keys.path(),
+        &[("GOOGLE_APPLICATION_CREDENTIALS", key_path.as_os_str())],
     );
     let err = failed(&out);
     assert!(
