@@ -126,13 +126,10 @@ async fn promote_copies_the_running_digest_to_another_repository_and_deploys_it(
     kubectl(&fake, &["create", "namespace", "production"]);
     let host = registry.host();
     let dir = tempfile::tempdir().unwrap();
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../k8s.yml");
+    let manifest = repository_manifest();
     let env = |name: &str| {
-        format!(
-            "[environments.{name}]\nkind = \"kubernetes\"\nrepository = \"{host}/ferry/{name}-hello\"\nkubeconfig = \"{}\"\nnamespace = \"{name}\"\nmanifest = \"{}\"\nvars = {{ REPLICAS = \"2\" }}\n\n",
-            fake.kubeconfig_path().display(),
-            manifest.display()
-        )
+        let repository = format!("{host}/ferry/{name}-hello");
+        kubernetes_env(name, &repository, fake.kubeconfig_path(), name, &manifest) + "\n"
     };
     // An environment with `approval = true` is not promoted to without --approve.
     let gated = env("production").replace("[environments.production]", "[environments.gated]")
@@ -343,13 +340,10 @@ async fn promote_carries_a_signed_multi_platform_index_and_refuses_an_unsigned_o
     let (private, public) = keygen(dir.path(), "ferry");
     let (other_private, _) = keygen(dir.path(), "other");
     let host = registry.host();
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../k8s.yml");
+    let manifest = repository_manifest();
     let env = |name: &str, host: &str, require: bool| {
-        let mut s = format!(
-            "[environments.{name}]\nkind = \"kubernetes\"\nrepository = \"{host}/ferry/{name}-hello\"\nkubeconfig = \"{}\"\nnamespace = \"{name}\"\nmanifest = \"{}\"\nvars = {{ REPLICAS = \"2\" }}\n",
-            fake.kubeconfig_path().display(),
-            manifest.display()
-        );
+        let repository = format!("{host}/ferry/{name}-hello");
+        let mut s = kubernetes_env(name, &repository, fake.kubeconfig_path(), name, &manifest);
         if require {
             s.push_str(&format!("require_signature = \"{}\"\n", public.display()));
         }
@@ -532,13 +526,10 @@ async fn promote_into_a_signing_environment_signs_the_copy_and_attests_it() {
     let (production_private, production_public) = keygen(dir.path(), "production");
     let (endpoint, seen) = fake_container_analysis(Answer::Create).await;
     let host = registry.host();
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../k8s.yml");
+    let manifest = repository_manifest();
     let env = |name: &str| {
-        format!(
-            "[environments.{name}]\nkind = \"kubernetes\"\nrepository = \"{host}/ferry/{name}-hello\"\nkubeconfig = \"{}\"\nnamespace = \"{name}\"\nmanifest = \"{}\"\nvars = {{ REPLICAS = \"2\" }}\n",
-            fake.kubeconfig_path().display(),
-            manifest.display()
-        )
+        let repository = format!("{host}/ferry/{name}-hello");
+        kubernetes_env(name, &repository, fake.kubeconfig_path(), name, &manifest)
     };
     std::fs::write(
         dir.path().join("ferry.toml"),

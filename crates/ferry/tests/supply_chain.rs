@@ -309,18 +309,16 @@ async fn verify_image_checks_signature_provenance_and_sbom_with_the_key() {
 
 /// A project whose `prod` environment requires signatures from `public`.
 fn project(dir: &Path, registry: &Registry, fake: &FakeCluster, public: &Path) {
-    let k8s = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../k8s.yml");
-    std::fs::write(
-        dir.join("ferry.toml"),
-        format!(
-            "[environments.prod]\nkind = \"kubernetes\"\nrepository = \"{}/ferry/hello\"\nkubeconfig = \"{}\"\nnamespace = \"default\"\nmanifest = \"{}\"\nvars = {{ REPLICAS = \"2\" }}\nrequire_signature = \"{}\"\n",
-            registry.host(),
-            fake.kubeconfig_path().display(),
-            k8s.display(),
-            public.display(),
-        ),
-    )
-    .unwrap();
+    let repository = format!("{}/ferry/hello", registry.host());
+    let env = kubernetes_env(
+        "prod",
+        &repository,
+        fake.kubeconfig_path(),
+        "default",
+        &repository_manifest(),
+    );
+    let toml = format!("{env}require_signature = \"{}\"\n", public.display());
+    std::fs::write(dir.join("ferry.toml"), toml).unwrap();
 }
 
 async fn ferry_deploy(dir: &Path, image: &str) -> std::process::Output {

@@ -359,6 +359,27 @@ pub async fn push_small_image(host: &str, repo: &str, layer: &[u8]) -> String {
     sha256_digest(&manifest)
 }
 
+/// A `[environments.NAME]` table of kind kubernetes as the end-to-end tests write it: its
+/// repository, kubeconfig, namespace and manifest, two replicas.
+pub fn kubernetes_env(
+    name: &str,
+    repository: &str,
+    kubeconfig: &Path,
+    namespace: &str,
+    manifest: &Path,
+) -> String {
+    format!(
+        "[environments.{name}]\nkind = \"kubernetes\"\nrepository = \"{repository}\"\nkubeconfig = \"{}\"\nnamespace = \"{namespace}\"\nmanifest = \"{}\"\nvars = {{ REPLICAS = \"2\" }}\n",
+        kubeconfig.display(),
+        manifest.display()
+    )
+}
+
+/// This repository's `k8s.yml`.
+pub fn repository_manifest() -> PathBuf {
+    workspace().join("k8s.yml")
+}
+
 pub mod container_analysis;
 pub mod images;
 

@@ -1,5 +1,5 @@
 //! Runs a fake cluster until Ctrl-C (or SIGTERM) and prints its URL and kubeconfig path, for
-//! poking at it with kubectl by hand: `cargo run -p kube-fake --example serve -- --help`.
+//! poking at it with kubectl by hand: `cargo run -p kube-fake -- --help`.
 //!
 //! Each instance writes its own kubeconfig (named after its port, or where `--kubeconfig`
 //! says) and removes it on exit, so several can run side by side.
@@ -13,7 +13,7 @@ use clap::Parser;
 /// Prints `URL (kubeconfig: FILE)` once it listens; stop it with Ctrl-C.
 /// Then e.g. `kubectl --kubeconfig FILE get deploy,rs,pods -o wide`.
 #[derive(Debug, Parser)]
-#[command(name = "serve")]
+#[command(name = "kube-fake")]
 struct Args {
     /// Simulated seconds per real second (pods start and become ready this much faster).
     #[arg(default_value_t = 10.0, value_name = "CLOCK_SCALE")]

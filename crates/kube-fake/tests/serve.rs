@@ -1,4 +1,4 @@
-//! The `serve` example as people run it: `--help`, and two instances side by side, each with
+//! The `kube-fake` server as people run it: `--help`, and two instances side by side, each with
 //! its own kubeconfig, removed when the instance stops.
 
 use std::io::{BufRead, BufReader};
@@ -6,28 +6,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The example, built now: `cargo test` does not build examples, and an older build in a shared
-/// target directory would not be this source. Cargo says where the executable is.
+/// The `kube-fake` binary cargo built beside this test, from this source.
 fn serve() -> Command {
-    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    let path = BUILT.get_or_init(|| {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let out = Command::new(cargo)
-            .args(["build", "-q", "-p", "kube-fake", "--example", "serve"])
-            .arg("--message-format=json-render-diagnostics")
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("run cargo");
-        assert!(out.status.success(), "cargo build --example serve failed");
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|m| m["target"]["name"] == "serve")
-            .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-            .expect("cargo names the serve executable")
-    });
-    Command::new(path)
+    Command::new(env!("CARGO_BIN_EXE_kube-fake"))
 }
 
 /// Waits for `child` at most `limit`, killing it after that.
