@@ -234,34 +234,28 @@ pub async fn push(
     // A multi-platform image: each platform's blobs and manifest first, so the index
     // pushed last under the tag only names what the registry has.
     for (_, platform) in &image.platforms {
-        for blob in platform
-            .layers
-            .iter()
-            .chain(std::iter::once(&platform.config))
-        {
-            if client.has_blob(&blob.digest).await? {
-                skipped.push(blob.digest.clone());
-                continue;
-            }
-            let path = platform.blob_path(&blob.digest);
-            let bytes = tokio::fs::read(&path)
-                .await
-                .map_err(|error| RegistryError::Read { path, error })?;
-            client.upload_blob(&blob.digest, bytes.into()).await?;
-            uploaded.push(blob.digest.clone());
-        }
-        let path = platform.blob_path(&platform.manifest.digest);
-        let manifest = tokio::fs::read(&path)
-            .await
-            .map_err(|error| RegistryError::Read { path, error })?;
-        client
-            .put_manifest(
-                &platform.manifest.digest,
-                &platform.manifest.media_type,
-                manifest.into(),
-            )
-            .await?;
+        let digest = &platform.manifest.digest;
+        push_one(&mut client, platform, digest, &mut uploaded, &mut skipped).await?;
     }
+    push_one(&mut client, image, &image.tag, &mut uploaded, &mut skipped).await?;
+    Ok(Pushed {
+        repository: repository.to_string(),
+        tag: image.tag.clone(),
+        digest: image.manifest.digest.clone(),
+        uploaded,
+        skipped,
+    })
+}
+
+/// Uploads the blobs of `image` (one platform's, or an index's) the registry lacks, noting
+/// each in `uploaded` or `skipped`, then its manifest under `reference` (a tag or a digest).
+async fn push_one(
+    client: &mut Client,
+    image: &Image,
+    reference: &str,
+    uploaded: &mut Vec<String>,
+    skipped: &mut Vec<String>,
+) -> Result<(), RegistryError> {
     for blob in image.layers.iter().chain(std::iter::once(&image.config)) {
         if client.has_blob(&blob.digest).await? {
             skipped.push(blob.digest.clone());
@@ -279,15 +273,8 @@ pub async fn push(
         .await
         .map_err(|error| RegistryError::Read { path, error })?;
     client
-        .put_manifest(&image.tag, &image.manifest.media_type, manifest.into())
-        .await?;
-    Ok(Pushed {
-        repository: repository.to_string(),
-        tag: image.tag.clone(),
-        digest: image.manifest.digest.clone(),
-        uploaded,
-        skipped,
-    })
+        .put_manifest(reference, &image.manifest.media_type, manifest.into())
+        .await
 }
 
 /// What [`copy`] did: the same manifests in the target repository, so the same digests.

@@ -43,10 +43,14 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or_else(|| std::env::temp_dir().join(format!("kube-fake-{port}.kubeconfig")));
     std::fs::copy(cluster.kubeconfig_path(), &copy)
         .map_err(|e| anyhow::anyhow!("cannot write the kubeconfig to {}: {e}", copy.display()))?;
+    // Listening for both signals before the line that says the server is up: a Ctrl-C sent
+    // as soon as it is read must stop the server cleanly, not kill it.
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
     println!("{} (kubeconfig: {})", cluster.url(), copy.display());
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
-        result = tokio::signal::ctrl_c() => result?,
+        _ = interrupt.recv() => {}
         _ = term.recv() => {}
     }
     // Leave no kubeconfig pointing at a server that is gone.
