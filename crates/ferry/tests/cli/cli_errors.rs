@@ -1,12 +1,10 @@
 //! What the CLI says when it cannot go on, through the real binary: each message names the
 //! problem once and says what to do.
 
-mod support;
-
 use std::path::Path;
 use std::process::Command;
 
-use support::*;
+use crate::support::*;
 
 #[test]
 fn a_missing_config_file_says_it_does_not_exist_and_how_to_create_one() {

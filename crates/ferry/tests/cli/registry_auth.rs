@@ -10,20 +10,18 @@
 //! The image pushed is assembled by ferry's own library from a small file, so these tests
 //! need no cargo build of the service.
 
-mod support;
-
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use base64::Engine as _;
-use support::*;
 
 const USER: &str = "ci";
 const PASSWORD: &str = "helper-s3cret-pw";

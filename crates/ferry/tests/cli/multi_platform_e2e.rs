@@ -5,14 +5,12 @@
 //! Its name starts with `e2e_`: nextest runs it apart from the other heavy tests, and it
 //! shares their checkout and release build (`support::checkout`).
 
-mod support;
-
 use std::io::Read as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 
 fn skopeo_json(args: &[&str]) -> serde_json::Value {
     require_tool("skopeo", "apt-get install skopeo");
@@ -211,7 +209,7 @@ async fn e2e_multi_platform_ship_pushes_a_signed_index_whose_arm64_binary_serves
     }
     let mut args = vec![std::ffi::OsStr::new("auto")];
     args.extend(paths.iter().map(|p| p.as_os_str()));
-    let out = support::images::validate_oci(&args);
+    let out = crate::support::images::validate_oci(&args);
     assert!(out.status.success(), "{}", stderr(&out));
     // The layout: oci-layout, index.json, the index, 2 manifests, 2 configs (7); read back:
     // the index, its .sig, .att and .sbom, and per platform the manifest, config and .sbom (10).

@@ -1,12 +1,10 @@
 //! `ferry build` and `ferry push` against real parts: git, cargo, Debian's docker-registry,
 //! skopeo and podman.
 
-mod support;
-
 use std::process::Command;
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 
 fn digest_of_build(out: &std::process::Output) -> String {
     let line = stdout(out);

@@ -8,8 +8,6 @@
 //! and the realm refuses (403) a token for an action the account may not take. A cross-
 //! repository mount whose token has no pull on the `from` repository becomes a plain upload.
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
@@ -43,7 +41,7 @@ struct Front {
 
 struct Running {
     front: Front,
-    registry: support::Registry,
+    registry: crate::support::Registry,
     _runtime: tokio::runtime::Runtime,
 }
 
@@ -58,7 +56,7 @@ impl Running {
 
 fn start_front() -> Running {
     ferry::install_crypto_provider();
-    let registry = support::Registry::start();
+    let registry = crate::support::Registry::start();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -227,7 +225,7 @@ async fn registry_api(State(front): State<Front>, request: Request) -> Response 
 /// Sends the request on to the registry (to `path`, without its query, when given);
 /// `Location` headers point back at the front.
 async fn forward(front: &Front, request: Request, path: Option<String>) -> Response {
-    support::proxy_to_registry(&front.http, &front.registry, &front.me, request, path).await
+    crate::support::proxy_to_registry(&front.http, &front.registry, &front.me, request, path).await
 }
 
 fn options() -> PushOptions {
@@ -248,7 +246,7 @@ fn a_promote_copy_asks_the_source_for_pull_only_and_a_reader_of_it_can_promote()
     let runtime = tokio::runtime::Runtime::new().unwrap();
     // Staging's image, pushed straight to the registry behind the front (as staging's own
     // account would have).
-    let digest = runtime.block_on(support::push_small_image(
+    let digest = runtime.block_on(crate::support::push_small_image(
         &front.registry.host(),
         SOURCE,
         b"a layer staging runs",

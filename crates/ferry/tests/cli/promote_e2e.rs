@@ -2,14 +2,12 @@
 //! staging and a production namespace, the real binary, skopeo and kubectl. Nothing is built:
 //! the staging image is pushed by hand, so a cargo build could not even find a service.
 
-mod support;
-
 use std::path::Path;
 use std::process::Command;
 
+use crate::support::*;
 use kube_fake::{FakeCluster, Fault};
 use serde_json::json;
-use support::*;
 
 const COMMIT_A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 const COMMIT_B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
@@ -329,7 +327,7 @@ fn verify_image(reference: &str, public: &Path) -> std::process::Output {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn promote_carries_a_signed_multi_platform_index_and_refuses_an_unsigned_one() {
-    use support::images::*;
+    use crate::support::images::*;
     let registry = Registry::start();
     let other = Registry::start();
     let fake = fast_cluster().await;
@@ -514,8 +512,8 @@ async fn promote_carries_a_signed_multi_platform_index_and_refuses_an_unsigned_o
 /// the target repository's digest, all before the rollout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn promote_into_a_signing_environment_signs_the_copy_and_attests_it() {
-    use support::container_analysis::*;
-    use support::images::*;
+    use crate::support::container_analysis::*;
+    use crate::support::images::*;
     let registry = Registry::start();
     let fake = fast_cluster().await;
     for ns in ["staging", "production"] {

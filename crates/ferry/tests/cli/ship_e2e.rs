@@ -1,10 +1,8 @@
 //! `ferry ship` in the local environment, end to end on a clean checkout.
 
-mod support;
-
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 
 fn port_of(url: &str) -> u16 {
     url.rsplit(':')

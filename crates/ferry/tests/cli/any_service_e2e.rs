@@ -3,13 +3,11 @@
 //! that must be in the image, a health path of its own), a published crates.io web server
 //! shipped unchanged, and two projects on one machine at once.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 
 fn git(dir: &Path, args: &[&str]) {
     git_in(dir, args);

@@ -4,21 +4,19 @@
 //! Binary Authorization attestations go to a fake Container Analysis on loopback, and openssl
 //! verifies them too.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::support::container_analysis::*;
+use crate::support::*;
 use base64::Engine as _;
 use kube_fake::FakeCluster;
-use support::container_analysis::*;
-use support::*;
 
 const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
 
 /// A tiny image (its "binary" is a shell script: nothing here runs it) pushed unsigned.
 async fn push_image(registry: &Registry, dir: &Path, body: &str) -> ferry::image::Image {
-    let spec = support::images::script_spec(dir, body, "amd64");
+    let spec = crate::support::images::script_spec(dir, body, "amd64");
     let image = ferry::image::assemble(&spec, &dir.join(format!("oci-{body}"))).unwrap();
     let repository: ferry::registry::Repository =
         format!("{}/ferry/hello", registry.host()).parse().unwrap();
@@ -38,7 +36,7 @@ fn subject(registry: &Registry, image: &ferry::image::Image) -> ferry::supply::S
 }
 
 fn statement(subject: &ferry::supply::Subject) -> Vec<u8> {
-    support::images::test_provenance(&subject.repository, &subject.digest)
+    crate::support::images::test_provenance(&subject.repository, &subject.digest)
 }
 
 /// `ferry keygen` into `dir`: (private, public).
@@ -976,8 +974,8 @@ fn skopeo_raw_to(reference: &str, config: bool, dir: &Path, name: &str) -> PathB
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn layouts_manifests_index_config_and_artifacts_validate_against_the_oci_schemas() {
+    use crate::support::images::{sign_like_ship, two_platform_image, validate_oci};
     use std::ffi::OsStr;
-    use support::images::{sign_like_ship, two_platform_image, validate_oci};
     let registry = Registry::start();
     let dir = tempfile::tempdir().unwrap();
     let (private, _) = keygen(dir.path(), "ferry");

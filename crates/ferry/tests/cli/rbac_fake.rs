@@ -3,8 +3,6 @@
 //! history, rollback, lock, unlock and a prune pass with exactly the printed Role; with any one
 //! rule taken away, ferry fails naming the verb, resource and namespace it lacked.
 
-mod support;
-
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
@@ -106,7 +104,7 @@ async fn run(dir: &Path, args: &[&str], commit: &str) -> Output {
             .env("COMMIT", &commit)
             .env(
                 "CARGO_TARGET_DIR",
-                support::workspace().join("target/e2e/target"),
+                crate::support::workspace().join("target/e2e/target"),
             )
             .stdin(Stdio::null());
         for name in [
@@ -131,9 +129,12 @@ const IMAGE_B: &str = "registry.example/hello@sha256:333333333333333333333333333
 /// examples/shelf in a git repository, with the repository's k8s.yml and an environment `k`
 /// (namespace `hello`) pushing to `registry` and deploying through `kubeconfig.yaml` (git
 /// ignores it: each fake cluster writes its own there).
-fn shelf_project(registry: &support::Registry) -> tempfile::TempDir {
+fn shelf_project(registry: &crate::support::Registry) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    support::copy_tree(&support::workspace().join("examples/shelf"), dir.path());
+    crate::support::copy_tree(
+        &crate::support::workspace().join("examples/shelf"),
+        dir.path(),
+    );
     let k8s = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../k8s.yml");
     std::fs::copy(k8s, dir.path().join("k8s.yml")).unwrap();
     std::fs::write(dir.path().join(".gitignore"), "/target\n/kubeconfig.yaml\n").unwrap();
@@ -145,9 +146,9 @@ fn shelf_project(registry: &support::Registry) -> tempfile::TempDir {
         ),
     )
     .unwrap();
-    support::git_in(dir.path(), &["init", "-q"]);
-    support::git_in(dir.path(), &["add", "-A"]);
-    support::git_in(dir.path(), &["commit", "-q", "-m", "shelf"]);
+    crate::support::git_in(dir.path(), &["init", "-q"]);
+    crate::support::git_in(dir.path(), &["add", "-A"]);
+    crate::support::git_in(dir.path(), &["commit", "-q", "-m", "shelf"]);
     dir
 }
 
@@ -157,7 +158,7 @@ fn shelf_project(registry: &support::Registry) -> tempfile::TempDir {
 /// step that fails gives its stderr.
 async fn lifecycle(fake: &FakeCluster, project: &Path) -> Result<(), String> {
     std::fs::copy(fake.kubeconfig_path(), project.join("kubeconfig.yaml")).unwrap();
-    support::git_in(project, &["checkout", "-q", "--", "k8s.yml"]);
+    crate::support::git_in(project, &["checkout", "-q", "--", "k8s.yml"]);
     let d = project;
     let steps: [(&[&str], &str); 7] = [
         (&["ship", "--env", "k", "--skip-tests"], COMMIT_A),
@@ -189,7 +190,7 @@ async fn lifecycle(fake: &FakeCluster, project: &Path) -> Result<(), String> {
     );
     std::fs::write(d.join("k8s.yml"), kept.join("\n---\n")).unwrap();
     let out = run(d, &["deploy", "--env", "k", "--image", IMAGE_B], COMMIT_B).await;
-    support::git_in(project, &["checkout", "-q", "--", "k8s.yml"]);
+    crate::support::git_in(project, &["checkout", "-q", "--", "k8s.yml"]);
     if !out.status.success() {
         return Err(format!("ferry deploy (prune): {}", stderr(&out)));
     }
@@ -221,7 +222,7 @@ async fn crash(fake: &FakeCluster) -> Output {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn e2e_the_printed_role_is_enough_and_every_rule_of_it_is_needed() {
-    let registry = support::Registry::start();
+    let registry = crate::support::Registry::start();
     let project = shelf_project(&registry);
     let project = project.path();
     let role = printed_role();
@@ -285,7 +286,7 @@ const PRODUCTION_USER: &str = "ferry-ci@ferry-production.iam.gserviceaccount.com
 /// with its own repository in `registry`), each reaching the cluster through its own
 /// kubeconfig file (`staging.yaml`, `production.yaml`), so a test decides whose token each
 /// environment is reached with.
-fn promote_project(registry: &support::Registry) -> tempfile::TempDir {
+fn promote_project(registry: &crate::support::Registry) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../k8s.yml");
     let env = |name: &str| {
@@ -372,13 +373,13 @@ fn kubeconfig_as(fake: &FakeCluster, dir: &Path, name: &str, token: &str) {
 async fn promote_as_production(
     fake: &FakeCluster,
     dir: &Path,
-    registry: &support::Registry,
+    registry: &crate::support::Registry,
 ) -> Result<(), String> {
     let host = registry.host();
     kubeconfig_as(fake, dir, "staging", STAGING_TOKEN);
     kubeconfig_as(fake, dir, "production", PRODUCTION_TOKEN);
     for (layer, commit) in [(&b"layer a"[..], COMMIT_A), (&b"layer b"[..], COMMIT_B)] {
-        let digest = support::push_small_image(&host, "ferry/staging-hello", layer).await;
+        let digest = crate::support::push_small_image(&host, "ferry/staging-hello", layer).await;
         let image = format!("{host}/ferry/staging-hello@{digest}");
         let out = run(
             dir,
@@ -417,7 +418,7 @@ async fn promote_as_production(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn e2e_promote_reads_the_source_with_exactly_the_printed_read_only_role_and_cannot_write_it()
 {
-    let registry = support::Registry::start();
+    let registry = crate::support::Registry::start();
     let project = promote_project(&registry);
     let dir = project.path();
     let (staging_role, _) = printed(dir, &["rbac", "--env", "staging", "--user", STAGING_USER]);

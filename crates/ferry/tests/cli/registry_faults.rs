@@ -6,15 +6,13 @@
 //! loopback that relays bytes both ways and, for the requests it is told to, breaks the
 //! connection instead. The image is assembled by ferry's own library.
 
-mod support;
-
 use std::net::SocketAddr;
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::*;
+use crate::support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 

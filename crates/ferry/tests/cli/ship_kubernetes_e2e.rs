@@ -5,12 +5,10 @@
 //! The tests that build share one checkout and its release build (`support::checkout`), so
 //! their names start with `e2e_`: nextest runs those one at a time.
 
-mod support;
-
 use std::process::Command;
 
+use crate::support::*;
 use kube_fake::{FakeCluster, Fault, Options};
-use support::*;
 
 fn git(dir: &std::path::Path, args: &[&str]) -> String {
     let out = run_ok(

@@ -2,15 +2,13 @@
 //! looping on it through the switch sees no failure, a broken build keeps the old instance
 //! serving, and Ctrl-C leaves no process behind.
 
-mod support;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
-use support::*;
+use crate::support::*;
 
 /// Waits for a line containing `needle` on `lines`, returning it.
 fn wait_for(lines: &mpsc::Receiver<String>, needle: &str, limit: Duration) -> String {
