@@ -140,23 +140,37 @@ pub enum LocalError {
 /// A failed start leaves nothing running.
 pub async fn start(spec: &RunSpec) -> Result<Running, LocalError> {
     stop(&spec.state_dir).await?;
-    let host_port = pick_port(spec.host_port)?;
+    let mut host_port = pick_port(spec.host_port)?;
     let runtime = choose_runtime(spec.runtime).await?;
     if runtime == Runtime::Binary && !spec.image_files.is_empty() {
         return Err(LocalError::BinaryWithFiles {
             files: spec.image_files.join(", "),
         });
     }
-    let url = format!("http://127.0.0.1:{host_port}");
-    let (id, log) = match runtime {
-        Runtime::Podman | Runtime::Docker => {
-            (start_container(runtime, spec, host_port).await?, None)
-        }
-        Runtime::Binary => {
-            let (pid, log) = start_binary(spec, host_port).await?;
-            (pid.to_string(), Some(log))
+    let mut attempt = 1;
+    let (id, log) = loop {
+        let started = match runtime {
+            Runtime::Podman | Runtime::Docker => start_container(runtime, spec, host_port)
+                .await
+                .map(|id| (id, None)),
+            Runtime::Binary => start_binary(spec, host_port)
+                .await
+                .map(|(pid, log)| (pid.to_string(), Some(log))),
+        };
+        match started {
+            // A port ferry chose was free when it looked, but another program (another
+            // project's ferry, say) took it before the runtime bound it: choose again.
+            Err(e) if spec.host_port.is_none() && attempt < 3 && is_port_taken(&e) => {
+                tracing::debug!(
+                    "port {host_port} was taken before the runtime bound it; choosing another"
+                );
+                host_port = pick_port(Some(0))?;
+                attempt += 1;
+            }
+            other => break other?,
         }
     };
+    let url = format!("http://127.0.0.1:{host_port}");
     let instance = Instance {
         runtime,
         id: id.clone(),
@@ -247,11 +261,19 @@ fn write_state(state_dir: &Path, running: &Running) -> Result<(), LocalError> {
     std::fs::write(&path, text).map_err(|source| LocalError::State { path, source })
 }
 
+/// A runtime's refusal because the host port is in use (podman's and docker's words).
+fn is_port_taken(error: &LocalError) -> bool {
+    let text = error.to_string();
+    text.contains("address already in use") || text.contains("port is already allocated")
+}
+
+/// `requested`, if it is free (`Some(0)`: any free port); else 8000 when free, else any.
 fn pick_port(requested: Option<u16>) -> Result<u16, LocalError> {
     let bind = |port| TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
     match requested {
         Some(port) => bind(port)
-            .map(|_| port)
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
             .map_err(|_| LocalError::PortInUse(port)),
         None => bind(8000)
             .or_else(|_| bind(0))
@@ -706,6 +728,31 @@ async fn run_ok_with<S: AsRef<std::ffi::OsStr>>(
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt as _;
+
+    #[test]
+    fn a_taken_port_is_refused_when_asked_for_and_any_free_one_is_found_otherwise() {
+        let held = TcpListener::bind("127.0.0.1:0").unwrap();
+        let taken = held.local_addr().unwrap().port();
+        assert!(matches!(pick_port(Some(taken)), Err(LocalError::PortInUse(p)) if p == taken));
+        let any = pick_port(Some(0)).unwrap();
+        assert!(any != 0 && any != taken);
+    }
+
+    #[test]
+    fn podmans_and_dockers_port_conflicts_are_recognised_and_nothing_else() {
+        let failed = |stderr: &str| LocalError::Command {
+            command: "podman run".into(),
+            code: Some(126),
+            stderr: stderr.into(),
+        };
+        assert!(is_port_taken(&failed(
+            "Error: cannot listen on the TCP port: listen tcp4 127.0.0.1:8000: bind: address already in use"
+        )));
+        assert!(is_port_taken(&failed(
+            "Bind for 127.0.0.1:8000 failed: port is already allocated"
+        )));
+        assert!(!is_port_taken(&failed("Error: image not known")));
+    }
 
     /// A directory to use as PATH, holding shell scripts named after runtimes.
     fn path_with(programs: &[(&str, &str)]) -> tempfile::TempDir {
