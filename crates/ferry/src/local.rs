@@ -384,7 +384,18 @@ async fn start_container(
         .iter()
         .map(|(k, v)| (k.to_string(), v.expose().to_string()))
         .collect();
-    run_ok_with(&program, &args, &secret_env).await?;
+    if let Err(e) = run_ok_with(&program, &args, &secret_env).await {
+        // A run that fails after creating the container (its port taken at bind time) leaves
+        // it behind under this name: remove it, so nothing is left and a retry can use the name.
+        let _ = tokio::process::Command::new(&program)
+            .args(["rm", "-f", &name])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .await;
+        return Err(e);
+    }
     Ok(name)
 }
 
