@@ -77,11 +77,20 @@ pub struct Tested {
 
 /// Runs the test stage in `root`. On failure the error holds the failing tests' names and
 /// panic output, however much the build printed before them.
+///
+/// `threads` (`[test] threads`) becomes `RUST_TEST_THREADS` for the run, unless ferry's own
+/// environment already sets that variable.
 pub async fn test(
     root: &Path,
     run: TestRun<'_>,
+    threads: Option<u16>,
     progress: impl Fn(&str),
 ) -> Result<Tested, CompileError> {
+    let threads: Vec<(String, String)> = threads
+        .filter(|_| std::env::var_os("RUST_TEST_THREADS").is_none())
+        .map(|n| ("RUST_TEST_THREADS".to_string(), n.to_string()))
+        .into_iter()
+        .collect();
     let plain = |package: &str| -> Vec<String> {
         ["test", "--locked", "-p", package]
             .map(String::from)
@@ -101,7 +110,8 @@ pub async fn test(
             binary,
             profile: Profile::Fast,
         } => {
-            let flags = StaticFlags::new(root, Profile::Fast, TARGET);
+            let mut flags = StaticFlags::new(root, Profile::Fast, TARGET);
+            flags.env.extend(threads.iter().cloned());
             let mut args = vec!["test".to_string()];
             args.extend(flags.profile_args.iter().map(|a| a.to_string()));
             args.extend(
@@ -139,7 +149,7 @@ pub async fn test(
         }
         TestRun::Cargo { package, .. } => ("cargo".to_string(), plain(package), ""),
     };
-    let out = run_strings(root, &program, &args, &[], &progress).await?;
+    let out = run_strings(root, &program, &args, &threads, &progress).await?;
     Ok(Tested {
         summary: format!("{}{note}", summarize(&out, &program, &args)),
         binary: None,

@@ -189,6 +189,10 @@ pub struct TestSettings {
     /// The command, as a list. Unset: `cargo test --locked -p PACKAGE`, compiled as the build
     /// compiles when the environment builds fast (see `compile::TestRun`).
     pub command: Option<Vec<String>>,
+    /// How many tests run at once in each test binary: the stage sets `RUST_TEST_THREADS` (unless
+    /// it is already set). Unset: libtest's default, one per core. Tests that mostly wait
+    /// (timeouts, drains, child processes) finish sooner with more.
+    pub threads: Option<u16>,
 }
 
 impl TestSettings {
@@ -705,6 +709,12 @@ impl Config {
                     });
                 }
             }
+        }
+        if self.test.threads == Some(0) {
+            return Err(bad(
+                "[test] threads = 0".into(),
+                "give at least 1, or leave it out for one test per core",
+            ));
         }
         if self.test.command.as_ref().is_some_and(Vec::is_empty) {
             return Err(bad(
@@ -1281,6 +1291,14 @@ mod tests {
             custom.test.custom(),
             Some(&["make".to_string(), "check".to_string()][..])
         );
+        assert_eq!(config.test.threads, None, "libtest's default: one per core");
+        assert_eq!(
+            parse("[test]\nthreads = 8\n").unwrap().test.threads,
+            Some(8)
+        );
+        let zero = parse("[test]\nthreads = 0\n").unwrap_err().to_string();
+        assert!(zero.contains("[test] threads = 0"), "{zero}");
+        assert!(zero.contains("at least 1"), "{zero}");
         assert!(matches!(
             config.environment(None).unwrap().1,
             Environment::Local(_)

@@ -102,6 +102,7 @@ pub fn ferry_toml(plan: &Plan) -> String {
          \n\
          # [test]\n\
          # command = [\"cargo\", \"test\", \"--locked\", \"-p\", \"{package}\"]   # the default\n\
+         # threads = 8                  # tests at once per test binary (RUST_TEST_THREADS); default: one per core\n\
          \n\
          # Runs the image on this machine: podman, then docker, then the bare binary.\n\
          [environments.local]\n\

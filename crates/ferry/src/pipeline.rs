@@ -275,7 +275,10 @@ pub async fn build_image(
             };
             tested_binary = recorder
                 .stage("test", &run.describe(), async |stage| {
-                    let tested = crate::compile::test(&root, run, |l| stage.progress(l)).await?;
+                    let tested = crate::compile::test(&root, run, config.test.threads, |l| {
+                        stage.progress(l)
+                    })
+                    .await?;
                     Ok((tested.binary, tested.summary))
                 })
                 .await?;

@@ -316,18 +316,22 @@ fn without_ferry_toml_commands_exit_2_and_say_to_run_init() {
 }
 
 #[test]
-fn a_failing_test_stage_shows_the_failing_test_and_its_panic() {
+fn a_failing_test_stage_shows_the_failing_tests_and_their_panics() {
     let dir = tempfile::tempdir().unwrap();
     let project = dir.path().join("flaky");
     cargo_new(&project, &["--name", "flaky"]);
     let mut main = std::fs::read_to_string(project.join("src/main.rs")).unwrap();
     main.push_str(
-        "\n#[cfg(test)]\nmod tests {\n    #[test]\n    fn answers_forty_two() {\n        assert_eq!(6 * 7, 43, \"the answer drifted\");\n    }\n}\n",
+        "\n#[cfg(test)]\nmod tests {\n    #[test]\n    fn answers_forty_two() {\n        assert_eq!(6 * 7, 43, \"the answer drifted\");\n    }\n    #[test]\n    fn reports_its_threads() {\n        panic!(\"RUST_TEST_THREADS is {:?}\", std::env::var(\"RUST_TEST_THREADS\").ok());\n    }\n}\n",
     );
     std::fs::write(project.join("src/main.rs"), main).unwrap();
     git(&project, &["init", "-q"]);
     let init = ferry(&project, &["init"]);
     assert!(init.status.success(), "{}", stderr(&init));
+    // `[test] threads` reaches the tests as RUST_TEST_THREADS.
+    let mut toml = std::fs::read_to_string(project.join("ferry.toml")).unwrap();
+    toml.push_str("\n[test]\nthreads = 3\n");
+    std::fs::write(project.join("ferry.toml"), toml).unwrap();
     commit_all(&project);
     let out = ferry(&project, &["ship", "--runtime", "binary"]);
     assert!(!out.status.success());
@@ -335,6 +339,8 @@ fn a_failing_test_stage_shows_the_failing_test_and_its_panic() {
     assert!(err.contains("failed at the test stage"), "{err}");
     assert!(err.contains("tests::answers_forty_two"), "{err}");
     assert!(err.contains("the answer drifted"), "{err}");
+    assert!(err.contains("tests::reports_its_threads"), "{err}");
+    assert!(err.contains("RUST_TEST_THREADS is Some(\"3\")"), "{err}");
     let report = &err[err.find("error: ferry ship failed").unwrap()..];
     assert!(!report.contains("Compiling"), "{report}");
 }

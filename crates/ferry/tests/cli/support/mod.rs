@@ -130,6 +130,7 @@ pub fn ferry(dir: &Path, args: &[&str]) -> Output {
         )
         .env("FERRY_OUTPUT", "plain")
         .env_remove("FERRY_ENV")
+        .env_remove("RUST_TEST_THREADS")
         .stdin(Stdio::null())
         .output()
         .expect("run ferry")
