@@ -142,7 +142,7 @@ impl std::fmt::Display for Rollout {
 #[derive(Debug, thiserror::Error)]
 pub enum DeployError {
     #[error(
-        "no Kubernetes credentials found: {why}\n  hint: for GKE run `gcloud container clusters get-credentials CLUSTER --location LOCATION --project PROJECT --dns-endpoint`; or set KUBECONFIG, or `kubeconfig`/`context` in ferry.toml"
+        "no Kubernetes credentials found: {why}\n  hint: for GKE run `ferry credentials --env ENV` or `gcloud container clusters get-credentials CLUSTER --location LOCATION --project PROJECT --dns-endpoint`; or set KUBECONFIG, or `kubeconfig`/`context` in ferry.toml"
     )]
     NoKubeconfig { why: String },
     #[error(
@@ -150,7 +150,7 @@ pub enum DeployError {
     )]
     Unreachable { server: String, why: String },
     #[error(
-        "the cluster at {server} did not accept the credentials (401 {message})\n  hint: they may have expired: for GKE run `gcloud container clusters get-credentials CLUSTER --location LOCATION --project PROJECT --dns-endpoint` (with gke-gcloud-auth-plugin on PATH); otherwise check the kubeconfig's user"
+        "the cluster at {server} did not accept the credentials (401 {message})\n  hint: they may have expired: for GKE run `ferry credentials --env ENV` or `gcloud container clusters get-credentials CLUSTER --location LOCATION --project PROJECT --dns-endpoint` (with gke-gcloud-auth-plugin on PATH); otherwise check the kubeconfig's user"
     )]
     Unauthenticated { server: String, message: String },
     #[error(

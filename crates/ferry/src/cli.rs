@@ -72,6 +72,8 @@ pub enum Command {
     Deploy(commands::deploy::DeployArgs),
     /// Rebuild, restart and verify on every save, behind one stable local URL.
     Dev(commands::dev::DevArgs),
+    /// Add an environment's GKE cluster to the kubeconfig (gcloud get-credentials, from ferry.toml).
+    Credentials(commands::credentials::CredentialsArgs),
     /// Print the namespaced Role a deploy identity needs for an environment (no wildcards).
     Rbac(commands::rbac::RbacArgs),
     /// Show what is deployed: image, commit, revision, replicas ready.

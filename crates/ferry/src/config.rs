@@ -473,10 +473,23 @@ impl GkeCluster {
 
     /// The command that writes this cluster's context and credentials into the kubeconfig.
     pub fn get_credentials_command(&self) -> String {
-        format!(
-            "gcloud container clusters get-credentials {} --location {} --project {} --dns-endpoint",
-            self.cluster, self.location, self.project
-        )
+        format!("gcloud {}", self.get_credentials_args().join(" "))
+    }
+
+    /// gcloud's arguments for [`GkeCluster::get_credentials_command`]: the cluster's DNS
+    /// endpoint, so the kubeconfig works with the public IP endpoint off.
+    pub fn get_credentials_args(&self) -> [&str; 9] {
+        [
+            "container",
+            "clusters",
+            "get-credentials",
+            &self.cluster,
+            "--location",
+            &self.location,
+            "--project",
+            &self.project,
+            "--dns-endpoint",
+        ]
     }
 }
 

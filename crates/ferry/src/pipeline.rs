@@ -495,13 +495,15 @@ pub fn target(config: &Config, env: &crate::config::KubernetesEnv) -> crate::dep
 pub enum ClusterError {
     #[error(
         "the kubeconfig ({kubeconfig}) has no context `{}` for the {cluster}\n  \
-         hint: run `{}` to add it, or set `context` in ferry.toml (or --context) to one that exists{}",
+         hint: run {} to add it, or set `context` in ferry.toml (or --context) to one that exists{}",
         .cluster.context_name(),
-        .cluster.get_credentials_command(),
+        how_to_add(.environment.as_deref(), .cluster),
         known_contexts(.known)
     )]
     MissingGkeContext {
-        cluster: crate::config::GkeCluster,
+        cluster: Box<crate::config::GkeCluster>,
+        /// The environment in ferry.toml, when the cluster is one's.
+        environment: Option<String>,
         /// Where the kubeconfig was looked for, and why it was unusable if it was.
         kubeconfig: String,
         /// The contexts it does have.
@@ -509,6 +511,26 @@ pub enum ClusterError {
     },
     #[error(transparent)]
     Deploy(#[from] crate::deploy::DeployError),
+}
+
+impl ClusterError {
+    /// Names the environment whose cluster this is, so the hint gives its `ferry credentials`.
+    pub fn for_environment(mut self, name: &str) -> Self {
+        if let ClusterError::MissingGkeContext { environment, .. } = &mut self {
+            *environment = Some(name.to_string());
+        }
+        self
+    }
+}
+
+fn how_to_add(environment: Option<&str>, cluster: &crate::config::GkeCluster) -> String {
+    match environment {
+        Some(name) => format!(
+            "`ferry credentials --env {name}` (it runs `{}`)",
+            cluster.get_credentials_command()
+        ),
+        None => format!("`{}`", cluster.get_credentials_command()),
+    }
 }
 
 fn known_contexts(known: &[String]) -> String {
@@ -523,9 +545,12 @@ fn known_contexts(known: &[String]) -> String {
 /// first checks that the kubeconfig has it, so the error says how to get it.
 pub async fn connect(
     config: &Config,
+    name: &str,
     env: &crate::config::KubernetesEnv,
 ) -> Result<crate::deploy::Cluster, ClusterError> {
-    connect_target(&target(config, env), env.gke.as_ref()).await
+    connect_target(&target(config, env), env.gke.as_ref())
+        .await
+        .map_err(|e| e.for_environment(name))
 }
 
 /// Connects to `target`; when its context is the one gcloud writes for `gke`, first checks
@@ -537,22 +562,31 @@ pub async fn connect_target(
     if let (Some(gke), Some(context)) = (gke, &target.context)
         && *context == gke.context_name()
     {
-        let (kubeconfig, place) = match &target.kubeconfig {
-            Some(path) => (
-                kube::config::Kubeconfig::read_from(path),
-                path.display().to_string(),
-            ),
-            None => (
-                kube::config::Kubeconfig::read(),
-                match std::env::var_os("KUBECONFIG") {
-                    Some(v) => format!("$KUBECONFIG={}", v.to_string_lossy()),
-                    None => "~/.kube/config".to_string(),
-                },
-            ),
-        };
-        check_gke_context(kubeconfig.map_err(|e| e.to_string()), &place, gke)?;
+        let (kubeconfig, place) = read_kubeconfig(target.kubeconfig.as_deref());
+        check_gke_context(kubeconfig, &place, gke)?;
     }
     Ok(crate::deploy::connect(target).await?)
+}
+
+/// The kubeconfig at `path`, else `$KUBECONFIG`'s or `~/.kube/config`, and how to name it in a
+/// message.
+pub fn read_kubeconfig(
+    path: Option<&std::path::Path>,
+) -> (Result<kube::config::Kubeconfig, String>, String) {
+    let (kubeconfig, place) = match path {
+        Some(path) => (
+            kube::config::Kubeconfig::read_from(path),
+            path.display().to_string(),
+        ),
+        None => (
+            kube::config::Kubeconfig::read(),
+            match std::env::var_os("KUBECONFIG") {
+                Some(v) => format!("$KUBECONFIG={}", v.to_string_lossy()),
+                None => "~/.kube/config".to_string(),
+            },
+        ),
+    };
+    (kubeconfig.map_err(|e| e.to_string()), place)
 }
 
 /// `Ok` when `kubeconfig` has the context gcloud writes for `gke`; `place` names the
@@ -572,7 +606,8 @@ pub fn check_gke_context(
         Err(why) => (Vec::new(), format!("{place}: {why}")),
     };
     Err(ClusterError::MissingGkeContext {
-        cluster: gke.clone(),
+        cluster: Box::new(gke.clone()),
+        environment: None,
         kubeconfig: place,
         known,
     })

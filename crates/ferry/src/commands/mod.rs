@@ -5,6 +5,7 @@
 
 pub mod build;
 pub mod completions;
+pub mod credentials;
 pub mod deploy;
 pub mod dev;
 pub mod history;
@@ -154,6 +155,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Render(args) => render::run(args, &ctx).await,
         Command::Deploy(args) => deploy::run(args, &ctx).await,
         Command::Rbac(args) => rbac::run(args, &ctx).await,
+        Command::Credentials(args) => credentials::run(args, &ctx).await,
         Command::Dev(args) => dev::run(args, &ctx).await,
         Command::Status(args) => status::run(args, &ctx).await,
         Command::Stop(args) => stop::run(args, &ctx).await,

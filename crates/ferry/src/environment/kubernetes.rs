@@ -185,7 +185,7 @@ impl super::Environment for Kubernetes {
                 "deploy",
                 &format!("apply to {}", crate::deploy::describe_target(&target)),
                 async |stage| {
-                    let cluster = pipeline::connect(config, env).await?;
+                    let cluster = pipeline::connect(config, &self.name, env).await?;
                     let rollout =
                         crate::deploy::deploy(&cluster, &rendered.objects, &options, &|line| {
                             stage.progress(line)
@@ -271,7 +271,7 @@ impl super::Environment for Kubernetes {
             })
             .await?;
         let json = recorder.reporter().mode() == Mode::Json;
-        match pipeline::connect(config, env).await {
+        match pipeline::connect(config, &self.name, env).await {
             Ok(cluster) => {
                 let set = deploy::applyset::ApplySet::new(&config.image.name, &env.namespace);
                 let (diffs, pruned) = recorder
@@ -340,7 +340,7 @@ impl super::Environment for Kubernetes {
     async fn status(&self, reporter: &Reporter) -> anyhow::Result<()> {
         let (config, k, name) = (&self.config, &self.settings, &self.name);
         let target = pipeline::target(config, k);
-        let cluster = pipeline::connect(config, k).await?;
+        let cluster = pipeline::connect(config, name, k).await?;
         let deployments = deploy::status(&cluster, &k.namespace).await?;
         // Best effort: a cluster that will not show its Leases still shows its Deployments.
         let lock = lease::current(&cluster, &k.namespace, &self.lease_name())
@@ -438,7 +438,8 @@ impl super::Environment for Kubernetes {
                 "lock",
                 &format!("Lease {namespace}/{name}"),
                 async |stage| {
-                    let cluster = pipeline::connect(&self.config, &self.settings).await?;
+                    let cluster =
+                        pipeline::connect(&self.config, &self.name, &self.settings).await?;
                     let claim = lease::Claim::new(request.operation, request.commit.clone());
                     let held =
                         lease::acquire(&cluster, namespace, &name, &claim, request.wait, &|s| {
@@ -459,7 +460,7 @@ impl super::Environment for Kubernetes {
 
     async fn lock(&self, message: &str, reporter: &Reporter) -> anyhow::Result<()> {
         let (namespace, name) = (&self.settings.namespace, self.lease_name());
-        let cluster = pipeline::connect(&self.config, &self.settings).await?;
+        let cluster = pipeline::connect(&self.config, &self.name, &self.settings).await?;
         let mut claim = lease::Claim::new("lock", None);
         claim.manual = true;
         claim.message = Some(message.to_string());
@@ -481,7 +482,7 @@ impl super::Environment for Kubernetes {
 
     async fn unlock(&self, force: bool, reporter: &Reporter) -> anyhow::Result<()> {
         let (namespace, name) = (&self.settings.namespace, self.lease_name());
-        let cluster = pipeline::connect(&self.config, &self.settings).await?;
+        let cluster = pipeline::connect(&self.config, &self.name, &self.settings).await?;
         let removed = lease::remove(&cluster, namespace, &name, force)
             .await
             .with_context(|| format!("cannot unlock {}", self.name))?;
@@ -505,7 +506,7 @@ impl super::Environment for Kubernetes {
 
     async fn history(&self, reporter: &Reporter) -> anyhow::Result<()> {
         let namespace = &self.settings.namespace;
-        let cluster = pipeline::connect(&self.config, &self.settings).await?;
+        let cluster = pipeline::connect(&self.config, &self.name, &self.settings).await?;
         let records = history::read(&cluster, namespace, &self.config.image.name).await?;
         let mut kept = std::collections::BTreeMap::new();
         for deployment in records.iter().map(|r| r.deployment.clone()) {
@@ -580,7 +581,7 @@ impl super::Environment for Kubernetes {
 
     async fn running_image(&self, commit: Option<&str>) -> anyhow::Result<RunningImage> {
         let namespace = &self.settings.namespace;
-        let cluster = pipeline::connect(&self.config, &self.settings).await?;
+        let cluster = pipeline::connect(&self.config, &self.name, &self.settings).await?;
         let records = history::read(&cluster, namespace, &self.config.image.name).await?;
         let deployment = self.the_deployment(&cluster, &records, None).await?;
         let (image, commit) = match commit {
@@ -646,7 +647,7 @@ impl super::Environment for Kubernetes {
             ),
         )
         .await?;
-        let cluster = pipeline::connect(&self.config, &self.settings).await?;
+        let cluster = pipeline::connect(&self.config, &self.name, &self.settings).await?;
         let claim = lease::Claim::new("promote", source.commit.clone());
         let held = self
             .deploy_lock(&cluster, &claim, request.lock_wait, reporter)
@@ -658,7 +659,7 @@ impl super::Environment for Kubernetes {
     }
 
     async fn rollback(&self, request: &RollbackRequest, reporter: &Reporter) -> anyhow::Result<()> {
-        let cluster = pipeline::connect(&self.config, &self.settings).await?;
+        let cluster = pipeline::connect(&self.config, &self.name, &self.settings).await?;
         let claim = lease::Claim::new("rollback", None);
         let held = self
             .deploy_lock(&cluster, &claim, request.lock_wait, reporter)
@@ -719,7 +720,7 @@ impl Kubernetes {
         image: &str,
         commit: Option<&str>,
     ) {
-        let Ok(cluster) = pipeline::connect(&self.config, &self.settings).await else {
+        let Ok(cluster) = pipeline::connect(&self.config, &self.name, &self.settings).await else {
             return;
         };
         record_rollout(

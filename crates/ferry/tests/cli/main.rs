@@ -9,6 +9,7 @@ mod support;
 
 mod any_service_e2e;
 mod cli_errors;
+mod credentials;
 mod dependencies;
 mod deploy_fake;
 mod deploy_wire;

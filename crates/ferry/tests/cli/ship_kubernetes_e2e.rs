@@ -479,7 +479,7 @@ async fn gke_environments_use_the_gcloud_context_and_say_how_to_get_it() {
     );
     assert!(
         err.contains(
-            "run `gcloud container clusters get-credentials other --location us-central1 --project ferry-e2e --dns-endpoint`"
+            "run `ferry credentials --env elsewhere` (it runs `gcloud container clusters get-credentials other --location us-central1 --project ferry-e2e --dns-endpoint`)"
         ),
         "{err}"
     );
