@@ -52,6 +52,19 @@ pub fn dns_label(text: &str) -> String {
     }
 }
 
+fn is_timeout(why: &str) -> bool {
+    let why = why.to_ascii_lowercase();
+    why.contains("timed out") || why.contains("timeout") || why.contains("deadline has elapsed")
+}
+
+fn humantime(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{:.1} s", d.as_secs_f64())
+    }
+}
+
 /// Where the cluster is.
 #[derive(Debug, Clone, Default)]
 pub struct Target {
@@ -59,7 +72,14 @@ pub struct Target {
     pub kubeconfig: Option<PathBuf>,
     /// kubeconfig context (default: the current one).
     pub context: Option<String>,
+    /// How long one request may go unanswered (default [`REQUEST_TIMEOUT`]). ferry polls and
+    /// never watches, so no request of its own is meant to stay open.
+    pub request_timeout: Option<Duration>,
 }
+
+/// How long ferry waits for the API server to answer one request: an API server that accepts
+/// connections but never answers fails the run instead of hanging it.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone)]
 pub struct DeployOptions {
@@ -149,6 +169,11 @@ pub enum DeployError {
         "cannot reach the cluster at {server}: {why}\n  hint: check the network, the VPN, or that the cluster exists (`kubectl cluster-info`)"
     )]
     Unreachable { server: String, why: String },
+    #[error(
+        "the cluster at {server} accepted the connection but sent no answer within {}\n  hint: check that this address is the Kubernetes API server (`kubectl cluster-info`) and not another service, and that it is not overloaded",
+        humantime(*.timeout)
+    )]
+    NoAnswer { server: String, timeout: Duration },
     #[error(
         "the cluster at {server} did not accept the credentials (401 {message})\n  hint: they may have expired: for GKE run `ferry credentials --env ENV` or `gcloud container clusters get-credentials CLUSTER --location LOCATION --project PROJECT --dns-endpoint` (with gke-gcloud-auth-plugin on PATH); otherwise check the kubeconfig's user"
     )]
@@ -334,14 +359,22 @@ pub async fn connect(target: &Target) -> Result<Cluster, DeployError> {
             .await
             .map_err(|e| DeployError::NoKubeconfig { why: e.to_string() })?,
     };
+    let mut config = config;
+    let timeout = target.request_timeout.unwrap_or(REQUEST_TIMEOUT);
+    config.read_timeout = Some(timeout);
+    config.write_timeout = Some(timeout);
     let server = config.cluster_url.to_string();
     let client =
         Client::try_from(config).map_err(|e| DeployError::from_kube(e, "cluster", "", &server))?;
     // One cheap call, so "unreachable" is said here and not in the middle of an apply.
-    client
-        .apiserver_version()
-        .await
-        .map_err(|e| DeployError::from_kube(e, "cluster", "version", &server))?;
+    client.apiserver_version().await.map_err(|e| {
+        match DeployError::from_kube(e, "cluster", "version", &server) {
+            DeployError::Unreachable { server, why } if is_timeout(&why) => {
+                DeployError::NoAnswer { server, timeout }
+            }
+            other => other,
+        }
+    })?;
     Ok(Cluster { client, server })
 }
 

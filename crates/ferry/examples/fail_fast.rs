@@ -63,6 +63,7 @@ async fn fresh() -> (FakeCluster, ferry::deploy::Cluster) {
     let cluster = ferry::deploy::connect(&ferry::deploy::Target {
         kubeconfig: Some(fake.kubeconfig_path().into()),
         context: None,
+        ..Default::default()
     })
     .await
     .expect("connect");

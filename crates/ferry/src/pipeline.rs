@@ -487,6 +487,7 @@ pub fn target(config: &Config, env: &crate::config::KubernetesEnv) -> crate::dep
     crate::deploy::Target {
         kubeconfig: env.kubeconfig.as_ref().map(|p| config.root.join(p)),
         context: env.effective_context(),
+        ..Default::default()
     }
 }
 

@@ -40,6 +40,7 @@ async fn cluster() -> (FakeCluster, deploy::Cluster) {
     let target = Target {
         kubeconfig: Some(fake.kubeconfig_path().to_path_buf()),
         context: None,
+        ..Default::default()
     };
     let cluster = deploy::connect(&target).await.expect("connect to the fake");
     (fake, cluster)
@@ -322,6 +323,7 @@ async fn an_unreachable_cluster_and_a_missing_kubeconfig_say_what_to_do() {
     let err = deploy::connect(&Target {
         kubeconfig: Some(dir.path().join("nope")),
         context: None,
+        ..Default::default()
     })
     .await
     .err()
@@ -341,6 +343,7 @@ async fn an_unreachable_cluster_and_a_missing_kubeconfig_say_what_to_do() {
     let err = deploy::connect(&Target {
         kubeconfig: Some(kubeconfig),
         context: None,
+        ..Default::default()
     })
     .await
     .err()
@@ -351,6 +354,47 @@ async fn an_unreachable_cluster_and_a_missing_kubeconfig_say_what_to_do() {
         )),
         "{err}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_server_that_accepts_but_never_answers_fails_within_the_request_timeout() {
+    ferry::install_crypto_provider();
+    // Accepts connections and reads nothing back: a TCP sink where the API server should be.
+    let sink = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = sink.local_addr().unwrap().port();
+    let held = std::thread::spawn(move || {
+        let mut open = Vec::new();
+        sink.set_nonblocking(false).unwrap();
+        // Bounded: the client makes one connection (a retry at most); keep them open.
+        for stream in sink.incoming().take(2) {
+            open.push(stream);
+        }
+        std::thread::sleep(Duration::from_secs(10));
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, format!("apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: http://127.0.0.1:{port}\nusers:\n- name: u\n  user: {{}}\ncontexts:\n- name: x\n  context: {{cluster: c, user: u}}\ncurrent-context: x\n")).unwrap();
+    let started = std::time::Instant::now();
+    let err = deploy::connect(&Target {
+        kubeconfig: Some(kubeconfig),
+        context: None,
+        request_timeout: Some(Duration::from_secs(1)),
+    })
+    .await
+    .err()
+    .expect("no answer is an error")
+    .to_string();
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(6), "it waited {took:?}");
+    assert!(
+        err.contains(&format!(
+            "the cluster at http://127.0.0.1:{port}/ accepted the connection but sent no answer within 1 s"
+        )),
+        "{err}"
+    );
+    assert!(err.contains("kubectl cluster-info"), "{err}");
+    assert_eq!(ferry::deploy::REQUEST_TIMEOUT, Duration::from_secs(30));
+    drop(held);
 }
 
 // Through the real binary: `ferry deploy`'s flags, its exit code and what it prints.
@@ -749,6 +793,7 @@ async fn an_exec_credential_plugin_supplies_the_token_and_bad_credentials_are_na
     let cluster = deploy::connect(&Target {
         kubeconfig: Some(kubeconfig),
         context: None,
+        ..Default::default()
     })
     .await
     .expect("the plugin's token is accepted");
@@ -760,6 +805,7 @@ async fn an_exec_credential_plugin_supplies_the_token_and_bad_credentials_are_na
     let err = deploy::connect(&Target {
         kubeconfig: Some(kubeconfig),
         context: None,
+        ..Default::default()
     })
     .await
     .err()
@@ -782,6 +828,7 @@ async fn an_exec_credential_plugin_supplies_the_token_and_bad_credentials_are_na
     let err = deploy::connect(&Target {
         kubeconfig: Some(kubeconfig),
         context: None,
+        ..Default::default()
     })
     .await
     .err()
@@ -804,6 +851,7 @@ async fn an_exec_credential_plugin_supplies_the_token_and_bad_credentials_are_na
     let err = deploy::connect(&Target {
         kubeconfig: Some(kubeconfig),
         context: None,
+        ..Default::default()
     })
     .await
     .err()
