@@ -69,6 +69,17 @@ fn ferry(dir: &Path, path: &Path, args: &[&str]) -> Output {
     command.output().expect("run ferry")
 }
 
+/// ferry's stderr, once it has failed as it should.
+fn refused(dir: &Path, path: &Path, args: &[&str]) -> String {
+    let out = ferry(dir, path, args);
+    assert!(
+        !out.status.success(),
+        "{args:?} succeeded: {}",
+        stderr(&out)
+    );
+    stderr(&out)
+}
+
 fn calls(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
@@ -145,9 +156,7 @@ fn credentials_says_what_went_wrong_and_what_to_do() {
 
     // No gcloud on PATH.
     std::fs::create_dir_all(&bin).unwrap();
-    let out = ferry(project.path(), &bin, &["credentials", "--env", "k"]);
-    assert!(!out.status.success());
-    let err = stderr(&out);
+    let err = refused(project.path(), &bin, &["credentials", "--env", "k"]);
     assert!(err.contains("gcloud is not on PATH"), "{err}");
     assert!(err.contains("gke-gcloud-auth-plugin"), "{err}");
 
@@ -157,9 +166,7 @@ fn credentials_says_what_went_wrong_and_what_to_do() {
         &log,
         "echo 'ERROR: (gcloud.container.clusters.get-credentials) 403 Permission denied' >&2\nexit 1",
     );
-    let out = ferry(project.path(), &bin, &["credentials", "--env", "k"]);
-    assert!(!out.status.success());
-    let err = stderr(&out);
+    let err = refused(project.path(), &bin, &["credentials", "--env", "k"]);
     assert!(err.contains("403 Permission denied"), "{err}");
     assert!(err.contains(&format!("gcloud {ARGS}` failed")), "{err}");
     assert!(err.contains("roles/container.clusterViewer"), "{err}");
@@ -170,21 +177,15 @@ fn credentials_says_what_went_wrong_and_what_to_do() {
         &log,
         "printf 'apiVersion: v1\\nkind: Config\\nclusters: []\\nusers: []\\ncontexts:\\n- name: other\\n  context: {cluster: c, user: u}\\n' > \"$KUBECONFIG\"",
     );
-    let out = ferry(project.path(), &bin, &["credentials", "--env", "k"]);
-    assert!(!out.status.success());
-    let err = stderr(&out);
+    let err = refused(project.path(), &bin, &["credentials", "--env", "k"]);
     assert!(err.contains("lacks the context"), "{err}");
     assert!(err.contains("contexts there: other"), "{err}");
 
     // Environments with no GKE cluster: nothing to fetch, and why.
-    let out = ferry(project.path(), &bin, &["credentials", "--env", "plain"]);
-    assert!(!out.status.success());
-    let err = stderr(&out);
+    let err = refused(project.path(), &bin, &["credentials", "--env", "plain"]);
     assert!(err.contains("`plain` names no GKE cluster"), "{err}");
     assert!(err.contains("gke = {"), "{err}");
-    let out = ferry(project.path(), &bin, &["credentials", "--env", "local"]);
-    assert!(!out.status.success());
-    let err = stderr(&out);
+    let err = refused(project.path(), &bin, &["credentials", "--env", "local"]);
     assert!(err.contains("`local` is local"), "{err}");
     assert!(err.contains("k, plain"), "{err}");
 }
