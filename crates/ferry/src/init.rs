@@ -303,6 +303,8 @@ pub fn circleci(plan: &Plan) -> String {
      \x20     - checkout\n\
      \x20     - attach_workspace:\n\
      \x20         at: /tmp/workspace\n\
+     \x20     # On GKE, where gcloud and gke-gcloud-auth-plugin are installed and logged in, first:\n\
+     \x20     # - run: /tmp/workspace/bin/ferry credentials --env staging\n\
      \x20     - run: /tmp/workspace/bin/ferry ship --env staging --skip-tests\n\
      \x20 # Deploys to production exactly what staging runs: no cargo, nothing built.\n\
      \x20 promote-production:\n\
@@ -311,6 +313,9 @@ pub fn circleci(plan: &Plan) -> String {
      \x20     - checkout\n\
      \x20     - attach_workspace:\n\
      \x20         at: /tmp/workspace\n\
+     \x20     # On GKE (gcloud as above), both clusters' kubeconfig contexts first:\n\
+     \x20     # - run: /tmp/workspace/bin/ferry credentials --env staging\n\
+     \x20     # - run: /tmp/workspace/bin/ferry credentials --env production\n\
      \x20     - run: /tmp/workspace/bin/ferry promote --from staging --to production\n\
      \n\
      workflows:\n\
