@@ -54,46 +54,70 @@ pub enum OutputFormat {
     Json,
 }
 
+/// Each command's one-line `about` is an attribute, not a doc comment: a doc comment here would
+/// replace the long help written on the command's arguments struct, which `--help` shows.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Write ferry.toml and k8s.yml (and a CircleCI config) for the cargo project here.
+    #[command(
+        about = "Write ferry.toml and k8s.yml (and a CircleCI config) for the cargo project here"
+    )]
     Init(commands::init::InitArgs),
-    /// Run the whole pipeline: test → build → push → render → deploy → verify.
+    #[command(about = "Run the whole pipeline: test → build → push → render → deploy → verify")]
     Ship(commands::ship::ShipArgs),
-    /// Everything up to the deploy, with a server-side dry run and diff; nothing is pushed or applied.
+    #[command(
+        about = "Everything up to the deploy, with a server-side dry run and diff; nothing is pushed or applied"
+    )]
     Plan(commands::plan::PlanArgs),
-    /// Build the service statically and assemble a reproducible OCI image (no Docker daemon).
+    #[command(
+        about = "Build the service statically and assemble a reproducible OCI image (no Docker daemon)"
+    )]
     Build(commands::build::BuildArgs),
-    /// Push the built image to an OCI registry and print `REPO@sha256:…`.
+    #[command(about = "Push the built image to an OCI registry and print `REPO@sha256:…`")]
     Push(commands::push::PushArgs),
-    /// Render the Kubernetes manifest; an undefined `${VAR}` is an error.
+    #[command(about = "Render the Kubernetes manifest; an undefined `${VAR}` is an error")]
     Render(commands::render::RenderArgs),
-    /// Apply the manifest server-side, follow the rollout, roll back on failure.
+    #[command(about = "Apply the manifest server-side, follow the rollout, roll back on failure")]
     Deploy(commands::deploy::DeployArgs),
-    /// Rebuild, restart and verify on every save, behind one stable local URL.
+    #[command(about = "Rebuild, restart and verify on every save, behind one stable local URL")]
     Dev(commands::dev::DevArgs),
-    /// Add an environment's GKE cluster to the kubeconfig (gcloud get-credentials, from ferry.toml).
+    #[command(
+        about = "Add an environment's GKE cluster to the kubeconfig (gcloud get-credentials, from ferry.toml)"
+    )]
     Credentials(commands::credentials::CredentialsArgs),
-    /// Print the namespaced Role a deploy identity needs for an environment (no wildcards).
+    #[command(
+        about = "Print the namespaced Role a deploy identity needs for an environment (no wildcards)"
+    )]
     Rbac(commands::rbac::RbacArgs),
-    /// Show what is deployed: image, commit, revision, replicas ready.
+    #[command(about = "Show what is deployed: image, commit, revision, replicas ready")]
     Status(commands::status::StatusArgs),
-    /// Stop the instance `ferry ship` left running in this project's local environment.
+    #[command(
+        about = "Stop the instance `ferry ship` left running in this project's local environment"
+    )]
     Stop(commands::stop::StopArgs),
-    /// The last deploys of an environment: revision, commit, digest, time, who, what, outcome.
+    #[command(
+        about = "The last deploys of an environment: revision, commit, digest, time, who, what, outcome"
+    )]
     History(commands::history::HistoryArgs),
-    /// Deploy to one environment exactly the image another runs (by digest, nothing rebuilt).
+    #[command(
+        about = "Deploy to one environment exactly the image another runs (by digest, nothing rebuilt)"
+    )]
     Promote(commands::promote::PromoteArgs),
-    /// Roll an environment back to the previous healthy revision, or to --to REVISION|COMMIT.
+    #[command(
+        about = "Roll an environment back to the previous healthy revision, or to --to REVISION|COMMIT"
+    )]
     Rollback(commands::rollback::RollbackArgs),
-    /// Freeze deploys to an environment until `ferry unlock` (a Lease in its namespace).
+    #[command(
+        about = "Freeze deploys to an environment until `ferry unlock` (a Lease in its namespace)"
+    )]
     Lock(commands::lock::LockArgs),
-    /// Lift a lock taken by `ferry lock`.
+    #[command(about = "Lift a lock taken by `ferry lock`")]
     Unlock(commands::lock::UnlockArgs),
-    /// Write an ECDSA P-256 key pair for signing images (PREFIX.key, PREFIX.pub).
+    #[command(about = "Write an ECDSA P-256 key pair for signing images (PREFIX.key, PREFIX.pub)")]
     Keygen(commands::keygen::KeygenArgs),
-    /// Check an image's signature, provenance and SBOM in its registry with a public key.
+    #[command(
+        about = "Check an image's signature, provenance and SBOM in its registry with a public key"
+    )]
     VerifyImage(commands::verify_image::VerifyImageArgs),
-    /// Print shell completions.
+    #[command(about = "Print shell completions")]
     Completions(commands::completions::CompletionsArgs),
 }

@@ -170,3 +170,33 @@ fn render_gives_the_manifest_the_environments_secret_name_and_namespace() {
     assert!(text.contains("namespace: shop"), "{text}");
     assert!(text.contains("secret: shop-api-secrets"), "{text}");
 }
+
+#[test]
+fn each_commands_help_teaches_what_its_one_line_summary_cannot() {
+    let dir = tempfile::tempdir().unwrap();
+    // (command, what only its long help says)
+    for (command, taught) in [
+        ("rbac", "| kubectl apply -f -"),
+        ("credentials", "gke-gcloud-auth-plugin"),
+        ("ship", "docs/ship-output.schema.json"),
+        ("promote", "cross-repository mount"),
+    ] {
+        let out = ferry(dir.path(), &[command, "--help"]);
+        assert!(out.status.success(), "{command} --help: {}", stderr(&out));
+        let help = stdout(&out);
+        assert!(
+            help.contains(taught),
+            "`ferry {command} --help` lacks {taught:?}:\n{help}"
+        );
+        // -h stays the one line the command list shows.
+        let short = stdout(&ferry(dir.path(), &[command, "-h"]));
+        let words = |text: &str| text.split_whitespace().collect::<Vec<_>>().join(" ");
+        let list = words(&stdout(&ferry(dir.path(), &["--help"])));
+        let summary = short.lines().next().unwrap();
+        assert!(!summary.contains(taught), "{short}");
+        assert!(
+            list.contains(&words(summary)),
+            "the list's line for {command} is -h's: {summary}"
+        );
+    }
+}
