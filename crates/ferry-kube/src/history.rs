@@ -11,8 +11,6 @@ use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{ObjectMeta, PostParams};
 use kube::{Api, Client};
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use super::rollback::{commit_of_template, image_of_template, revision_of};
 use super::rollout::owned_replica_sets;
@@ -81,11 +79,11 @@ impl std::fmt::Display for Available {
 }
 
 fn now() -> String {
-    OffsetDateTime::now_utc()
-        .replace_nanosecond(0)
-        .unwrap_or_else(|_| OffsetDateTime::now_utc())
-        .format(&Rfc3339)
-        .unwrap_or_default()
+    // Whole seconds: Timestamp's RFC 3339 form has no fraction then.
+    let now = jiff::Timestamp::now();
+    jiff::Timestamp::from_second(now.as_second())
+        .unwrap_or(now)
+        .to_string()
 }
 
 /// The records, oldest first (none when nothing was recorded yet).

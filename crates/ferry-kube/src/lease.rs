@@ -18,12 +18,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use jiff::Timestamp;
 use kube::api::{ApiResource, DeleteParams, DynamicObject, PostParams, Preconditions};
 use kube::core::GroupVersionKind;
 use kube::{Api, Client};
 use serde_json::json;
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use super::{Cluster, DeployError};
 
@@ -124,19 +123,19 @@ impl LockState {
     }
 
     /// Still held at `now`: a manual lock always, a deploy's until its lease runs out.
-    pub fn is_live(&self, now: OffsetDateTime) -> bool {
+    pub fn is_live(&self, now: Timestamp) -> bool {
         if self.manual {
             return true;
         }
         let Some(renewed) = self
             .renewed
             .as_deref()
-            .and_then(|r| OffsetDateTime::parse(r, &Rfc3339).ok())
+            .and_then(|r| r.parse::<Timestamp>().ok())
         else {
             return false;
         };
-        let lasts = time::Duration::seconds(self.lease_seconds.unwrap_or(0).max(0));
-        renewed + lasts > now
+        let lasts = jiff::SignedDuration::from_secs(self.lease_seconds.unwrap_or(0).max(0));
+        renewed.checked_add(lasts).is_ok_and(|until| until > now)
     }
 
     /// `ferry ship of commit 0123456789ab by alice@ci pid 7, since 2026-…Z` or, for a manual
@@ -211,18 +210,16 @@ fn leases(client: &Client, namespace: &str) -> Api<DynamicObject> {
     Api::namespaced_with(client.clone(), namespace, &ApiResource::from_gvk(&gvk))
 }
 
-fn micro_time(t: OffsetDateTime) -> String {
-    let format = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
-    );
-    t.to_offset(time::UtcOffset::UTC)
-        .format(&format)
-        .unwrap_or_default()
+/// Kubernetes' MicroTime: RFC 3339 in UTC with exactly six fractional digits.
+fn micro_time(t: Timestamp) -> String {
+    t.to_zoned(jiff::tz::TimeZone::UTC)
+        .strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string()
 }
 
 /// The Lease as `claim` holds it, over `live` (with its resourceVersion) when there is one.
 fn claimed(name: &str, claim: &Claim, live: Option<&DynamicObject>) -> DynamicObject {
-    let now = micro_time(OffsetDateTime::now_utc());
+    let now = micro_time(Timestamp::now());
     let mut annotations = BTreeMap::new();
     annotations.insert(OPERATION.to_string(), claim.operation.clone());
     if let Some(c) = &claim.commit {
@@ -324,7 +321,7 @@ pub async fn acquire(
         if let Some(state) = live
             .as_ref()
             .and_then(|l| LockState::from_lease(l, namespace))
-            .filter(|s| s.is_live(OffsetDateTime::now_utc()))
+            .filter(|s| s.is_live(Timestamp::now()))
         {
             if started.elapsed() >= wait {
                 return Err(LockError::Held {
@@ -412,7 +409,7 @@ async fn renew(
     let every = (duration / 3).max(Duration::from_millis(200));
     loop {
         tokio::time::sleep(every).await;
-        lease.data["spec"]["renewTime"] = json!(micro_time(OffsetDateTime::now_utc()));
+        lease.data["spec"]["renewTime"] = json!(micro_time(Timestamp::now()));
         match api.replace(&name, &PostParams::default(), &lease).await {
             Ok(renewed) => {
                 if let Ok(mut v) = version.lock() {
@@ -452,7 +449,7 @@ pub async fn current(
     Ok(live
         .as_ref()
         .and_then(|l| LockState::from_lease(l, namespace))
-        .filter(|s| s.is_live(OffsetDateTime::now_utc())))
+        .filter(|s| s.is_live(Timestamp::now())))
 }
 
 /// Removes the lock. A running deploy's lock is removed only with `force`. Returns what was
@@ -468,8 +465,7 @@ pub async fn remove(
     let Some(live) = api.get_opt(name).await.map_err(kube_error)? else {
         return Ok(None);
     };
-    let state =
-        LockState::from_lease(&live, namespace).filter(|s| s.is_live(OffsetDateTime::now_utc()));
+    let state = LockState::from_lease(&live, namespace).filter(|s| s.is_live(Timestamp::now()));
     if let Some(s) = &state
         && !s.manual
         && !force
@@ -514,8 +510,18 @@ mod tests {
     }
 
     #[test]
+    fn micro_time_has_six_fractional_digits_in_utc() {
+        let t = Timestamp::new(1_764_583_200, 123_456_789).unwrap();
+        assert_eq!(micro_time(t), "2025-12-01T10:00:00.123456Z");
+        assert_eq!(
+            micro_time(Timestamp::from_second(0).unwrap()),
+            "1970-01-01T00:00:00.000000Z"
+        );
+    }
+
+    #[test]
     fn a_deploy_lock_expires_after_its_lease_and_a_manual_one_never() {
-        let at = |s: &str| OffsetDateTime::parse(s, &Rfc3339).unwrap();
+        let at = |s: &str| s.parse::<Timestamp>().unwrap();
         let s = state("2026-12-01T10:00:00.000000Z", 30, false);
         assert!(s.is_live(at("2026-12-01T10:00:29Z")));
         assert!(!s.is_live(at("2026-12-01T10:00:31Z")));

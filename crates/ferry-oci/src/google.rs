@@ -575,10 +575,8 @@ async fn impersonate(
         .ok_or(format!("{url} answered without an accessToken"))?;
     let lifetime = answer["expireTime"]
         .as_str()
-        .and_then(|t| {
-            time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
-        })
-        .map(|until| until - time::OffsetDateTime::now_utc())
+        .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+        .map(|until| until.duration_since(jiff::Timestamp::now()))
         .and_then(|left| Duration::try_from(left).ok())
         .unwrap_or(Duration::from_secs(lifetime_seconds));
     Ok((Secret::new(token), lifetime))

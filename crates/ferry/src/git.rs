@@ -4,8 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
+use jiff::Timestamp;
 
 use crate::config::TagScheme;
 
@@ -17,7 +16,7 @@ pub struct Commit {
     /// Abbreviated hash (12 hex digits).
     pub short: String,
     /// Committer time.
-    pub time: OffsetDateTime,
+    pub time: Timestamp,
     /// Uncommitted changes to tracked files, or untracked files not ignored.
     pub dirty: bool,
 }
@@ -64,7 +63,7 @@ impl Commit {
                 args: "show -s --format=%ct HEAD".into(),
                 stderr: "not a timestamp".into(),
             })?;
-        let time = OffsetDateTime::from_unix_timestamp(seconds).map_err(|e| GitError::Failed {
+        let time = Timestamp::from_second(seconds).map_err(|e| GitError::Failed {
             args: "show -s --format=%ct HEAD".into(),
             stderr: e.to_string(),
         })?;
@@ -100,17 +99,8 @@ impl Commit {
         let base = match scheme {
             TagScheme::Commit => self.hash.clone(),
             TagScheme::Timestamp => {
-                let t = self.time;
-                format!(
-                    "{:04}{:02}{:02}T{:02}{:02}{:02}Z-{}",
-                    t.year(),
-                    u8::from(t.month()),
-                    t.day(),
-                    t.hour(),
-                    t.minute(),
-                    t.second(),
-                    self.short
-                )
+                let t = self.time.to_zoned(jiff::tz::TimeZone::UTC);
+                format!("{}-{}", t.strftime("%Y%m%dT%H%M%SZ"), self.short)
             }
         };
         if self.dirty {
@@ -122,9 +112,8 @@ impl Commit {
 
     /// Commit time as RFC 3339 (UTC), for the `org.opencontainers.image.created` annotation.
     pub fn time_rfc3339(&self) -> String {
-        self.time
-            .format(&Rfc3339)
-            .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into())
+        // Whole seconds (git's), so no fraction is written.
+        self.time.to_string()
     }
 }
 

@@ -378,7 +378,7 @@ pub async fn build_image(
         tag: tag.clone(),
         revision: commit.hash.clone(),
         created: commit.time_rfc3339(),
-        created_unix: u64::try_from(commit.time.unix_timestamp()).unwrap_or(0),
+        created_unix: u64::try_from(commit.time.as_second()).unwrap_or(0),
         source: config.image.source.clone(),
         title: config.image.name.clone(),
     };

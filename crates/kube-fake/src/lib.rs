@@ -29,8 +29,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
+use jiff::Timestamp;
 
 /// How the simulated cluster behaves.
 #[derive(Debug, Clone)]
@@ -94,7 +93,7 @@ pub(crate) struct Shared {
     faults: Mutex<HashMap<String, Fault>>,
     options: Options,
     started: Instant,
-    wall_start: OffsetDateTime,
+    wall_start: Timestamp,
 }
 
 impl Shared {
@@ -107,8 +106,10 @@ impl Shared {
         self.started.elapsed().mul_f64(self.options.clock_scale)
     }
 
-    pub(crate) fn now_time(&self) -> OffsetDateTime {
-        self.wall_start + self.elapsed()
+    pub(crate) fn now_time(&self) -> Timestamp {
+        self.wall_start
+            .checked_add(self.elapsed())
+            .unwrap_or(self.wall_start)
     }
 
     pub(crate) fn now_string(&self) -> String {
@@ -134,9 +135,10 @@ impl Shared {
 }
 
 /// RFC 3339 with whole seconds, as the API server writes timestamps.
-pub(crate) fn format_time(t: OffsetDateTime) -> String {
-    let t = t.replace_nanosecond(0).unwrap_or(t);
-    t.format(&Rfc3339).unwrap_or_default()
+pub(crate) fn format_time(t: Timestamp) -> String {
+    Timestamp::from_second(t.as_second())
+        .unwrap_or(t)
+        .to_string()
 }
 
 /// A running fake cluster. Dropping it stops the server and the controllers.
@@ -151,7 +153,7 @@ pub struct FakeCluster {
 impl FakeCluster {
     /// Starts the server on a free loopback port and writes a kubeconfig for it.
     pub async fn start(options: Options) -> anyhow::Result<FakeCluster> {
-        let wall_start = OffsetDateTime::now_utc();
+        let wall_start = Timestamp::now();
         let shared = Arc::new(Shared {
             store: Mutex::new(store::Store::new(
                 &format_time(wall_start),

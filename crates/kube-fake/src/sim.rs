@@ -105,12 +105,10 @@ fn create_as(
     store.create(resource, ns, object, now.to_string())
 }
 
-fn seconds_since(t: &Value, now: time::OffsetDateTime) -> f64 {
+fn seconds_since(t: &Value, now: jiff::Timestamp) -> f64 {
     t.as_str()
-        .and_then(|s| {
-            time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
-        })
-        .map_or(0.0, |t| (now - t).as_seconds_f64())
+        .and_then(|s| s.parse::<jiff::Timestamp>().ok())
+        .map_or(0.0, |t| now.duration_since(t).as_secs_f64())
 }
 
 fn owned_by<'a>(objects: &'a [Value], uid: &Value) -> impl Iterator<Item = &'a Value> {
@@ -195,7 +193,7 @@ fn deployment(
     _shared: &Shared,
     store: &mut Store,
     mut d: Value,
-    now: time::OffsetDateTime,
+    now: jiff::Timestamp,
     now_s: &str,
 ) {
     let ns = d["metadata"]["namespace"]
@@ -527,7 +525,7 @@ fn keep_time(old: &Option<Value>, mut new: Value, now_s: &str) -> Value {
     new
 }
 
-fn replica_set(store: &mut Store, mut rs: Value, now: time::OffsetDateTime, now_s: &str) {
+fn replica_set(store: &mut Store, mut rs: Value, now: jiff::Timestamp, now_s: &str) {
     let ns = rs["metadata"]["namespace"]
         .as_str()
         .unwrap_or_default()
@@ -620,20 +618,14 @@ fn is_ready(pod: &Value) -> bool {
     })
 }
 
-fn ready_for(pod: &Value, now: time::OffsetDateTime) -> f64 {
+fn ready_for(pod: &Value, now: jiff::Timestamp) -> f64 {
     pod["status"]["conditions"]
         .as_array()
         .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
         .map_or(0.0, |c| seconds_since(&c["lastTransitionTime"], now))
 }
 
-fn kubelet(
-    shared: &Shared,
-    store: &mut Store,
-    mut pod: Value,
-    now: time::OffsetDateTime,
-    now_s: &str,
-) {
+fn kubelet(shared: &Shared, store: &mut Store, mut pod: Value, now: jiff::Timestamp, now_s: &str) {
     let ns = pod["metadata"]["namespace"]
         .as_str()
         .unwrap_or_default()
@@ -651,14 +643,15 @@ fn kubelet(
         .unwrap_or_default()
         .to_string();
     let age = seconds_since(&pod["metadata"]["creationTimestamp"], now);
-    let created = time::OffsetDateTime::parse(
-        pod["metadata"]["creationTimestamp"]
-            .as_str()
-            .unwrap_or_default(),
-        &time::format_description::well_known::Rfc3339,
-    )
-    .unwrap_or(now);
-    let at = |secs: f64| format_time(created + Duration::from_secs_f64(secs.max(0.0)));
+    let created = pod["metadata"]["creationTimestamp"]
+        .as_str()
+        .unwrap_or_default()
+        .parse::<jiff::Timestamp>()
+        .unwrap_or(now);
+    let at = |secs: f64| {
+        let later = created.checked_add(Duration::from_secs_f64(secs.max(0.0)));
+        format_time(later.unwrap_or(created))
+    };
     let start = shared.options.pod_start_delay.as_secs_f64();
     let ready_after = start + shared.options.pod_ready_delay.as_secs_f64();
     let fault = shared.fault(&image);

@@ -7,13 +7,11 @@ use crate::store::Resource;
 
 type Cells = Box<dyn Fn(&Value) -> Vec<Value>>;
 
-fn age(created: &str, now: time::OffsetDateTime) -> String {
-    let Ok(t) =
-        time::OffsetDateTime::parse(created, &time::format_description::well_known::Rfc3339)
-    else {
+fn age(created: &str, now: jiff::Timestamp) -> String {
+    let Ok(t) = created.parse::<jiff::Timestamp>() else {
         return "<unknown>".into();
     };
-    let s = (now - t).whole_seconds().max(0);
+    let s = now.duration_since(t).as_secs().max(0);
     if s < 120 {
         format!("{s}s")
     } else if s < 7200 {
@@ -23,12 +21,7 @@ fn age(created: &str, now: time::OffsetDateTime) -> String {
     }
 }
 
-pub fn table(
-    resource: Resource,
-    items: &[Value],
-    revision: u64,
-    now: time::OffsetDateTime,
-) -> Value {
+pub fn table(resource: Resource, items: &[Value], revision: u64, now: jiff::Timestamp) -> Value {
     let col = |name: &str, priority: u8| json!({"name": name, "type": "string", "format": if name == "Name" { "name" } else { "" }, "description": name, "priority": priority});
     let (columns, cells): (Vec<Value>, Cells) = match resource.kind {
         "Deployment" => (

@@ -1,4 +1,4 @@
-//! Crates that Cargo.lock is held to keep out. Each cost compile time on every clean clone
+//! Crates that Cargo.lock is held, or ferry written, to keep out. Each cost compile time on every clean clone
 //! (`ferry ship` compiles ferry first) and brought nothing ferry uses; `cargo update` would
 //! bring them back without a word, so this says which hold broke and how to restore it.
 
@@ -15,6 +15,11 @@ const KEPT_OUT: &[(&str, &str, &str)] = &[
         "psm",
         "kube's JSONPath → pest 2.9's stack guard (psm and object, through a build script)",
         "cargo update -p pest --precise 2.8.3",
+    ),
+    (
+        "time",
+        "a second date library: k8s-openapi and kube compile jiff, which ferry uses",
+        "use jiff (`jiff::Timestamp`) for dates and times",
     ),
     (
         "h2",
