@@ -439,10 +439,110 @@ fn e2e_shelf_ships_with_podman_and_two_projects_keep_to_themselves() {
     let status = ferry(a.path(), &["status"]);
     assert!(stdout(&status).contains("serving"), "{}", stdout(&status));
 
+    // The port ferry picks is taken after it looked and before podman binds it: the first
+    // `podman run` finds a listener there (a podman on PATH that opens one, then runs the
+    // real podman, which refuses), and ferry chooses another port and ships.
+    let (taken, holder) = ship_while_the_chosen_port_is_taken(b.path());
+    let port_b = taken.0;
+    assert_ne!(port_b, taken.1, "ferry chose again");
+    assert_eq!(http_get(port_b, "/health").unwrap().0, 200);
+    assert_ne!(
+        http_get(taken.1, "/health").map(|r| r.0).ok(),
+        Some(200),
+        "the taken port is still the other listener's"
+    );
+    let containers = std::process::Command::new("podman")
+        .args(["ps", "-a", "--format", "{{.Names}} {{.Ports}}"])
+        .output()
+        .unwrap();
+    let containers = String::from_utf8_lossy(&containers.stdout);
+    assert!(
+        !containers.contains(&format!("127.0.0.1:{}->", taken.1)),
+        "the failed run left no container: {containers}"
+    );
+    let _ = std::process::Command::new("kill")
+        .arg(holder.to_string())
+        .status();
+    let stopped = ferry(b.path(), &["stop"]);
+    assert!(stopped.status.success(), "{}", stderr(&stopped));
+
     // `ferry build` has no test stage to skip.
     let build = ferry(a.path(), &["build"]);
     assert!(build.status.success(), "{}", stderr(&build));
     assert!(!stderr(&build).contains("skip"), "{}", stderr(&build));
+}
+
+/// `ferry ship --runtime podman --skip-tests -v` in `project` with a `podman` first on PATH
+/// that, on the first `run`, starts a listener on the host port ferry publishes and then runs
+/// the real podman. Returns ((the port ferry shipped on, the port that was taken), the
+/// listener's PID).
+fn ship_while_the_chosen_port_is_taken(project: &Path) -> ((u16, u16), u32) {
+    let real = std::env::split_paths(&std::env::var_os("PATH").unwrap())
+        .map(|d| d.join("podman"))
+        .find(|p| p.is_file())
+        .expect("podman on PATH");
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let state = dir.path();
+    std::fs::write(
+        bin.join("podman"),
+        format!(
+            r#"#!/bin/sh
+if [ "$1" = run ] && [ ! -e '{state}/taken' ]; then
+  prev=""
+  for a in "$@"; do
+    if [ "$prev" = "-p" ]; then port="${{a#127.0.0.1:}}"; port="${{port%%:*}}"; fi
+    prev="$a"
+  done
+  echo "$port" > '{state}/taken'
+  python3 -c "import socket, time
+s = socket.socket(); s.bind(('127.0.0.1', $port)); s.listen()
+open('{state}/listening', 'w').close(); time.sleep(60)" &
+  echo $! > '{state}/holder'
+  n=0; while [ ! -e '{state}/listening' ] && [ $n -lt 100 ]; do sleep 0.05; n=$((n+1)); done
+fi
+exec '{real}' "$@"
+"#,
+            state = state.display(),
+            real = real.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(bin.join("podman"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = std::env::join_paths(
+        std::iter::once(bin.clone())
+            .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["ship", "--runtime", "podman", "--skip-tests", "-v"])
+        .current_dir(project)
+        .env("PATH", path)
+        .env("CARGO_TARGET_DIR", workspace().join("target/e2e/target"))
+        .env("FERRY_OUTPUT", "plain")
+        .env_remove("FERRY_ENV")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let holder: u32 = std::fs::read_to_string(state.join("holder"))
+        .expect("the first podman run took the port")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("was taken before the runtime bound it; choosing another"),
+        "{}",
+        stderr(&out)
+    );
+    let taken: u16 = std::fs::read_to_string(state.join("taken"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    ((url_port(&out), taken), holder)
 }
 
 #[test]
