@@ -212,6 +212,10 @@ struct Executable {
     command: String,
     #[serde(default)]
     timeout_millis: Option<u64>,
+    /// Where the executable caches its response; an unexpired one there is used instead of
+    /// running it again.
+    #[serde(default)]
+    output_file: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -500,7 +504,14 @@ async fn executable_token(
     let program = words
         .next()
         .ok_or("its credential_source executable has an empty command")?;
+    if let Some(cached) = executable.output_file.as_deref().and_then(cached_response) {
+        tracing::debug!(program, "subject token from the executable's output_file");
+        return Ok(cached);
+    }
     let mut command = tokio::process::Command::new(program);
+    if let Some(path) = &executable.output_file {
+        command.env("GOOGLE_EXTERNAL_ACCOUNT_OUTPUT_FILE", path);
+    }
     command
         .args(words)
         .env("GOOGLE_EXTERNAL_ACCOUNT_AUDIENCE", &config.audience)
@@ -524,6 +535,22 @@ async fn executable_token(
             out.status
         )
     })?;
+    subject_token_from(&answer, program)
+}
+
+/// The response an executable cached in its `output_file`, when it is there, succeeded, and
+/// says when it expires, later than now (Google's rule: a cached response without an
+/// expiration_time is not reused).
+fn cached_response(path: &Path) -> Option<Secret> {
+    let answer: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    answer["expiration_time"]
+        .as_u64()
+        .filter(|e| *e > now_unix())?;
+    subject_token_from(&answer, "output_file").ok()
+}
+
+/// The subject token in an executable's response (printed, or cached in its output_file).
+fn subject_token_from(answer: &serde_json::Value, program: &str) -> Result<Secret, String> {
     if answer["success"] != true {
         let why = answer["message"].as_str().unwrap_or("no message");
         return Err(format!(

@@ -1184,17 +1184,29 @@ fn an_external_account_reads_its_subject_token_from_a_url_source() {
 }
 
 /// An executable credential source runs only when GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES=1
-/// (as in Google's libraries), with the audience in its environment; its JSON answer's
-/// id_token is the subject token.
+/// (as in Google's libraries), with the audience and its output_file in its environment; its
+/// JSON answer's id_token is the subject token. The response it caches in its output_file is
+/// used instead of running it while it has not expired.
 #[test]
-fn an_executable_credential_source_runs_only_when_allowed() {
+fn an_executable_credential_source_runs_only_when_allowed_and_its_cache_is_reused() {
     let front = start_front();
     let home = tempfile::tempdir().unwrap();
     let script = home.path().join("oidc-token");
+    let cache = home.path().join("oidc-cache.json");
+    let runs = home.path().join("runs");
     std::fs::write(
         &script,
         format!(
-            "#!/bin/sh\n[ \"$GOOGLE_EXTERNAL_ACCOUNT_AUDIENCE\" = '{AUDIENCE}' ] || exit 3\nprintf '{{\"version\":1,\"success\":true,\"token_type\":\"urn:ietf:params:oauth:token-type:id_token\",\"id_token\":\"{SUBJECT_TOKEN}\"}}'\n"
+            "#!/bin/sh
+[ \"$GOOGLE_EXTERNAL_ACCOUNT_AUDIENCE\" = '{AUDIENCE}' ] || exit 3
+[ \"$GOOGLE_EXTERNAL_ACCOUNT_OUTPUT_FILE\" = '{cache}' ] || exit 4
+echo ran >> '{runs}'
+exp=$(( $(/bin/date +%s) + 3600 ))
+printf '{{\"version\":1,\"success\":true,\"token_type\":\"urn:ietf:params:oauth:token-type:id_token\",\"id_token\":\"{SUBJECT_TOKEN}\",\"expiration_time\":%s}}' \"$exp\" > '{cache}'
+/bin/cat '{cache}'
+",
+            cache = cache.display(),
+            runs = runs.display()
         ),
     )
     .unwrap();
@@ -1204,11 +1216,19 @@ fn an_executable_credential_source_runs_only_when_allowed() {
         "audience": AUDIENCE,
         "subject_token_type": "urn:ietf:params:oauth:token-type:id_token",
         "token_url": format!("http://{}/sts/v1/token", front.host()),
-        "credential_source": { "executable": { "command": script, "timeout_millis": 5000 } },
+        "credential_source": { "executable": {
+            "command": script, "timeout_millis": 5000, "output_file": cache,
+        } },
     });
     let path = home.path().join("oidc.json");
     std::fs::write(&path, config.to_string()).unwrap();
     let credentials = ("GOOGLE_APPLICATION_CREDENTIALS", path.as_os_str());
+    let ran = || {
+        std::fs::read_to_string(&runs)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
 
     let err = failed(&push_google(&front, home.path(), &[credentials]));
     assert!(
@@ -1216,10 +1236,33 @@ fn an_executable_credential_source_runs_only_when_allowed() {
         "{err}"
     );
     assert!(front.seen().sts_exchanges.is_empty());
+    assert_eq!(ran(), 0);
 
     let allow = ("GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES", OsStr::new("1"));
     let out = push_google(&front, home.path(), &[credentials, allow]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(front.seen().sts_exchanges.len(), 1);
     assert_eq!(front.seen().google_logins, [GOOGLE_TOKEN]);
+    assert_eq!(ran(), 1, "no cache yet: the executable ran and wrote one");
+
+    // The cached response has not expired: the next push (another process) reuses it.
+    let out = push_google(&front, home.path(), &[credentials, allow]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(front.seen().sts_exchanges.len(), 2);
+    assert_eq!(ran(), 1, "the cached subject token was used");
+
+    // Expired (or unreadable): the executable runs again.
+    std::fs::write(
+        &cache,
+        r#"{"version":1,"success":true,"id_token":"stale","expiration_time":1}"#,
+    )
+    .unwrap();
+    let out = push_google(&front, home.path(), &[credentials, allow]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(ran(), 2, "an expired cache is not used");
+    std::fs::write(&cache, "not json").unwrap();
+    let out = push_google(&front, home.path(), &[credentials, allow]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(ran(), 3);
+    assert_eq!(front.seen().sts_exchanges.len(), 4);
 }
