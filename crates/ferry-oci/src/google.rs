@@ -6,8 +6,8 @@
 //!    - `service_account`: a key; a JWT signed with it is exchanged at its `token_uri`;
 //!    - `authorized_user`: a refresh token, exchanged at Google's OAuth endpoint;
 //!    - `external_account` (workload identity federation, what CI systems use instead of
-//!      keys): the subject token from its `credential_source` (a file, a URL or an approved
-//!      executable) is exchanged at the Security Token Service, then, with
+//!      keys): the subject token from its `credential_source` (a file, a URL, an approved
+//!      executable, or AWS: a signed GetCallerIdentity request, [`crate::aws`]) is exchanged at the Security Token Service, then, with
 //!      `service_account_impersonation_url`, for a service account's token;
 //!    - `impersonated_service_account`: its source credentials' token for the service
 //!      account's;
@@ -195,6 +195,12 @@ struct CredentialSource {
     executable: Option<Executable>,
     #[serde(default)]
     environment_id: Option<String>,
+    #[serde(default)]
+    region_url: Option<String>,
+    #[serde(default)]
+    regional_cred_verification_url: Option<String>,
+    #[serde(default)]
+    imdsv2_session_token_url: Option<String>,
     #[serde(default)]
     format: Option<SourceFormat>,
 }
@@ -431,6 +437,17 @@ async fn external_account(config: &ExternalAccount) -> Result<(Secret, Duration)
 /// The subject token of an external account's `credential_source`.
 async fn subject_token(config: &ExternalAccount) -> Result<Secret, String> {
     let source = &config.credential_source;
+    // AWS's source has a `url` too (the metadata's): it is told apart by its environment_id.
+    if let Some(environment_id) = &source.environment_id {
+        let aws = crate::aws::AwsSource {
+            environment_id: environment_id.clone(),
+            region_url: source.region_url.clone(),
+            url: source.url.clone(),
+            regional_cred_verification_url: source.regional_cred_verification_url.clone(),
+            imdsv2_session_token_url: source.imdsv2_session_token_url.clone(),
+        };
+        return crate::aws::subject_token(&aws, &config.audience, &http()?).await;
+    }
     let raw = if let Some(file) = &source.file {
         std::fs::read_to_string(file).map_err(|e| {
             format!(
@@ -455,8 +472,6 @@ async fn subject_token(config: &ExternalAccount) -> Result<Secret, String> {
         body
     } else if let Some(executable) = &source.executable {
         return executable_token(executable, config).await;
-    } else if source.environment_id.is_some() {
-        return Err("its credential_source is AWS's (environment_id), which ferry does not read; use a file or url credential source".into());
     } else {
         return Err("its credential_source names no file, url or executable".into());
     };

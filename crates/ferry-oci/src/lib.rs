@@ -15,6 +15,7 @@
 //! in a binary and settings and gets images, digests and verdicts back.
 
 pub mod attest;
+pub mod aws;
 pub mod binauthz;
 pub mod google;
 pub mod image;

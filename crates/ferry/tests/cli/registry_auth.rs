@@ -36,6 +36,13 @@ const FEDERATED_TOKEN: &str = "ya29.fake-federated-sts-token";
 /// fake token endpoint gives for it.
 const REFRESH_TOKEN: &str = "1//fake-refresh-token";
 const USER_TOKEN: &str = "ya29.fake-user-access-token";
+/// An AWS instance role's keys, as the fake instance metadata gives them, and IMDSv2's
+/// session token: none of them may be printed.
+const AWS_KEY_ID: &str = "ASIAFERRYE2ETESTKEY";
+const AWS_SECRET: &str = "aws-secret-key-never-printed";
+const AWS_SESSION: &str = "aws-session-token-never-printed";
+const IMDS_SESSION: &str = "imdsv2-session-never-printed";
+const AWS_TOKEN_TYPE: &str = "urn:ietf:params:aws:token-type:aws4_request";
 const AUDIENCE: &str = "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/circleci/providers/circleci";
 
 /// What the front should do with the next requests to `/v2/…`.
@@ -65,6 +72,10 @@ struct Seen {
     google_logins: Vec<String>,
     /// Metadata-server token requests that carried `Metadata-Flavor: Google`.
     metadata_requests: u32,
+    /// AWS instance-metadata requests that carried IMDSv2's session token.
+    aws_metadata_requests: u32,
+    /// The signed GetCallerIdentity requests AWS subject tokens held, decoded.
+    aws_requests: Vec<serde_json::Value>,
 }
 
 #[derive(Clone)]
@@ -127,6 +138,10 @@ fn start_front() -> Running {
             axum::routing::get(metadata_token),
         )
         .route("/oidc/token", axum::routing::get(oidc_url_source))
+        .route("/aws/token", axum::routing::put(aws_imds_session))
+        .route("/aws/zone", axum::routing::get(aws_metadata))
+        .route("/aws/creds", axum::routing::get(aws_metadata))
+        .route("/aws/creds/{role}", axum::routing::get(aws_metadata))
         .route(
             "/iam/{*rest}",
             axum::routing::post(iam_generate_access_token),
@@ -306,27 +321,91 @@ async fn oidc_url_source(request: Request) -> Response {
     )
 }
 
+/// AWS IMDSv2: a session token for a PUT that says how long it should last.
+async fn aws_imds_session(request: Request) -> Response {
+    if request
+        .headers()
+        .get("x-aws-ec2-metadata-token-ttl-seconds")
+        .is_none()
+    {
+        return reply(StatusCode::BAD_REQUEST, "");
+    }
+    reply(StatusCode::OK, IMDS_SESSION)
+}
+
+/// AWS instance metadata (only with IMDSv2's session token): the zone, the role, its keys.
+async fn aws_metadata(State(front): State<Front>, request: Request) -> Response {
+    let session = request
+        .headers()
+        .get("x-aws-ec2-metadata-token")
+        .and_then(|v| v.to_str().ok());
+    if session != Some(IMDS_SESSION) {
+        return reply(StatusCode::UNAUTHORIZED, "");
+    }
+    front.seen.lock().unwrap().aws_metadata_requests += 1;
+    match request.uri().path() {
+        "/aws/zone" => reply(StatusCode::OK, "us-east-2b"),
+        "/aws/creds" => reply(StatusCode::OK, "ferry-role\n"),
+        "/aws/creds/ferry-role" => reply(
+            StatusCode::OK,
+            &serde_json::json!({
+                "Code": "Success",
+                "AccessKeyId": AWS_KEY_ID,
+                "SecretAccessKey": AWS_SECRET,
+                "Token": AWS_SESSION,
+            })
+            .to_string(),
+        ),
+        _ => reply(StatusCode::NOT_FOUND, ""),
+    }
+}
+
+/// Whether an AWS subject token is the signed GetCallerIdentity request Google's STS expects:
+/// for us-east-2, POST, bound to AUDIENCE, signed with the role's key and session token (the
+/// signature itself is checked against Google's published vectors in ferry-oci's aws tests).
+fn aws_request_is_well_formed(request: &serde_json::Value) -> bool {
+    let header = |name: &str| {
+        request["headers"].as_array().and_then(|hs| {
+            hs.iter()
+                .find(|h| h["key"] == name)
+                .and_then(|h| h["value"].as_str())
+        })
+    };
+    request["url"] == "https://sts.us-east-2.amazonaws.com?Action=GetCallerIdentity&Version=2011-06-15"
+        && request["method"] == "POST"
+        && header("host") == Some("sts.us-east-2.amazonaws.com")
+        && header("x-goog-cloud-target-resource") == Some(AUDIENCE)
+        && header("x-amz-security-token") == Some(AWS_SESSION)
+        && header("x-amz-date").is_some_and(|d| d.len() == 16 && d.ends_with('Z'))
+        && header("Authorization").is_some_and(|a| {
+            a.starts_with(&format!("AWS4-HMAC-SHA256 Credential={AWS_KEY_ID}/"))
+                && a.contains("/us-east-2/sts/aws4_request, SignedHeaders=host;x-amz-date;x-amz-security-token;x-goog-cloud-target-resource, Signature=")
+        })
+}
+
+fn percent_decode(s: &str) -> String {
+    let s = s.replace('+', " ");
+    let mut out = Vec::new();
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8(out).unwrap()
+}
+
 /// `application/x-www-form-urlencoded` → pairs (what the auth library sends).
 fn form(body: &str) -> Vec<(String, String)> {
-    fn decode(s: &str) -> String {
-        let s = s.replace('+', " ");
-        let mut out = Vec::new();
-        let bytes = s.as_bytes();
-        let mut i = 0;
-        while i < bytes.len() {
-            if bytes[i] == b'%'
-                && i + 2 < bytes.len()
-                && let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16)
-            {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-            out.push(bytes[i]);
-            i += 1;
-        }
-        String::from_utf8(out).unwrap()
-    }
+    let decode = percent_decode;
     body.split('&')
         .filter_map(|pair| pair.split_once('='))
         .map(|(k, v)| (decode(k), decode(v)))
@@ -345,8 +424,22 @@ async fn sts_token(State(front): State<Front>, body: String) -> Response {
         .unwrap()
         .sts_exchanges
         .push(fields.clone());
+    let aws = get("subject_token_type").as_deref() == Some(AWS_TOKEN_TYPE);
+    if aws {
+        let request: serde_json::Value =
+            serde_json::from_str(&percent_decode(&get("subject_token").unwrap_or_default()))
+                .unwrap_or_default();
+        let ok = aws_request_is_well_formed(&request);
+        front.seen.lock().unwrap().aws_requests.push(request);
+        if !ok {
+            return reply(
+                StatusCode::BAD_REQUEST,
+                r#"{"error":"invalid_grant","error_description":"the AWS request is not GetCallerIdentity signed for this audience"}"#,
+            );
+        }
+    }
     if get("grant_type").as_deref() != Some("urn:ietf:params:oauth:grant-type:token-exchange")
-        || get("subject_token").as_deref() != Some(SUBJECT_TOKEN)
+        || (!aws && get("subject_token").as_deref() != Some(SUBJECT_TOKEN))
         || get("audience").as_deref() != Some(AUDIENCE)
     {
         return reply(StatusCode::BAD_REQUEST, r#"{"error":"invalid_grant"}"#);
@@ -525,6 +618,12 @@ fn ferry_push(project: &Path, to: &str, extra: &[&str], env: &[(&str, &OsStr)]) 
         .args(extra)
         .args(["--to", to])
         .current_dir(project)
+        // AWS keys only as a test gives them.
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_REGION")
+        .env_remove("AWS_DEFAULT_REGION")
         .envs(env.iter().copied())
         .env("FERRY_LOG", "trace")
         .env("FERRY_OUTPUT", "plain")
@@ -570,6 +669,9 @@ fn assert_no_secret(out: &Output) {
         FEDERATED_TOKEN,
         REFRESH_TOKEN,
         USER_TOKEN,
+        AWS_SECRET,
+        AWS_SESSION,
+        IMDS_SESSION,
         "client-secret-1",
         &basic_password,
         &basic_google,
@@ -1265,4 +1367,75 @@ printf '{{\"version\":1,\"success\":true,\"token_type\":\"urn:ietf:params:oauth:
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(ran(), 3);
     assert_eq!(front.seen().sts_exchanges.len(), 4);
+}
+
+/// An AWS credential source (workload identity federation from EC2): the region and the
+/// instance role's keys from the instance metadata (IMDSv2), a GetCallerIdentity request signed
+/// with them and bound to the audience as the subject token. Keys in the environment come
+/// first and leave the metadata alone. No key, session token or signed request is printed.
+#[test]
+fn an_aws_credential_source_signs_get_caller_identity_with_the_instance_role() {
+    let front = start_front();
+    let home = tempfile::tempdir().unwrap();
+    let base = format!("http://{}", front.host());
+    let config = |environment_id: &str| {
+        serde_json::json!({
+            "type": "external_account",
+            "audience": AUDIENCE,
+            "subject_token_type": AWS_TOKEN_TYPE,
+            "token_url": format!("{base}/sts/v1/token"),
+            "credential_source": {
+                "environment_id": environment_id,
+                "region_url": format!("{base}/aws/zone"),
+                "url": format!("{base}/aws/creds"),
+                "regional_cred_verification_url": "https://sts.{region}.amazonaws.com?Action=GetCallerIdentity&Version=2011-06-15",
+                "imdsv2_session_token_url": format!("{base}/aws/token"),
+            },
+        })
+    };
+    let path = home.path().join("aws.json");
+    std::fs::write(&path, config("aws1").to_string()).unwrap();
+    let credentials = ("GOOGLE_APPLICATION_CREDENTIALS", path.as_os_str());
+
+    let out = push_google(&front, home.path(), &[credentials]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(front.seen().aws_requests.len(), 1);
+    assert_eq!(
+        front.seen().aws_metadata_requests,
+        3,
+        "the zone, the role, its keys"
+    );
+    assert_eq!(front.seen().google_logins, [GOOGLE_TOKEN]);
+
+    // Keys and region in the environment: the metadata is not asked.
+    let env = [
+        credentials,
+        ("AWS_ACCESS_KEY_ID", OsStr::new(AWS_KEY_ID)),
+        ("AWS_SECRET_ACCESS_KEY", OsStr::new(AWS_SECRET)),
+        ("AWS_SESSION_TOKEN", OsStr::new(AWS_SESSION)),
+        ("AWS_REGION", OsStr::new("us-east-2")),
+    ];
+    let out = push_google(&front, home.path(), &env);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(front.seen().aws_requests.len(), 2);
+    assert_eq!(front.seen().aws_metadata_requests, 3);
+
+    // A key for another region is refused by Google's STS, with its reason.
+    let env = [
+        credentials,
+        ("AWS_ACCESS_KEY_ID", OsStr::new(AWS_KEY_ID)),
+        ("AWS_SECRET_ACCESS_KEY", OsStr::new(AWS_SECRET)),
+        ("AWS_SESSION_TOKEN", OsStr::new(AWS_SESSION)),
+        ("AWS_REGION", OsStr::new("eu-west-1")),
+    ];
+    let err = failed(&push_google(&front, home.path(), &env));
+    assert!(
+        err.contains("not GetCallerIdentity signed for this audience"),
+        "{err}"
+    );
+
+    // Another version of AWS's source is named, not guessed at.
+    std::fs::write(&path, config("aws2").to_string()).unwrap();
+    let err = failed(&push_google(&front, home.path(), &[credentials]));
+    assert!(err.contains("AWS version `aws2`"), "{err}");
 }
