@@ -1408,27 +1408,22 @@ fn an_aws_credential_source_signs_get_caller_identity_with_the_instance_role() {
     assert_eq!(front.seen().google_logins, [GOOGLE_TOKEN]);
 
     // Keys and region in the environment: the metadata is not asked.
-    let env = [
-        credentials,
-        ("AWS_ACCESS_KEY_ID", OsStr::new(AWS_KEY_ID)),
-        ("AWS_SECRET_ACCESS_KEY", OsStr::new(AWS_SECRET)),
-        ("AWS_SESSION_TOKEN", OsStr::new(AWS_SESSION)),
-        ("AWS_REGION", OsStr::new("us-east-2")),
-    ];
-    let out = push_google(&front, home.path(), &env);
+    let keys_in = |region: &'static str| {
+        [
+            credentials,
+            ("AWS_ACCESS_KEY_ID", OsStr::new(AWS_KEY_ID)),
+            ("AWS_SECRET_ACCESS_KEY", OsStr::new(AWS_SECRET)),
+            ("AWS_SESSION_TOKEN", OsStr::new(AWS_SESSION)),
+            ("AWS_REGION", OsStr::new(region)),
+        ]
+    };
+    let out = push_google(&front, home.path(), &keys_in("us-east-2"));
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(front.seen().aws_requests.len(), 2);
     assert_eq!(front.seen().aws_metadata_requests, 3);
 
     // A key for another region is refused by Google's STS, with its reason.
-    let env = [
-        credentials,
-        ("AWS_ACCESS_KEY_ID", OsStr::new(AWS_KEY_ID)),
-        ("AWS_SECRET_ACCESS_KEY", OsStr::new(AWS_SECRET)),
-        ("AWS_SESSION_TOKEN", OsStr::new(AWS_SESSION)),
-        ("AWS_REGION", OsStr::new("eu-west-1")),
-    ];
-    let err = failed(&push_google(&front, home.path(), &env));
+    let err = failed(&push_google(&front, home.path(), &keys_in("eu-west-1")));
     assert!(
         err.contains("not GetCallerIdentity signed for this audience"),
         "{err}"
