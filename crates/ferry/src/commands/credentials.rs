@@ -106,10 +106,8 @@ fn kubernetes_names(ctx: &Context) -> String {
         .environment_names()
         .into_iter()
         .filter(|n| {
-            matches!(
-                ctx.config.environment(Some(n)),
-                Ok((_, crate::config::Environment::Kubernetes(_)))
-            )
+            ctx.environment(Some(n), &Default::default(), None)
+                .is_ok_and(|e| e.cluster().is_some())
         })
         .collect();
     if names.is_empty() {
