@@ -504,12 +504,22 @@ enum Access {
     PullPush,
 }
 
+/// How long a request may take: [`REQUEST_TIMEOUT`], or for a large body the time it takes at
+/// 128 KiB/s (1 Mbit/s), so a big layer on a slow uplink is not cut off while it uploads.
+fn upload_timeout(body_len: usize) -> Duration {
+    const SLOWEST_UPLINK: u64 = 128 * 1024;
+    REQUEST_TIMEOUT.max(Duration::from_secs(body_len as u64 / SLOWEST_UPLINK))
+}
+
+/// How long a request without a large body may take, answer included.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
+
 impl Client {
     async fn new(repository: &Repository, options: &PushOptions) -> Result<Self, RegistryError> {
         crate::install_crypto_provider();
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(300))
+            .timeout(REQUEST_TIMEOUT)
             .build()
             .map_err(|e| RegistryError::Unreachable {
                 url: repository.host.clone(),
@@ -747,7 +757,9 @@ impl Client {
                 request = request.header(header::ACCEPT, accept);
             }
             if let Some(body) = &body {
-                request = request.body(body.clone());
+                request = request
+                    .timeout(upload_timeout(body.len()))
+                    .body(body.clone());
             }
             let resp = match request.send().await {
                 Ok(resp) => resp,
@@ -1240,6 +1252,19 @@ impl Session {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_large_upload_gets_the_time_a_slow_uplink_needs() {
+        use std::time::Duration;
+        assert_eq!(super::upload_timeout(0), Duration::from_secs(300));
+        assert_eq!(
+            super::upload_timeout(2 << 20),
+            Duration::from_secs(300),
+            "2 MiB"
+        );
+        // 200 MiB at 128 KiB/s: 1600 s, not the 300 s that would cut it off.
+        assert_eq!(super::upload_timeout(200 << 20), Duration::from_secs(1600));
+    }
+
     #[test]
     fn form_encoding_escapes_everything_but_the_unreserved() {
         assert_eq!(form_encode("a b&c=d/é:"), "a+b%26c%3Dd%2F%C3%A9%3A");
