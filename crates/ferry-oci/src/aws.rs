@@ -147,8 +147,7 @@ impl<'a> Metadata<'a> {
         let url = self.source.region_url.clone().ok_or(
             "no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION), or give the credential_source a region_url",
         )?;
-        let zone = self.get(&url).await?;
-        let mut region = zone.clone();
+        let mut region = self.get(&url).await?;
         region.pop();
         if region.is_empty() {
             return Err(format!("AWS's metadata at {url} gave no availability zone"));

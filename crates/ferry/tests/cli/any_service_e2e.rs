@@ -485,9 +485,9 @@ fn ship_while_the_chosen_port_is_taken(project: &Path) -> ((u16, u16), u32) {
     let bin = dir.path().join("bin");
     std::fs::create_dir_all(&bin).unwrap();
     let state = dir.path();
-    std::fs::write(
-        bin.join("podman"),
-        format!(
+    write_script(
+        &bin.join("podman"),
+        &format!(
             r#"#!/bin/sh
 if [ "$1" = run ] && [ ! -e '{state}/taken' ]; then
   prev=""
@@ -507,10 +507,7 @@ exec '{real}' "$@"
             state = state.display(),
             real = real.display()
         ),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(bin.join("podman"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    );
     let path = std::env::join_paths(
         std::iter::once(bin.clone())
             .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),

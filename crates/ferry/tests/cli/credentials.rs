@@ -42,17 +42,13 @@ fn project() -> tempfile::TempDir {
 /// on stdout and one on stderr, then runs `then` (sh).
 fn fake_gcloud(bin: &Path, calls: &Path, then: &str) {
     std::fs::create_dir_all(bin).unwrap();
-    let script = bin.join("gcloud");
-    std::fs::write(
-        &script,
-        format!(
+    crate::support::write_script(
+        &bin.join("gcloud"),
+        &format!(
             "#!/bin/sh\necho \"$* KUBECONFIG=$KUBECONFIG\" >> '{}'\necho 'gcloud stdout line'\necho 'Fetching cluster endpoint and auth data.' >&2\n{then}\n",
             calls.display()
         ),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    );
 }
 
 fn ferry(dir: &Path, path: &Path, args: &[&str]) -> Output {

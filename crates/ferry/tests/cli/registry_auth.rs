@@ -1296,9 +1296,9 @@ fn an_executable_credential_source_runs_only_when_allowed_and_its_cache_is_reuse
     let script = home.path().join("oidc-token");
     let cache = home.path().join("oidc-cache.json");
     let runs = home.path().join("runs");
-    std::fs::write(
+    write_script(
         &script,
-        format!(
+        &format!(
             "#!/bin/sh
 [ \"$GOOGLE_EXTERNAL_ACCOUNT_AUDIENCE\" = '{AUDIENCE}' ] || exit 3
 [ \"$GOOGLE_EXTERNAL_ACCOUNT_OUTPUT_FILE\" = '{cache}' ] || exit 4
@@ -1310,9 +1310,7 @@ printf '{{\"version\":1,\"success\":true,\"token_type\":\"urn:ietf:params:oauth:
             cache = cache.display(),
             runs = runs.display()
         ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    );
     let config = serde_json::json!({
         "type": "external_account",
         "audience": AUDIENCE,

@@ -19,6 +19,13 @@ pub fn workspace() -> PathBuf {
         .to_path_buf()
 }
 
+/// Writes `text` (a whole script, `#!` line included) to `path`, executable.
+pub fn write_script(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
 /// Fails with an install hint when `tool` is not on PATH.
 pub fn require_tool(tool: &str, install: &str) {
     let found = std::env::var_os("PATH")
